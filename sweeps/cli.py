@@ -1,0 +1,159 @@
+"""The `goldilocks` command line: thin wrappers over importable library functions.
+
+Exit codes: 0 success, 1 the sweep failed, 2 bad input (nothing written), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sweeps.spec import SpecError, SweepSpec, load_spec
+
+app = typer.Typer(
+    help="Goldilocks: find the learning rates that train, for every optimizer and schedule.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
+console = Console(width=None if Console().is_terminal else 160)
+err_console = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="Sweep spec (YAML or JSON).", show_default=False)]
+
+
+def _fail_input(err: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _load(spec_path: Path) -> SweepSpec:
+    try:
+        return load_spec(spec_path)
+    except SpecError as err:
+        _fail_input(err)
+        raise  # unreachable: _fail_input exits
+
+
+@app.command()
+def validate(spec: SpecArg) -> None:
+    """Check a spec (and its data) without running anything."""
+    from sweeps.run import prepare
+
+    parsed = _load(spec)
+    try:
+        prepared = prepare(parsed, base_dir=spec.parent)
+    except SpecError as err:
+        _fail_input(err)
+    console.print(
+        f"[green]ok[/] {parsed.name}: {len(prepared.lanes)} lanes in "
+        f"{len(prepared.populations)} populations, data '{prepared.data.name}' "
+        f"({prepared.data.n_train} train / {prepared.data.n_val} validation rows)"
+    )
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.json and plots.")] = Path(
+        "runs/latest"
+    ),
+    executor: Annotated[str, typer.Option(help="inline (this process).")] = "inline",
+) -> None:
+    """Run a sweep, print the verdict, write report.json and plots."""
+    from sweeps.run import prepare, run_sweep
+
+    parsed = _load(spec)
+    if executor not in ("inline",):
+        _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose inline"))
+    try:
+        prepared = prepare(parsed, base_dir=spec.parent)
+    except SpecError as err:
+        _fail_input(err)
+    console.print(
+        f"[bold]{parsed.name}[/]: {len(prepared.lanes)} lanes, {len(prepared.populations)} "
+        f"populations, executor [cyan]{executor}[/]"
+    )
+    with _progress_bar() as bar:
+        task = bar.add_task("training", total=1.0)
+
+        def on_progress(p) -> None:
+            bar.update(task, completed=p.fraction, description=_progress_text(p))
+
+        report = run_sweep(prepared, out, executor=executor, on_progress=on_progress)
+    print_verdict(report)
+    console.print(f"report: {out / 'report.json'}   plots: {out / 'plots'}")
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _progress_text(p) -> str:
+    return f"trials {p.trials_done}/{p.trials_total}"
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_verdict(report: dict) -> None:
+    table = Table(title=f"Goldilocks verdict — {report['name']}", title_justify="left")
+    for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
+        table.add_column(col)
+    table.add_column("best val loss", justify="right")
+    table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
+    table.add_column("lanes c/s/u/d", justify="right")
+    for g in report["groups"]:
+        zone = g["zone"]
+        zone_text = f"{_fmt(zone['low'])} – {_fmt(zone['high'])}" if zone else "—"
+        best = _fmt(g["best_lr"]) + (f" [yellow](edge: {g['edge']})[/]" if g["edge"] else "")
+        c = g["status_counts"]
+        name = g["optimizer"] + (" (LR-free)" if g["lr_free"] else "")
+        table.add_row(
+            _fmt(g["rank"], "d"),
+            name,
+            g["schedule"],
+            best,
+            zone_text,
+            _fmt(g["max_stable_lr"]),
+            _fmt(g["min_diverged_lr"]),
+            _fmt(g["best_val_loss"], ".4f"),
+            _fmt(g["best_val_metric"], ".4f"),
+            f"{c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']}",
+        )
+    console.print(table)
+    w = report.get("winner")
+    if w:
+        console.print(
+            f"[bold green]winner:[/] {w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
+            f"(seed {w['seed']}): val loss {_fmt(w['best_val_loss'], '.4f')}, "
+            f"{report.get('metric', 'metric')} {_fmt(w['val_metric'], '.4f')}"
+        )
+    for g in report["groups"]:
+        if g["edge"]:
+            console.print(
+                f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
+                f"{g['edge']} edge of the searched range; widen learning_rate."
+            )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Losses and their metrics, as pure functions of (predictions, targets).
+
+Conventions that tests rely on: `mse` is the mean over examples and outputs of
+(prediction - target)^2, like `torch.nn.MSELoss`; `cross_entropy` takes integer labels and
+softmax logits; `bce` takes one logit per example and 0/1 labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import jax.numpy as jnp
+import optax
+
+Array = jnp.ndarray
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    task: Literal["classification", "regression"]
+    fn: Callable[[Array, Array], Array]  # mean loss over the batch
+    metrics: Callable[[Array, Array], dict[str, Array]]
+    metric: str  # the headline metric reported as `val_metric`
+    higher_is_better: bool
+    binary_only: bool = False
+
+    def num_outputs(self, num_classes: int | None, num_targets: int) -> int:
+        if self.task == "regression":
+            return num_targets
+        return 1 if self.binary_only else int(num_classes)
+
+
+def _accuracy_multiclass(logits, labels):
+    return {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
+
+
+def _accuracy_binary(logits, labels):
+    return {"accuracy": jnp.mean((logits[:, 0] > 0) == (labels > 0))}
+
+
+def _regression_metrics(pred, target):
+    sse = jnp.sum((pred - target) ** 2)
+    sst = jnp.sum((target - jnp.mean(target, axis=0)) ** 2)
+    return {
+        "r2": 1.0 - sse / jnp.maximum(sst, 1e-12),
+        "rmse": jnp.sqrt(jnp.mean((pred - target) ** 2)),
+    }
+
+
+def _mse(pred, target):
+    return jnp.mean((pred - target) ** 2)
+
+
+def _mae(pred, target):
+    return jnp.mean(jnp.abs(pred - target))
+
+
+def _huber(pred, target):
+    return jnp.mean(optax.huber_loss(pred, target, delta=1.0))
+
+
+def _cross_entropy(logits, labels):
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def _bce(logits, labels):
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits[:, 0], labels.astype(logits.dtype)))
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in [
+        Loss("mse", "regression", _mse, _regression_metrics, "r2", True),
+        Loss("mae", "regression", _mae, _regression_metrics, "r2", True),
+        Loss("huber", "regression", _huber, _regression_metrics, "r2", True),
+        Loss(
+            "cross_entropy",
+            "classification",
+            _cross_entropy,
+            _accuracy_multiclass,
+            "accuracy",
+            True,
+        ),
+        Loss("bce", "classification", _bce, _accuracy_binary, "accuracy", True, binary_only=True),
+    ]
+}
+
+LOSS_NAMES = tuple(LOSSES)
+
+
+def get_loss(name: str) -> Loss:
+    return LOSSES[name]

@@ -1,0 +1,293 @@
+"""The sweep spec: pydantic models for everything a user writes, and clear errors for bad input.
+
+`load_spec` turns YAML/JSON text or a file into a `SweepSpec`, or raises `SpecError` whose
+lines each name the offending field ("search.learning_rate.min: must be > 0"). Checks that need
+the data (batch size vs rows, loss vs task) live in `check_against_data`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from models import ModelSpec
+from sweeps.data import BUILTIN_DATASETS, Dataset
+from sweeps.losses import LOSS_NAMES, LOSSES
+from sweeps.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
+from sweeps.schedules import SCHEDULE_NAMES, SCHEDULES
+from sweeps.settings import get_settings
+
+
+class SpecError(ValueError):
+    """Invalid spec. `errors` holds one "field: message" line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid sweep spec:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _choose(kind: str, value: str, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {kind} '{value}'; choose one of: {', '.join(valid)}")
+    return value
+
+
+class DataSpec(Strict):
+    name: str | None = None
+    path: str | None = None
+    target: str | None = None
+    task: Literal["regression", "classification"] | None = None
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    standardize: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        return v if v is None else _choose("dataset", v, BUILTIN_DATASETS)
+
+    @model_validator(mode="after")
+    def _name_or_path(self) -> DataSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of data.name (a built-in dataset) or data.path")
+        return self
+
+
+class TrainSpec(Strict):
+    steps: PositiveInt = 500
+    batch_size: PositiveInt | Literal["full"] = 128
+    eval_every: PositiveInt = 25
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    data_seed: int = 0  # the train/validation split and the minibatch order, shared by lanes
+
+    @model_validator(mode="after")
+    def _eval_within_steps(self) -> TrainSpec:
+        if self.eval_every > self.steps:
+            raise ValueError(f"eval_every ({self.eval_every}) is larger than steps ({self.steps})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        return self
+
+
+class LearningRateRange(Strict):
+    min: PositiveFloat = 1e-5
+    max: PositiveFloat = 10.0
+    num: PositiveInt = 25
+    scale: Literal["log", "linear"] = "log"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LearningRateRange:
+        if self.min >= self.max and not (self.num == 1 and self.min == self.max):
+            raise ValueError(f"min ({self.min}) must be smaller than max ({self.max})")
+        return self
+
+
+ArgValue = float | Annotated[list[float], Field(min_length=1)]
+
+
+class SearchSpec(Strict):
+    method: Literal["grid", "random", "tpe"] = "grid"
+    num_samples: PositiveInt = 32
+    seed: int = 0
+    learning_rate: LearningRateRange = Field(default_factory=LearningRateRange)
+    optimizer: list[str] = Field(default_factory=lambda: ["adam"], min_length=1)
+    schedule: list[str] = Field(default_factory=lambda: ["constant"], min_length=1)
+    optimizer_args: dict[str, ArgValue] = Field(default_factory=dict)
+    schedule_args: dict[str, ArgValue] = Field(default_factory=dict)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizers(cls, v: list[str]) -> list[str]:
+        return _unique([_choose("optimizer", name, OPTIMIZER_NAMES) for name in v], "optimizer")
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedules(cls, v: list[str]) -> list[str]:
+        return _unique([_choose("schedule", name, SCHEDULE_NAMES) for name in v], "schedule")
+
+    @model_validator(mode="after")
+    def _known_args(self) -> SearchSpec:
+        _check_args("optimizer_args", self.optimizer_args, [OPTIMIZERS[o] for o in self.optimizer])
+        _check_args("schedule_args", self.schedule_args, [SCHEDULES[s] for s in self.schedule])
+        return self
+
+
+def _unique(names: list[str], kind: str) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"{kind} names must be distinct")
+    return names
+
+
+def _check_args(field: str, args: dict[str, Any], owners: list[Any]) -> None:
+    known = sorted({key for owner in owners for key in owner.defaults})
+    for key in args:
+        if key not in known:
+            valid = ", ".join(known) if known else "none"
+            raise ValueError(f"{field}.{key} is not an argument of the chosen ones; valid: {valid}")
+
+
+class EarlyStoppingSpec(Strict):
+    diverge_factor: float = Field(4.0, gt=1.0)
+    # Steps a lane may stay above diverge_factor x its initial loss before it is frozen as
+    # diverged: a shorter spike that comes back is "unstable", not divergence.
+    patience: PositiveInt = 20
+
+
+class AnalysisSpec(Strict):
+    # An LR is in the zone when its validation loss achieves at least (1 - zone_tolerance) of
+    # the best lane's improvement over the initial loss.
+    zone_tolerance: float = Field(0.2, gt=0.0, lt=1.0)
+    # A lane whose training loss fell by less than this fraction of its initial loss stagnated.
+    stagnation_tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+
+
+class SchedulerSpec(Strict):
+    name: Literal["none", "asha"] = "none"
+    grace_period: PositiveInt = 1  # in eval points
+    reduction_factor: float = Field(3.0, gt=1.0)
+
+
+class ResourcesSpec(Strict):
+    cpus_per_trial: PositiveFloat = 1.0
+    gpus_per_trial: float = Field(0.0, ge=0.0)
+    max_concurrent_trials: PositiveInt = 2
+    max_lanes_per_trial: PositiveInt = 256
+    max_failures: int = Field(1, ge=-1)
+
+
+class SweepSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    experiment: str = Field("goldilocks", min_length=1, max_length=256)
+    data: DataSpec
+    model: ModelSpec
+    loss: str
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v: str) -> str:
+        if set(v) <= {"."}:
+            raise ValueError("name cannot be only dots")
+        return v
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        return _choose("loss", v, LOSS_NAMES)
+
+    @model_validator(mode="after")
+    def _lane_cap(self) -> SweepSpec:
+        cap = get_settings().max_lanes
+        if self.lane_count() > cap:
+            raise ValueError(
+                f"search: this sweep has {self.lane_count()} lanes, above the cap of {cap} "
+                "(GOLDILOCKS_MAX_LANES); narrow the grid or use fewer seeds"
+            )
+        return self
+
+    def lane_count(self) -> int:
+        seeds = len(self.train.seeds)
+        if self.search.method != "grid":
+            return self.search.num_samples * seeds
+        lrs = self.search.learning_rate.num
+        schedules = sum(
+            _combinations(self.search.schedule_args, SCHEDULES[s].defaults)
+            for s in self.search.schedule
+        )
+        total = 0
+        for name in self.search.optimizer:
+            opt = OPTIMIZERS[name]
+            combos = _combinations(self.search.optimizer_args, opt.defaults)
+            total += (1 if opt.lr_free else lrs) * combos * schedules
+        return total * seeds
+
+
+def _combinations(args: dict[str, Any], defaults: dict[str, float]) -> int:
+    """How many argument combinations a grid makes for one optimizer or schedule."""
+    return math.prod(len(v) for k, v in args.items() if k in defaults and isinstance(v, list))
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (misspelled?)"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return lines
+
+
+def parse_spec(raw: Any) -> SweepSpec:
+    """Validate an already-parsed spec (a dict)."""
+    if not isinstance(raw, dict):
+        raise SpecError([f"spec: expected a mapping at the top level, got {type(raw).__name__}"])
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_format_errors(err)) from None
+
+
+def parse_spec_text(text: str) -> SweepSpec:
+    """Validate YAML or JSON text (JSON is YAML)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError([f"spec: malformed YAML{where}: {getattr(err, 'problem', err)}"]) from None
+    return parse_spec(raw)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError([f"spec: cannot read {path}: {err.strerror}"]) from None
+    return parse_spec_text(text)
+
+
+def check_against_data(spec: SweepSpec, data: Dataset) -> None:
+    """The checks that need the loaded data: loss vs task, batch size vs rows."""
+    errors = []
+    loss = LOSSES[spec.loss]
+    if loss.task != data.task:
+        errors.append(
+            f"loss: '{spec.loss}' is a {loss.task} loss but data '{data.name}' is a {data.task} task"
+        )
+    elif loss.binary_only and data.num_classes != 2:
+        errors.append(f"loss: 'bce' needs two classes; data '{data.name}' has {data.num_classes}")
+    if spec.train.batch_size != "full" and spec.train.batch_size > data.n_train:
+        errors.append(
+            f"train.batch_size: {spec.train.batch_size} is larger than the {data.n_train} "
+            "training rows (use a smaller batch or 'full')"
+        )
+    if errors:
+        raise SpecError(errors)
+
+
+def spec_to_json(spec: SweepSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), indent=2)
