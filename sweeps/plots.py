@@ -25,6 +25,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.path import Path as MplPath
 
 FIGSIZE = (9.0, 5.5)
 DPI = 110
@@ -34,7 +35,12 @@ STATUS_STYLE = {  # marker, colour, legend label
     "unstable": ("^", "tab:orange", "unstable"),
     "stagnated": ("v", "tab:grey", "stagnated"),
 }
-_TOP_EDGE = 6  # matplotlib CARETUP: "this point is off the top of the chart"
+# An up arrow, "this point is off the top of the chart". A Path, not a "$\\Uparrow$" mathtext
+# marker: those go through one module-wide text-to-path cache that threads share.
+_TOP_EDGE = MplPath(
+    [(-0.15, -1), (0.15, -1), (0.15, 0.2), (0.55, 0.2), (0, 1), (-0.55, 0.2), (-0.15, 0.2), (0, 0)],
+    [MplPath.MOVETO, *[MplPath.LINETO] * 6, MplPath.CLOSEPOLY],
+)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -76,9 +82,13 @@ def _group_lanes(report: dict) -> list[tuple[dict, list[dict]]]:
     if not groups:
         seen: dict[tuple, dict] = {}
         for lane in lanes:
-            seen.setdefault(_key(lane), {k: lane.get(k) for k in ("optimizer", "schedule",
-                                                                   "optimizer_args",
-                                                                   "schedule_args")})  # fmt: skip
+            seen.setdefault(
+                _key(lane),
+                {
+                    k: lane.get(k)
+                    for k in ("optimizer", "schedule", "optimizer_args", "schedule_args")
+                },
+            )
         groups = list(seen.values())
     return [(g, [lane for lane in lanes if _key(lane) == _key(g)]) for g in groups]
 
@@ -90,12 +100,22 @@ def _label(group: dict, groups: Sequence[dict]) -> str:
         base = f"{group.get('optimizer')}" + (
             "" if group.get("schedule") in (None, "constant") else f" · {group.get('schedule')}"
         )
-    twins = [g for g in groups if (g.get("optimizer"), g.get("schedule")) ==
-             (group.get("optimizer"), group.get("schedule"))]  # fmt: skip
+    twins = [
+        g
+        for g in groups
+        if (g.get("optimizer"), g.get("schedule"))
+        == (group.get("optimizer"), group.get("schedule"))
+    ]
     if len(twins) > 1:
         args = {**(group.get("optimizer_args") or {}), **(group.get("schedule_args") or {})}
-        base += " (" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in sorted(args.items())) + ")"  # fmt: skip
+        base += (
+            " ("
+            + ", ".join(
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in sorted(args.items())
+            )
+            + ")"
+        )
     return base + (" (LR-free)" if group.get("lr_free") else "")
 
 
@@ -128,52 +148,69 @@ def _mean_by_lr(lanes: list[dict], field: str) -> tuple[np.ndarray, np.ndarray]:
 # --- the Goldilocks curve ---------------------------------------------------------------
 
 
+def _curve(group: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A group's (learning rates, mean best val losses, statuses), all the same length."""
+    c = group.get("curve") or {}
+    lrs, losses = _finite(c.get("learning_rate")), _finite(c.get("val_loss"))
+    if len(losses) != len(lrs):
+        losses = np.full(len(lrs), np.nan)
+    statuses = [str(s) for s in (c.get("status") or [])][: len(lrs)]
+    return lrs, losses, statuses + ["converged"] * (len(lrs) - len(statuses))
+
+
 def plot_goldilocks(report: dict, path: Path) -> Path:
     """Best validation loss vs learning rate per group, zones shaded, failures marked."""
-    pairs = _group_lanes(report)
-    groups = [g for g, _ in pairs]
-    curves = []  # (index, group, lrs, losses, statuses)
-    for i, g in enumerate(groups):
-        c = g.get("curve") or {}
-        lrs = _finite(c.get("learning_rate"))
-        losses = _finite(c.get("val_loss"))
-        if len(losses) != len(lrs):
-            losses = np.full(len(lrs), np.nan)
-        statuses = list(c.get("status") or [])
-        statuses += ["converged"] * (len(lrs) - len(statuses))
-        curves.append((i, g, lrs, losses, statuses))
+    groups = [g for g, _ in _group_lanes(report)]
+    curves = [_curve(g) for g in groups]
 
     # The y-range is set by what did not diverge: a blown-up loss of 1e12 would otherwise squash
-    # every interesting curve into a flat line at the bottom.
-    lr_free_y = [_finite([g.get("best_val_loss")])[0] for g in groups if g.get("lr_free")]
-    stable = [y for _, g, _, ys, st in curves if not g.get("lr_free")
-              for y, s in zip(ys, st, strict=True) if s != "diverged" and np.isfinite(y)]  # fmt: skip
-    stable += [y for y in lr_free_y if np.isfinite(y)]
-    every = stable + [y for *_, ys, _ in curves for y in ys if np.isfinite(y)]
+    # every interesting curve into a flat line at the bottom. Values above CAP_FACTOR x the
+    # worst stable loss, and NaN losses of diverged LRs, are drawn on the top edge instead.
+    stable = [
+        y
+        for _, ys, st in curves
+        for y, s in zip(ys, st, strict=True)
+        if s != "diverged" and np.isfinite(y)
+    ]
+    stable += [
+        y
+        for g in groups
+        if g.get("lr_free")
+        for y in _finite([g.get("best_val_loss")])
+        if np.isfinite(y)
+    ]
+    every = stable + [y for _, ys, _ in curves for y in ys if np.isfinite(y)]
     ref = max(stable) if stable else (max(every) if every else 1.0)
-    low = min(every) if every else 0.0
-    cap = CAP_FACTOR * ref if ref > 0 else ref + 2.0 * max(ref - low, 1.0)
+    cap = CAP_FACTOR * ref if ref > 0 else ref + 2.0 * max(ref - min(every, default=0.0), 1.0)
     shown = [y for y in every if y <= cap]
     log_y = bool(shown) and min(shown) > 0 and max(shown) / min(shown) > 10**1.5
+    off_top = [
+        (ys > cap) | (np.isnan(ys) & np.array([s == "diverged" for s in st], dtype=bool))
+        for _, ys, st in curves
+    ]
+    top = None
+    if any(m.any() for m in off_top):
+        lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
+        # The edge sits just above the highest point drawn in full, not at the cap itself.
+        top = hi * 1.6 if log_y else hi + 0.12 * max(hi - min(lo, 0.0), abs(hi), 1e-9)
+        bottom = lo / 1.3 if log_y else min(lo, 0.0)
 
     fig = _figure()
     ax = fig.add_subplot()
     ax.set_xscale("log")
-    clipped_any = False
     seen_status: set[str] = set()
-    for i, g, lrs, losses, statuses in curves:
+    for i, (g, (lrs, losses, statuses), clipped) in enumerate(
+        zip(groups, curves, off_top, strict=True)
+    ):
         colour, label = _colour(i), _label(g, groups)
         if g.get("lr_free"):
             y = _finite([g.get("best_val_loss")])[0]
             if np.isnan(y) and np.isfinite(losses).any():
                 y = np.nanmin(losses)
             if np.isfinite(y):
-                ax.axhline(min(y, cap), color=colour, ls="--", lw=1.6, label=label)
+                ax.axhline(y, color=colour, ls="--", lw=1.6, label=label)
             continue
-        diverged = np.array([s == "diverged" for s in statuses], dtype=bool)
-        off_top = (losses > cap) | (np.isnan(losses) & diverged)
-        ys = np.where(off_top, cap, losses)  # diverged points sit on the top edge
-        clipped_any |= bool(off_top.any())
+        ys = np.where(clipped, top if top is not None else np.nan, losses)
         if g.get("edge") in ("low", "high"):
             label += f"  [best at {g['edge']} edge]"
         ax.plot(lrs, ys, "-o", color=colour, lw=1.8, ms=4, label=label)
@@ -182,32 +219,46 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
         if np.isfinite(zlo) and np.isfinite(zhi) and zhi > zlo > 0:
             ax.axvspan(zlo, zhi, color=colour, alpha=0.12, lw=0)
         for status, (marker, mcolour, _) in STATUS_STYLE.items():
-            mask = np.array([s == status for s in statuses], dtype=bool) & np.isfinite(ys)
-            if status == "diverged":
-                mask &= ~off_top  # those get the top-edge caret instead
+            mask = np.array([s == status for s in statuses], dtype=bool) & ~clipped
             if mask.any():
                 seen_status.add(status)
-                ax.plot(lrs[mask], ys[mask], ls="", marker=marker, color=mcolour, ms=9,
-                        mew=2, zorder=4)  # fmt: skip
-        if off_top.any():
-            ax.plot(lrs[off_top], ys[off_top], ls="", marker=_TOP_EDGE, color="tab:red",
-                    ms=11, mew=2, zorder=4, clip_on=False)  # fmt: skip
+                ax.plot(
+                    lrs[mask], ys[mask], ls="", marker=marker, color=mcolour, ms=9, mew=2, zorder=4
+                )
+        if clipped.any():
+            ax.plot(
+                lrs[clipped],
+                ys[clipped],
+                ls="",
+                marker=_TOP_EDGE,
+                color="tab:red",
+                ms=14,
+                zorder=4,
+                clip_on=False,
+            )
         best = _finite([g.get("best_lr")])[0]
         if np.isfinite(best) and best > 0:
-            near = np.isfinite(ys) & (lrs > 0)
             y = _finite([g.get("best_val_loss")])[0]
-            if near.any():  # the curve's own point at the best LR, so the star sits on the line
-                j = np.flatnonzero(near)[np.argmin(np.abs(np.log(lrs[near] / best)))]
-                y = ys[j] if math.isclose(lrs[j], best, rel_tol=1e-6) else y
+            on_curve = np.isfinite(ys) & np.isclose(lrs, best, rtol=1e-6)
+            if on_curve.any():  # the curve's own point, so the star sits on the line
+                y = ys[on_curve][0]
             if np.isfinite(y):
-                ax.plot([best], [min(y, cap)], ls="", marker="*", ms=18, color=colour,
-                        mec="black", mew=0.8, zorder=5)  # fmt: skip
+                ax.plot(
+                    [best],
+                    [y if top is None else min(y, top)],
+                    ls="",
+                    marker="*",
+                    ms=18,
+                    color=colour,
+                    mec="black",
+                    mew=0.8,
+                    zorder=5,
+                )
 
     if log_y:
         ax.set_yscale("log")
-    if clipped_any:
-        bottom = min(shown) / 1.3 if log_y else None
-        ax.set_ylim(bottom=bottom, top=cap)
+    if top is not None:
+        ax.set_ylim(bottom=bottom, top=top)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best validation loss")
     ax.set_title(f"Goldilocks zone — {report.get('name') or 'sweep'}")
@@ -216,16 +267,31 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
 
     # Marker meanings once, not per group: the legend lists groups, then what the symbols mean.
     handles, labels = ax.get_legend_handles_labels()
-    extra = [(Line2D([], [], ls="", marker="*", ms=13, color="white", mec="black"), "best LR"),
-             (Patch(color="grey", alpha=0.25), "Goldilocks zone")]  # fmt: skip
-    extra += [(Line2D([], [], ls="", marker=m, color=c, mew=2), lab)
-              for s, (m, c, lab) in STATUS_STYLE.items() if s in seen_status]  # fmt: skip
-    if clipped_any:
-        extra.append((Line2D([], [], ls="", marker=_TOP_EDGE, color="tab:red", mew=2, ms=10),
-                      "diverged (off scale)"))  # fmt: skip
+    extra = [
+        (Line2D([], [], ls="", marker="*", ms=13, color="white", mec="black"), "best LR"),
+        (Patch(color="grey", alpha=0.25), "Goldilocks zone"),
+    ]
+    extra += [
+        (Line2D([], [], ls="", marker=m, color=c, mew=2), lab)
+        for s, (m, c, lab) in STATUS_STYLE.items()
+        if s in seen_status
+    ]
+    if top is not None:
+        extra.append(
+            (
+                Line2D([], [], ls="", marker=_TOP_EDGE, color="tab:red", ms=12),
+                "diverged / off scale",
+            )
+        )
     if handles:
-        ax.legend([*handles, *(h for h, _ in extra)], [*labels, *(lab for _, lab in extra)],
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5, frameon=False)  # fmt: skip
+        ax.legend(
+            [*handles, *(h for h, _ in extra)],
+            [*labels, *(lab for _, lab in extra)],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8.5,
+            frameon=False,
+        )
     else:
         ax.text(0.5, 0.5, "no finite validation loss", ha="center", transform=ax.transAxes)
     return _save(fig, path)
@@ -253,8 +319,7 @@ def plot_training_curves(report: dict, path: Path) -> Path:
     for ax, (g, lanes) in zip(axes.flat, pairs, strict=False):
         ax.set_title(_label(g, groups) if g else "no groups", fontsize=9)
         ax.grid(True, alpha=0.3)
-        positive = True
-        drew = False
+        drawn: list[tuple[np.ndarray, bool]] = []  # (finite losses, diverged) per lane
         for lane in sorted(lanes, key=lambda la: _finite([la.get("learning_rate")])[0]):
             h = lane.get("history") or {}
             steps, loss = _finite(h.get("step")), _finite(h.get("val_loss"))
@@ -265,15 +330,37 @@ def plot_training_curves(report: dict, path: Path) -> Path:
             lr = _finite([lane.get("learning_rate")])[0]
             colour = cmap(norm(lr)) if np.isfinite(lr) and lr > 0 else "grey"
             bad = lane.get("status") == "diverged"
-            ax.plot(steps[:n][ok], loss[:n][ok], color=colour, lw=0.8 if bad else 1.4,
-                    ls="--" if bad else "-", alpha=0.7 if bad else 0.95)  # fmt: skip
-            positive &= bool((loss[:n][ok] > 0).all())
-            drew = True
-        if drew and positive:
+            ax.plot(
+                steps[:n][ok],
+                loss[:n][ok],
+                color=colour,
+                lw=0.8 if bad else 1.4,
+                ls="--" if bad else "-",
+                alpha=0.7 if bad else 0.95,
+            )
+            drawn.append((loss[:n][ok], bad))
+        drew = bool(drawn)
+        if drew and all((ys > 0).all() for ys, _ in drawn):
             ax.set_yscale("log")
+        # As on the Goldilocks plot: a diverged lane's spike runs off the top of the panel
+        # rather than squashing the lanes that trained.
+        stable = [ys.max() for ys, bad in drawn if not bad]
+        if (
+            stable
+            and max(stable) > 0
+            and any(ys.max() > CAP_FACTOR * max(stable) for ys, _ in drawn)
+        ):
+            ax.set_ylim(top=CAP_FACTOR * max(stable))
         if not drew:
-            ax.text(0.5, 0.5, "no finite values", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")  # fmt: skip
+            ax.text(
+                0.5,
+                0.5,
+                "no finite values",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
     for ax in list(axes.flat)[len(pairs) :]:
         ax.remove()
 
@@ -366,8 +453,17 @@ def plot_lr_find(result: dict, path: Path) -> Path:
                 continue
             ok = np.isfinite(smooth[order]) & (lrs[order] > 0)
             y = np.interp(np.log(lr), np.log(lrs[order][ok]), smooth[order][ok])
-            ax.plot([lr], [y], ls="", marker=marker, ms=9, color=colour, mec="black",
-                    zorder=5, label=f"{name} {kind}: {lr:.2g}")  # fmt: skip
+            ax.plot(
+                [lr],
+                [y],
+                ls="",
+                marker=marker,
+                ms=9,
+                color=colour,
+                mec="black",
+                zorder=5,
+                label=f"{name} {kind}: {lr:.2g}",
+            )
     # The range test ends in an explosion; showing it in full flattens the useful dip.
     if tops:
         span = max(tops) - min(bottoms)

@@ -81,7 +81,9 @@ class EvalPoint:
     diverged_at: np.ndarray
     spiked: np.ndarray
     init_loss: np.ndarray | None  # each lane's first minibatch loss (None before training)
-    state: Any = None  # device LaneState after this chunk, for checkpoints
+    # Device LaneStates (one per slice) after this chunk, for checkpoints. Valid only until
+    # the generator resumes: the next chunk donates these buffers.
+    state: Any = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from models import ModelSpec
+from models import ModelSpec, make_model
 from sweeps.data import BUILTIN_DATASETS, Dataset
 from sweeps.losses import LOSS_NAMES, LOSSES
 from sweeps.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
@@ -285,6 +285,13 @@ def check_against_data(spec: SweepSpec, data: Dataset) -> None:
             f"train.batch_size: {spec.train.batch_size} is larger than the {data.n_train} "
             "training rows (use a smaller batch or 'full')"
         )
+    try:
+        n_out = loss.num_outputs(data.num_classes, data.n_targets)
+        make_model(
+            spec.model, n_features=data.n_features, n_outputs=n_out, image_shape=data.image_shape
+        )
+    except ValueError as err:  # e.g. a cnn on tabular data
+        errors.append(str(err))
     if errors:
         raise SpecError(errors)
 

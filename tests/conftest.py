@@ -1,0 +1,46 @@
+"""Shared fixtures: small data and tiny specs keep the suite fast on 2 cores."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+import pytest  # noqa: E402
+
+from sweeps.data import load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset(name="digits", val_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def iris():
+    return load_dataset(name="iris", val_fraction=0.2, seed=0)
+
+
+def tiny_spec_dict(**overrides) -> dict:
+    """A complete, valid, fast spec as a dict; override top-level sections."""
+    spec = {
+        "name": "tiny",
+        "experiment": "goldilocks-tests",
+        "data": {"name": "iris", "val_fraction": 0.2},
+        "model": {"name": "mlp", "hidden": [16]},
+        "loss": "cross_entropy",
+        "train": {"steps": 40, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        "search": {
+            "method": "grid",
+            "learning_rate": {"min": 1e-4, "max": 100.0, "num": 7, "scale": "log"},
+            "optimizer": ["sgd", "adam"],
+            "schedule": ["constant"],
+        },
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def tiny_spec():
+    return tiny_spec_dict()
