@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,7 +29,9 @@ SpecArg = Annotated[Path, typer.Argument(help="Sweep spec (YAML or JSON).", show
 
 
 def _fail_input(err: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+    # The message echoes user input (keys, paths): escape it so rich never reads it as markup,
+    # and never wrap it, so each "field: message" line stays whole in logs.
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -88,6 +91,49 @@ def run(
         report = run_sweep(prepared, out, executor=executor, on_progress=on_progress)
     print_verdict(report)
     console.print(f"report: {out / 'report.json'}   plots: {out / 'plots'}")
+
+
+@app.command("lr-find")
+def lr_find_command(
+    spec: SpecArg,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for lr_find.json and the plot.")
+    ] = Path("runs/lr-find"),
+    min_lr: Annotated[float | None, typer.Option(help="Start of the ramp.")] = None,
+    max_lr: Annotated[float | None, typer.Option(help="End of the ramp.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps of the ramp (default 100).")] = None,
+) -> None:
+    """The LR range test: ramp the LR exponentially, suggest where to look."""
+    import json
+
+    from sweeps.lrfind import config_for, lr_find
+    from sweeps.plots import plot_lr_find
+    from sweeps.run import prepare
+
+    parsed = _load(spec)
+    try:
+        prepared = prepare(parsed, base_dir=spec.parent)
+        config = config_for(parsed, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    except (SpecError, TypeError) as err:
+        _fail_input(err)
+    if not 0 < config.min_lr < config.max_lr or config.steps < 2:
+        _fail_input(
+            ValueError("--min-lr/--max-lr/--steps: need 0 < min-lr < max-lr and steps >= 2")
+        )
+    with console.status(
+        f"range test {config.min_lr:.0e} → {config.max_lr:.0e}, {config.steps} steps"
+    ):
+        result = lr_find(parsed, prepared.data, config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lr_find.json").write_text(json.dumps(result, indent=1))
+    plot_lr_find(result, out / "lr_find.png")
+    table = Table(title="LR range test: suggestions", title_justify="left")
+    for col in ("optimizer", "steepest", "valley"):
+        table.add_column(col)
+    for opt, s in result["suggestions"].items():
+        table.add_row(opt, _fmt(s["steepest"]), _fmt(s["valley"]))
+    console.print(table)
+    console.print(f"curve: {out / 'lr_find.png'}   data: {out / 'lr_find.json'}")
 
 
 def _progress_bar() -> Progress:

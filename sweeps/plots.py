@@ -35,7 +35,7 @@ STATUS_STYLE = {  # marker, colour, legend label
     "unstable": ("^", "tab:orange", "unstable"),
     "stagnated": ("v", "tab:grey", "stagnated"),
 }
-# An up arrow, "this point is off the top of the chart". A Path, not a "$\\Uparrow$" mathtext
+# An up arrow, "this point is off the top of the chart". A Path, not a "$\Uparrow$" mathtext
 # marker: those go through one module-wide text-to-path cache that threads share.
 _TOP_EDGE = MplPath(
     [(-0.15, -1), (0.15, -1), (0.15, 0.2), (0.55, 0.2), (0, 1), (-0.55, 0.2), (-0.15, 0.2), (0, 0)],
@@ -95,28 +95,23 @@ def _group_lanes(report: dict) -> list[tuple[dict, list[dict]]]:
 
 def _label(group: dict, groups: Sequence[dict]) -> str:
     """ "adam · constant"; the fixed args are added only when two groups would share a label."""
-    base = f"{group.get('optimizer')} · {group.get('schedule')}"
-    if group.get("lr_free"):
-        base = f"{group.get('optimizer')}" + (
-            "" if group.get("schedule") in (None, "constant") else f" · {group.get('schedule')}"
-        )
-    twins = [
-        g
-        for g in groups
-        if (g.get("optimizer"), g.get("schedule"))
-        == (group.get("optimizer"), group.get("schedule"))
-    ]
+    opt, sched = group.get("optimizer"), group.get("schedule")
+    base = f"{opt}" if group.get("lr_free") and sched in (None, "constant") else f"{opt} · {sched}"
+    twins = [g for g in groups if (g.get("optimizer"), g.get("schedule")) == (opt, sched)]
     if len(twins) > 1:
         args = {**(group.get("optimizer_args") or {}), **(group.get("schedule_args") or {})}
-        base += (
-            " ("
-            + ", ".join(
-                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in sorted(args.items())
-            )
-            + ")"
-        )
+        base += " (" + ", ".join(f"{k}={v}" for k, v in sorted(args.items())) + ")"
     return base + (" (LR-free)" if group.get("lr_free") else "")
+
+
+def _shade_zone(ax: Any, group: dict, colour: Any) -> bool:
+    """Shade the group's Goldilocks zone, if it has one; True when shaded."""
+    zone = group.get("zone") or {}
+    low, high = _finite([zone.get("low"), zone.get("high")])
+    if not (np.isfinite(low) and np.isfinite(high) and high > low > 0):
+        return False
+    ax.axvspan(low, high, color=colour, alpha=0.12, lw=0)
+    return True
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -192,13 +187,15 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
     if any(m.any() for m in off_top):
         lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
         # The edge sits just above the highest point drawn in full, not at the cap itself.
-        top = hi * 1.6 if log_y else hi + 0.12 * max(hi - min(lo, 0.0), abs(hi), 1e-9)
-        bottom = lo / 1.3 if log_y else min(lo, 0.0)
+        # Headroom above it keeps the arrows inside the axes, clear of the title.
+        span = max(hi - min(lo, 0.0), abs(hi), 1e-9)
+        top = hi * 1.6 if log_y else hi + 0.12 * span
+        ylim = (lo / 1.3, top * 1.3) if log_y else (min(lo, 0.0), top + 0.06 * span)
 
     fig = _figure()
     ax = fig.add_subplot()
     ax.set_xscale("log")
-    seen_status: set[str] = set()
+    seen: set[str] = set()  # which marker kinds were drawn, for the legend
     for i, (g, (lrs, losses, statuses), clipped) in enumerate(
         zip(groups, curves, off_top, strict=True)
     ):
@@ -214,14 +211,12 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
         if g.get("edge") in ("low", "high"):
             label += f"  [best at {g['edge']} edge]"
         ax.plot(lrs, ys, "-o", color=colour, lw=1.8, ms=4, label=label)
-        zone = g.get("zone") or {}
-        zlo, zhi = _finite([zone.get("low"), zone.get("high")])
-        if np.isfinite(zlo) and np.isfinite(zhi) and zhi > zlo > 0:
-            ax.axvspan(zlo, zhi, color=colour, alpha=0.12, lw=0)
+        if _shade_zone(ax, g, colour):
+            seen.add("zone")
         for status, (marker, mcolour, _) in STATUS_STYLE.items():
             mask = np.array([s == status for s in statuses], dtype=bool) & ~clipped
             if mask.any():
-                seen_status.add(status)
+                seen.add(status)
                 ax.plot(
                     lrs[mask], ys[mask], ls="", marker=marker, color=mcolour, ms=9, mew=2, zorder=4
                 )
@@ -234,7 +229,6 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
                 color="tab:red",
                 ms=14,
                 zorder=4,
-                clip_on=False,
             )
         best = _finite([g.get("best_lr")])[0]
         if np.isfinite(best) and best > 0:
@@ -243,6 +237,7 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
             if on_curve.any():  # the curve's own point, so the star sits on the line
                 y = ys[on_curve][0]
             if np.isfinite(y):
+                seen.add("best")
                 ax.plot(
                     [best],
                     [y if top is None else min(y, top)],
@@ -258,7 +253,7 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
     if log_y:
         ax.set_yscale("log")
     if top is not None:
-        ax.set_ylim(bottom=bottom, top=top)
+        ax.set_ylim(*ylim)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best validation loss")
     ax.set_title(f"Goldilocks zone — {report.get('name') or 'sweep'}")
@@ -267,22 +262,21 @@ def plot_goldilocks(report: dict, path: Path) -> Path:
 
     # Marker meanings once, not per group: the legend lists groups, then what the symbols mean.
     handles, labels = ax.get_legend_handles_labels()
-    extra = [
-        (Line2D([], [], ls="", marker="*", ms=13, color="white", mec="black"), "best LR"),
-        (Patch(color="grey", alpha=0.25), "Goldilocks zone"),
-    ]
-    extra += [
-        (Line2D([], [], ls="", marker=m, color=c, mew=2), lab)
-        for s, (m, c, lab) in STATUS_STYLE.items()
-        if s in seen_status
-    ]
+    keys = {
+        "best": (Line2D([], [], ls="", marker="*", ms=13, color="white", mec="black"), "best LR"),
+        "zone": (Patch(color="grey", alpha=0.25), "Goldilocks zone"),
+        **{
+            s: (Line2D([], [], ls="", marker=m, color=c, mew=2), lab)
+            for s, (m, c, lab) in STATUS_STYLE.items()
+        },
+        "off": (
+            Line2D([], [], ls="", marker=_TOP_EDGE, color="tab:red", ms=12),
+            "diverged / off scale",
+        ),
+    }
     if top is not None:
-        extra.append(
-            (
-                Line2D([], [], ls="", marker=_TOP_EDGE, color="tab:red", ms=12),
-                "diverged / off scale",
-            )
-        )
+        seen.add("off")
+    extra = [v for k, v in keys.items() if k in seen]
     if handles:
         ax.legend(
             [*handles, *(h for h, _ in extra)],
@@ -395,10 +389,7 @@ def plot_metric_vs_lr(report: dict, path: Path) -> Path:
             ax.axhline(np.nanmean(vals), color=colour, ls="--", lw=1.6, label=label)
             continue
         ax.plot(lrs[ok], vals[ok], "-o", color=colour, lw=1.8, ms=4, label=label)
-        zone = g.get("zone") or {}
-        zlo, zhi = _finite([zone.get("low"), zone.get("high")])
-        if np.isfinite(zlo) and np.isfinite(zhi) and zhi > zlo > 0:
-            ax.axvspan(zlo, zhi, color=colour, alpha=0.12, lw=0)
+        _shade_zone(ax, g, colour)
     ax.set_xlabel("learning rate")
     ax.set_ylabel({"r2": "validation R²", "accuracy": "validation accuracy"}.get(metric, metric))
     ax.set_title(f"{metric} vs learning rate — {report.get('name') or 'sweep'}")
@@ -441,7 +432,7 @@ def plot_lr_find(result: dict, path: Path) -> Path:
             continue
         ax.plot(lrs, smooth, color=colour, lw=1.8, label=name)
         first = smooth[np.isfinite(smooth)][0]
-        tops.append(max(first * 1.5, first + 0.5 * abs(first)))
+        tops.append(first + max(0.5 * abs(first), 1e-3))
         bottoms.append(np.nanmin(smooth))
         stop = c.get("stopped_at")
         if isinstance(stop, int) and 0 <= stop < len(lrs) and np.isfinite(lrs[stop]):
@@ -452,6 +443,8 @@ def plot_lr_find(result: dict, path: Path) -> Path:
             if not (np.isfinite(lr) and lr > 0):
                 continue
             ok = np.isfinite(smooth[order]) & (lrs[order] > 0)
+            if not ok.any():
+                continue
             y = np.interp(np.log(lr), np.log(lrs[order][ok]), smooth[order][ok])
             ax.plot(
                 [lr],
