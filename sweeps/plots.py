@@ -355,10 +355,11 @@ def plot_training_curves(report: dict, path: Path) -> Path:
                 transform=ax.transAxes,
                 color="grey",
             )
+    used = list(axes.flat)[: len(pairs)]
     for ax in list(axes.flat)[len(pairs) :]:
-        ax.remove()
+        ax.remove()  # a removed panel must not be handed to the colourbar below
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="learning rate")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=used, label="learning rate")
     fig.supxlabel("step")
     fig.supylabel("validation loss")
     fig.suptitle(f"Training curves — {report.get('name') or 'sweep'}")

@@ -234,3 +234,19 @@ def test_lr_find(tmp_path: Path) -> None:
         )
     _check_png(plot_lr_find({"curves": curves}, tmp_path / "lr.png"))
     assert plot_lr_find({"curves": []}, tmp_path / "none.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_curves_with_empty_panels_in_the_grid(report: dict, tmp_path: Path) -> None:
+    """Four groups fill 4 of a 2x3 panel grid: the 2 unused panels must not break the colourbar."""
+    extra = copy.deepcopy(report)
+    for i, group in enumerate(copy.deepcopy(report["groups"])[:1]):
+        group["schedule"] = f"cosine{i}"
+        extra["groups"].append(group)
+        for lane in copy.deepcopy(
+            [la for la in report["lanes"] if la["optimizer"] == group["optimizer"]]
+        ):
+            lane["schedule"] = group["schedule"]
+            extra["lanes"].append(lane)
+    assert len(extra["groups"]) == 4
+    out = plot_training_curves(extra, tmp_path / "curves.png")
+    assert out.read_bytes().startswith(b"\x89PNG")
