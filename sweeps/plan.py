@@ -129,10 +129,14 @@ def plan_populations(spec: SweepSpec, lanes: list[Lane] | None = None) -> list[P
     cap = spec.resources.max_lanes_per_trial
     populations = []
     for (opt, sched), members in by_structure.items():
-        # Balanced chunks: 300 lanes at cap 256 become 150 + 150, one compiled width.
+        # Balanced chunks: 300 lanes at cap 256 become 150 + 150 (sizes differ by at most one:
+        # 10 lanes at cap 3 are 3+3+2+2, not 3+3+3+1).
         n_chunks = -(-len(members) // cap)
-        size = -(-len(members) // n_chunks)
-        for start in range(0, len(members), size):
+        base, extra = divmod(len(members), n_chunks)
+        start = 0
+        for i in range(n_chunks):
+            size = base + (i < extra)
             pid = f"p{len(populations):03d}-{opt}-{sched}"
             populations.append(Population(pid, opt, sched, tuple(members[start : start + size])))
+            start += size
     return populations

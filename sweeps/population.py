@@ -300,8 +300,8 @@ def train_population(
         timing.compile_s += prog.last_compile_s
         evals = [evaluate(st, xv, yv) for st in states]
         yield _eval_point(0, bounds, width, evals, None, None, states, structure, n)
-    else:
-        states = list(start)
+    else:  # a checkpoint may hold host (numpy) arrays
+        states = [jax.device_put(s) for s in start]
 
     batch_size = structure.batch_size
     plan = batch_plan(data.n_train, batch_size, structure.steps, data_seed)

@@ -50,14 +50,25 @@ def run_sweep(
     executor: str = "inline",
     sweep_id: str | None = None,
     on_progress: ProgressCallback | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Run a prepared sweep and write `report.json` and the plots into `out_dir`."""
     spec = prepared.spec
     sweep_id = sweep_id or new_sweep_id(spec)
     t0 = time.perf_counter()
-    if executor != "inline":
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if executor == "inline":
+        execution = run_inline(spec, prepared.data, prepared.populations, on_progress=on_progress)
+    elif executor == "ray":
+        from sweeps.ray_executor import run_ray
+
+        execution = run_ray(
+            spec, prepared.data, prepared.lanes, prepared.populations, out_dir,
+            on_progress=on_progress, address=ray_address,
+        )  # fmt: skip
+    else:
         raise ValueError(f"unknown executor '{executor}'")
-    execution = run_inline(spec, prepared.data, prepared.populations, on_progress=on_progress)
     verdicts, winner = analyze(
         execution.results,
         loss=spec.loss,
@@ -82,8 +93,6 @@ def run_sweep(
         mlflow=None,
         metric=get_loss(spec.loss).metric,
     )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_report(report, out_dir)
     write_sweep_plots(report, out_dir / "plots")
     return report

@@ -286,10 +286,15 @@ def check_against_data(spec: SweepSpec, data: Dataset) -> None:
             "training rows (use a smaller batch or 'full')"
         )
     try:
-        n_out = loss.num_outputs(data.num_classes, data.n_targets)
-        make_model(
-            spec.model, n_features=data.n_features, n_outputs=n_out, image_shape=data.image_shape
-        )
+        # The output width depends on the task: only meaningful when loss and task agree.
+        if loss.task == data.task:
+            n_out = loss.num_outputs(data.num_classes, data.n_targets)
+            make_model(
+                spec.model,
+                n_features=data.n_features,
+                n_outputs=n_out,
+                image_shape=data.image_shape,
+            )
     except ValueError as err:  # e.g. a cnn on tabular data
         errors.append(str(err))
     if errors:
