@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from models import ModelSpec, make_model
+from models import MODEL_NAMES, ModelSpec, make_model
 from sweeps.data import BUILTIN_DATASETS, Dataset
 from sweeps.losses import LOSS_NAMES, LOSSES
 from sweeps.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
@@ -122,11 +123,24 @@ class SearchSpec(Strict):
     def _known_schedules(cls, v: list[str]) -> list[str]:
         return _unique([_choose("schedule", name, SCHEDULE_NAMES) for name in v], "schedule")
 
-    @model_validator(mode="after")
-    def _known_args(self) -> SearchSpec:
-        _check_args("optimizer_args", self.optimizer_args, [OPTIMIZERS[o] for o in self.optimizer])
-        _check_args("schedule_args", self.schedule_args, [SCHEDULES[s] for s in self.schedule])
-        return self
+    @field_validator("optimizer_args")
+    @classmethod
+    def _known_optimizer_args(cls, v: dict) -> dict:
+        return _check_args("optimizer", v, OPTIMIZERS.values())
+
+    @field_validator("schedule_args")
+    @classmethod
+    def _known_schedule_args(cls, v: dict) -> dict:
+        return _check_args("schedule", v, SCHEDULES.values())
+
+    def unused_args(self) -> list[str]:
+        """Arguments that no chosen optimizer/schedule takes (accepted: DESIGN's example
+        sets warmup_fraction with only `constant`; `validate` mentions them)."""
+        opt_keys = {k for o in self.optimizer for k in OPTIMIZERS[o].defaults}
+        sched_keys = {k for s in self.schedule for k in SCHEDULES[s].defaults}
+        return [f"optimizer_args.{k}" for k in self.optimizer_args if k not in opt_keys] + [
+            f"schedule_args.{k}" for k in self.schedule_args if k not in sched_keys
+        ]
 
 
 def _unique(names: list[str], kind: str) -> list[str]:
@@ -135,12 +149,13 @@ def _unique(names: list[str], kind: str) -> list[str]:
     return names
 
 
-def _check_args(field: str, args: dict[str, Any], owners: list[Any]) -> None:
+def _check_args(kind: str, args: dict[str, Any], owners: Any) -> dict[str, Any]:
+    """Refuse argument names that no registered optimizer/schedule takes (typos)."""
     known = sorted({key for owner in owners for key in owner.defaults})
     for key in args:
         if key not in known:
-            valid = ", ".join(known) if known else "none"
-            raise ValueError(f"{field}.{key} is not an argument of the chosen ones; valid: {valid}")
+            raise ValueError(f"unknown {kind} argument '{key}'; valid: {', '.join(known)}")
+    return args
 
 
 class EarlyStoppingSpec(Strict):
@@ -229,15 +244,34 @@ def _combinations(args: dict[str, Any], defaults: dict[str, float]) -> int:
     return math.prod(len(v) for k, v in args.items() if k in defaults and isinstance(v, list))
 
 
+_TYPE_TAG = re.compile(r"^([a-z_]+\[.*\]|[a-z]+(-[a-z]+)+)$")  # list[float], constrained-int
+
+
+def _field_path(loc: tuple) -> str:
+    """`model.mlp.hiden` -> `model.hiden`, `train.batch_size.constrained-int` -> `train.batch_size`:
+    pydantic names union members in the location; a user wants the field."""
+    parts = []
+    for i, p in enumerate(loc):
+        text = str(p)
+        if i == 1 and loc[0] == "model" and text in MODEL_NAMES:
+            continue
+        if _TYPE_TAG.match(text) or text in {"int", "float", "str", "bool", "list", "dict"}:
+            continue
+        parts.append(text)
+    return ".".join(parts)
+
+
 def _format_errors(err: ValidationError) -> list[str]:
-    lines = []
+    """One line per field; a union's members (int | "full") are joined with "or"."""
+    by_field: dict[str, list[str]] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (misspelled?)"
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return lines
+        messages = by_field.setdefault(_field_path(e["loc"]), [])
+        if msg not in messages:
+            messages.append(msg)
+    return [f"{loc}: {' or '.join(m)}" if loc else " or ".join(m) for loc, m in by_field.items()]
 
 
 def parse_spec(raw: Any) -> SweepSpec:
