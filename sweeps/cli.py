@@ -58,6 +58,20 @@ def validate(spec: SpecArg) -> None:
         f"{len(prepared.populations)} populations, data '{prepared.data.name}' "
         f"({prepared.data.n_train} train / {prepared.data.n_val} validation rows)"
     )
+    for name in parsed.search.unused_args():
+        console.print(f"[yellow]note:[/] search.{name} is taken by none of the chosen ones")
+
+
+ExecutorOpt = Annotated[
+    str, typer.Option(help="ray (Ray Tune: local, or RAY_ADDRESS) or inline (this process).")
+]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Join this Ray cluster (else RAY_ADDRESS, else local Ray).")
+]
 
 
 @app.command()
@@ -66,31 +80,96 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json and plots.")] = Path(
         "runs/latest"
     ),
-    executor: Annotated[str, typer.Option(help="inline (this process).")] = "inline",
+    executor: ExecutorOpt = "ray",
+    tracking_uri: TrackingOpt = None,
+    ray_address: RayAddressOpt = None,
+    sweep_id: Annotated[str | None, typer.Option(help="Use this sweep id.", hidden=True)] = None,
 ) -> None:
-    """Run a sweep, print the verdict, write report.json and plots."""
-    from sweeps.run import prepare, run_sweep
+    """Run a sweep, print the verdict, write report.json and plots, log it all to MLflow."""
+    from sweeps.run import EXECUTORS, prepare
 
     parsed = _load(spec)
-    if executor not in ("inline",):
-        _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose inline"))
+    if executor not in EXECUTORS:
+        _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose ray or inline"))
+    if executor == "inline" and parsed.search.method == "tpe":
+        _fail_input(ValueError("--executor: search.method tpe needs the ray executor"))
     try:
-        prepared = prepare(parsed, base_dir=spec.parent)
+        prepared = prepare(parsed, base_dir=spec.parent.resolve())
     except SpecError as err:
         _fail_input(err)
-    console.print(
-        f"[bold]{parsed.name}[/]: {len(prepared.lanes)} lanes, {len(prepared.populations)} "
-        f"populations, executor [cyan]{executor}[/]"
+    console.print(f"[bold]{parsed.name}[/]: {_lane_text(prepared)}, executor [cyan]{executor}[/]")
+    _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, resume=False)
+
+
+@app.command()
+def resume(
+    sweep_dir: Annotated[Path, typer.Argument(help="The folder of an interrupted sweep.")],
+    tracking_uri: TrackingOpt = None,
+    ray_address: RayAddressOpt = None,
+) -> None:
+    """Resume an interrupted sweep from its folder (Ray Tune restores its trials)."""
+    from sweeps.run import load_for_resume
+
+    if not (sweep_dir / "sweep.json").exists() or not (sweep_dir / "spec.json").exists():
+        _fail_input(ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no sweep.json)"))
+    try:
+        prepared, state = load_for_resume(sweep_dir)
+    except SpecError as err:
+        _fail_input(err)
+    if state.get("status") == "succeeded":
+        _fail_input(ValueError(f"sweep_dir: sweep {state['sweep_id']} already succeeded"))
+    uri = tracking_uri or (state.get("mlflow") or {}).get("tracking_uri")
+    console.print(f"resuming [bold]{state['sweep_id']}[/] ({state.get('status')})")
+    _run_and_report(
+        prepared, sweep_dir, state.get("executor", "ray"), uri, ray_address, None, resume=True
     )
-    with _progress_bar() as bar:
-        task = bar.add_task("training", total=1.0)
 
-        def on_progress(p) -> None:
-            bar.update(task, completed=p.fraction, description=_progress_text(p))
 
-        report = run_sweep(prepared, out, executor=executor, on_progress=on_progress)
+def _lane_text(prepared) -> str:
+    if prepared.spec.search.method == "tpe":
+        n = prepared.spec.search.num_samples
+        return f"tpe: {n} points x {len(prepared.spec.train.seeds)} seeds"
+    return f"{len(prepared.lanes)} lanes, {len(prepared.populations)} populations"
+
+
+def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):
+    from sweeps.ray_executor import SweepFailed, SweepInterrupted
+    from sweeps.run import run_sweep
+
+    try:
+        with _progress_bar() as bar:
+            task = bar.add_task("starting", total=1.0)
+
+            def on_progress(p) -> None:
+                bar.update(task, completed=p.fraction, description=_progress_text(p))
+
+            report = run_sweep(
+                prepared, out, executor=executor, sweep_id=sweep_id, on_progress=on_progress,
+                ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
+            )  # fmt: skip
+    except SweepInterrupted as err:
+        err_console.print(f"[yellow]interrupted:[/] {err}\nresume with: goldilocks resume {out}")
+        raise typer.Exit(130) from None
+    except SpecError as err:
+        _fail_input(err)
+    except (SweepFailed, Exception) as err:
+        err_console.print(f"[bold red]sweep failed:[/] {escape(str(err))}")
+        raise typer.Exit(1) from None
     print_verdict(report)
     console.print(f"report: {out / 'report.json'}   plots: {out / 'plots'}")
+    _print_mlflow(report)
+
+
+def _print_mlflow(report: dict) -> None:
+    info = report.get("mlflow")
+    if not info:
+        return
+    from sweeps.tracking import ui_command
+
+    console.print(
+        f"MLflow: experiment {info['experiment_id']}, parent run {info['parent_run_id']} "
+        f"at {info['tracking_uri']}\n  look: {ui_command(info['tracking_uri'])}"
+    )
 
 
 @app.command("lr-find")
@@ -149,7 +228,8 @@ def _progress_bar() -> Progress:
 
 
 def _progress_text(p) -> str:
-    return f"trials {p.trials_done}/{p.trials_total}"
+    running = f", {p.trials_running} running" if p.trials_running else ""
+    return f"trials {p.trials_done}/{p.trials_total}{running}"
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:

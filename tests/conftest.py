@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile  # noqa: E402
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests never write into the working tree: one scratch MLflow store and compile cache.
+_SCRATCH = tempfile.mkdtemp(prefix="goldilocks-tests-")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SCRATCH}/mlflow.db"
+os.environ.setdefault("GOLDILOCKS_COMPILE_CACHE", f"{_SCRATCH}/jax-cache")
 
 import pytest  # noqa: E402
 

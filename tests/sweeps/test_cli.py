@@ -77,7 +77,7 @@ def sweep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-run")
     spec = write_spec(folder, cli_spec_dict())
     out = folder / "out"
-    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out)])
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
     return result, out
 
 
