@@ -14,6 +14,7 @@ tracking -> verdict -> report.json + plots, all in one sweep folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -156,10 +157,9 @@ def run_sweep(
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
         if tracker:
-            try:
+            # MLflow itself may be what failed; the sweep folder still tells the truth.
+            with contextlib.suppress(Exception):
                 tracker.close("FAILED", reason)
-            except Exception:  # MLflow itself may be what failed; the folder still tells
-                pass
         folder.set_state(status="failed", error=reason)
         raise
     folder.set_state(status="succeeded", error=None)

@@ -63,6 +63,7 @@ TAG_ERROR = "goldilocks.error"
 TAG_STATUS = "status"  # the lane's verdict, short so that `tags.status = 'diverged'` reads well
 
 RETRIES = 3
+MAX_DELAY_S = 5.0  # longest a queued batch waits to be merged with later ones while busy
 BACKOFF_S = 0.5
 # Errors worth another try: a busy SQLite file, a dropped connection, an overloaded server.
 _TRANSIENT = (
@@ -201,45 +202,55 @@ class _Writer:
             self.calls += 1
 
     def _loop(self) -> None:
+        # Batches wait here, merged per run, while the writer is busy (with other runs'
+        # batches, creating or ending runs): the slower the store, the bigger each call.
+        self._pending: dict[RunKey, _Batch] = {}
+        self._pending_since = 0.0
         while True:
             ops = [self._queue.get()]
-            while True:  # take everything already waiting: it is merged per run below
+            while True:  # everything already waiting
                 try:
                     ops.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if self._run_cycle(ops):
+            if self._run_ops(ops):
                 return
+            # Write when idle, or when batches have waited long enough to be worth showing.
+            if self._queue.empty() or time.monotonic() - self._pending_since > MAX_DELAY_S:
+                self._write_pending()
 
-    def _run_cycle(self, ops: list[Any]) -> bool:
-        """Write one drained cycle, keeping each run's operations in queue order.
+    def _run_ops(self, ops: list[Any]) -> bool:
+        """Run ops in queue order per run; return True on stop.
 
-        Batches wait in `pending`, merged per run; a call on run k first writes k's pending
-        batch (so a run is created before its params and ends after its last metrics), while
-        other runs' batches keep growing. Flush and stop write everything.
+        A call on run k first writes k's pending batch (so a run is created before its params
+        are written and ends after its last metrics); other runs' batches keep growing.
+        Flush and stop write everything.
         """
-        pending: dict[RunKey, _Batch] = {}
         for op in ops:
             if isinstance(op, _Batch):
-                if op.run in pending:
-                    pending[op.run].absorb(op)
+                if not self._pending:
+                    self._pending_since = time.monotonic()
+                if op.run in self._pending:
+                    self._pending[op.run].absorb(op)
                 else:
-                    pending[op.run] = _Batch(
+                    self._pending[op.run] = _Batch(
                         op.run, [*op.metrics], [*op.params], [*op.tags], [*op.done]
                     )
             elif isinstance(op, _Call):
-                if op.run in pending:
-                    self._write_batches([pending.pop(op.run)])
+                if op.run in self._pending:
+                    self._write_batches([self._pending.pop(op.run)])
                 self._guard(op.what, lambda op=op: self.call(op.fn, self._client, what=op.what))
             else:
-                self._write_batches(pending.values())
-                pending = {}
+                self._write_pending()
                 if isinstance(op, _Flush):
                     op.event.set()
                 elif op is _STOP:
                     return True
-        self._write_batches(pending.values())
         return False
+
+    def _write_pending(self) -> None:
+        batches, self._pending = list(self._pending.values()), {}
+        self._write_batches(batches)
 
     def _write_batches(self, batches: Iterable[_Batch]) -> None:
         for batch in batches:
