@@ -133,7 +133,7 @@ def _lane_text(prepared) -> str:
 
 
 def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):
-    from sweeps.ray_executor import SweepFailed, SweepInterrupted
+    from sweeps.errors import SweepFailed, SweepInterrupted
     from sweeps.run import run_sweep
 
     try:

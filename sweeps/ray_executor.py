@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
+from ray import tune
 
 from sweeps.data import Dataset
+from sweeps.errors import SweepFailed, SweepInterrupted
 from sweeps.inline import Execution, PointCallback, new_progress
 from sweeps.losses import get_loss
 from sweeps.plan import Lane, Population
@@ -40,14 +43,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = float(os.environ.get("GOLDILOCKS_CHECKPOINT_EVERY_S", "20"))
 BAD_SCORE = 1e30  # a trial whose lanes all diverged: a number, never NaN, for ASHA and TPE
-
-
-class SweepInterrupted(Exception):
-    """The sweep was stopped (Ctrl-C / SIGTERM) before every trial finished; it can resume."""
-
-
-class SweepFailed(Exception):
-    """A trial failed beyond its retries."""
 
 
 # --------------------------------------------------------------------------- Ray itself
@@ -83,7 +78,6 @@ def compile_cache_dir() -> Path:
 
 def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     """Join RAY_ADDRESS (or `address`) when given, else start a local Ray with this machine's cores."""
-    import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
@@ -106,12 +100,12 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
 
 # --------------------------------------------------------------------------- the trainable
 def _population_for(
-    config: dict, populations: list[Population], spec: SweepSpec, point: int
+    config: dict, populations: list[Population], spec: SweepSpec, trial_id: str
 ) -> Population:
     if "population" in config:
         return populations[config["population"]]
-    # tpe: the searcher proposed one point; train it over every seed. The point number (the
-    # trial's counter) gives its lanes a block of indices of their own.
+    # tpe: the searcher proposed one point; train it over every seed. Lane indices are local
+    # here; the driver numbers the lanes of each new point as its first result arrives.
     from sweeps.optimizers import OPTIMIZERS
     from sweeps.schedules import SCHEDULES
 
@@ -125,12 +119,11 @@ def _population_for(
         {k[6:]: v for k, v in config.items() if k[6:] in sched_args and k.startswith("sched.")}
     )
     lr = OPTIMIZERS[opt].default_lr if OPTIMIZERS[opt].lr_free else float(config["learning_rate"])
-    base = point * len(spec.train.seeds)
     lanes = tuple(
-        Lane(base + i, opt, sched, lr, seed, opt_args, sched_args)
+        Lane(i, opt, sched, lr, seed, opt_args, sched_args)
         for i, seed in enumerate(spec.train.seeds)
     )
-    return Population(f"t{point:04d}-{opt}-{sched}", opt, sched, lanes)
+    return Population(f"tpe-{trial_id}-{opt}-{sched}", opt, sched, lanes)
 
 
 def _maybe_crash(step: int) -> None:
@@ -147,14 +140,12 @@ def population_trainable(
 ) -> None:
     """One Tune trial: train one population, report every eval point, checkpoint as it goes."""
     import jax
-    from ray import tune
 
     from sweeps.spec import SweepSpec
     from sweeps.trial import run_trial
 
     spec = SweepSpec.model_validate_json(spec_json)
-    point = int(tune.get_context().get_trial_id().rsplit("_", 1)[-1])
-    pop = _population_for(config, populations, spec, point)
+    pop = _population_for(config, populations, spec, tune.get_context().get_trial_id())
     start, start_step = None, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -162,8 +153,9 @@ def population_trainable(
             saved = pickle.loads((Path(folder) / "state.pkl").read_bytes())
         start, start_step = saved["state"], saved["step"]
     last_save = time.monotonic()
+    node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     for point in run_trial(spec, pop, data, start=start, start_step=start_step):
-        metrics = _metrics(pop, point)
+        metrics = {**_metrics(pop, point), "node_id": node_id}
         save = point.step == spec.train.steps or time.monotonic() - last_save > CHECKPOINT_EVERY_S
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
@@ -181,7 +173,7 @@ def _metrics(pop: Population, point) -> dict[str, Any]:
     finite = point.val_loss[np.isfinite(point.val_loss)]
     # ASHA and TPE compare trials by their best lane (TPE: by the mean over its seeds).
     score = float(finite.min()) if finite.size else BAD_SCORE
-    if pop.id.startswith("t"):
+    if pop.id.startswith("tpe-"):
         score = float(np.mean(point.val_loss)) if finite.size == len(point.val_loss) else BAD_SCORE
     out = {
         "population_id": pop.id,
@@ -196,7 +188,7 @@ def _metrics(pop: Population, point) -> dict[str, Any]:
         "spiked": point.spiked.tolist(),
         "init_loss": None if point.init_loss is None else point.init_loss.tolist(),
     }
-    if pop.id.startswith("t"):  # tpe points describe their lanes: the driver did not plan them
+    if pop.id.startswith("tpe-"):  # tpe points describe their lanes: the driver did not plan them
         out["lanes"] = [_lane_json(lane) for lane in pop.lanes]
     return out
 
@@ -246,7 +238,7 @@ class PointLog:
 
 _POINT_KEYS = (
     "population_id", "lane_indices", "eval_step", "train_loss", "val_loss", "val_metrics",
-    "learning_rate", "diverged_at", "spiked", "init_loss", "lanes",
+    "learning_rate", "diverged_at", "spiked", "init_loss", "lanes", "node_id",
 )  # fmt: skip
 
 
@@ -265,8 +257,10 @@ class Collector:
         point_log: PointLog,
         on_point: PointCallback | None,
         on_progress: ProgressCallback | None,
+        on_new_lanes: Callable[[list[Lane], str], None] | None = None,
     ):
         self.spec = spec
+        self.on_new_lanes = on_new_lanes
         self.metric = get_loss(spec.loss).metric
         self.lanes = {lane.index: lane for lane in lanes}
         self.recorders: dict[str, LaneRecorder] = {
@@ -283,7 +277,12 @@ class Collector:
     def recorder_for(self, metrics: dict) -> LaneRecorder:
         pid = metrics["population_id"]
         if pid not in self.recorders:  # a tpe point: its lanes come with the result
-            lanes = [_lane_from_json(d) for d in metrics["lanes"]]
+            base = len(self.lanes)
+            lanes = [
+                _lane_from_json({**d, "index": base + i}) for i, d in enumerate(metrics["lanes"])
+            ]
+            if self.on_new_lanes:
+                self.on_new_lanes(lanes, pid)
             for lane in lanes:
                 self.lanes[lane.index] = lane
             self.recorders[pid] = LaneRecorder(lanes, pid, self.metric)
@@ -327,29 +326,39 @@ class Collector:
         return sorted(out, key=lambda r: r.lane.index)
 
 
-def _tune_callback(collector: Collector):
-    from ray import tune
+# Tune pickles the RunConfig (callbacks included) with its experiment state and restores it
+# as it was, so the callback holds only a key; the live collector is looked up here.
+_COLLECTORS: dict[str, Collector] = {}
 
-    class _Callback(tune.Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):
-            collector.running.add(trial.trial_id)
-            collector._update_progress()
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            collector.add(result)
+class _Callback(tune.Callback):
+    """Feeds trial results to the sweep's collector, found by key (see _COLLECTORS)."""
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            collector.finished.add(trial.trial_id)
-            collector.running.discard(trial.trial_id)
-            collector._update_progress()
+    def __init__(self, key: str):
+        self.key = key
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            collector.errors[trial.trial_id] = _error_text(trial)
-            collector.finished.add(trial.trial_id)
-            collector.running.discard(trial.trial_id)
-            collector._update_progress()
+    @property
+    def collector(self) -> Collector:
+        return _COLLECTORS[self.key]
 
-    return _Callback()
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.collector.running.add(trial.trial_id)
+        self.collector._update_progress()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.collector.add(result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.collector.errors[trial.trial_id] = _error_text(trial)
+        self._ended(trial)
+
+    def _ended(self, trial) -> None:
+        self.collector.finished.add(trial.trial_id)
+        self.collector.running.discard(trial.trial_id)
+        self.collector._update_progress()
 
 
 def _error_text(trial) -> str:
@@ -363,7 +372,6 @@ def _error_text(trial) -> str:
 
 
 def _param_space(spec: SweepSpec, populations: list[Population], n_lanes: int) -> dict:
-    from ray import tune
 
     if spec.search.method != "tpe":
         return {"population": tune.grid_search(list(range(len(populations))))}
@@ -392,17 +400,17 @@ def run_ray(
     *,
     on_point: PointCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    on_new_lanes: Callable[[list[Lane], str], None] | None = None,
     address: str | None = None,
     resume: bool = False,
 ) -> Execution:
     """Run (or resume) the sweep's populations as Ray Tune trials; return lane results."""
-    from ray import tune
 
     init_ray(spec, address)
     storage = (sweep_dir / "ray").resolve()
     experiment = storage / "tune"
     point_log = PointLog(sweep_dir / "points.jsonl")
-    collector = Collector(spec, lanes, populations, point_log, on_point, on_progress)
+    collector = Collector(spec, lanes, populations, point_log, on_point, on_progress, on_new_lanes)
     if resume:
         for row in point_log.read():
             collector.add(row, replay=True)
@@ -417,9 +425,10 @@ def run_ray(
         storage_path=str(storage),
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[_tune_callback(collector)],
+        callbacks=[_Callback(str(experiment))],
         verbose=0,
     )
+    _COLLECTORS[str(experiment)] = collector
     restore_signals = _forward_sigterm_to_tune()
     t0 = time.perf_counter()
     try:
@@ -437,6 +446,7 @@ def run_ray(
         tuner.fit()  # its ResultGrid would re-read logs we do not write: the collector knows
     finally:
         restore_signals()
+        _COLLECTORS.pop(str(experiment), None)
     wall = time.perf_counter() - t0
 
     expected = spec.search.num_samples if spec.search.method == "tpe" else len(populations)
@@ -452,7 +462,6 @@ def run_ray(
 
 
 def _tune_config(spec: SweepSpec, populations: list[Population], n_lanes: int):
-    from ray import tune
 
     scheduler = None
     if spec.scheduler.name == "asha":
@@ -482,6 +491,8 @@ def _tune_config(spec: SweepSpec, populations: list[Population], n_lanes: int):
         search_alg=search_alg,
         num_samples=num_samples,
         max_concurrent_trials=spec.resources.max_concurrent_trials,
+        # A trial process keeps JAX imported and its compiled programs for the next trial.
+        reuse_actors=True,
         trial_name_creator=lambda t: _trial_name(t, populations),
         trial_dirname_creator=lambda t: _trial_name(t, populations),
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from sweeps.analysis import analyze
 from sweeps.data import DataError, Dataset
+from sweeps.errors import SweepInterrupted
 from sweeps.inline import Execution, run_inline
 from sweeps.losses import get_loss
 from sweeps.plan import Lane, Population, expand_lanes, plan_populations
@@ -116,8 +117,6 @@ def run_sweep(
     Raises `SweepInterrupted` (Ctrl-C/SIGTERM; resumable) or `SweepFailed`; either way every
     MLflow run is closed with a true status and the sweep folder says what happened.
     """
-    from sweeps.ray_executor import SweepInterrupted
-
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
     if executor == "inline" and prepared.spec.search.method == "tpe":
