@@ -43,6 +43,10 @@ from sweeps.spec import SweepSpec, spec_to_json
 
 log = logging.getLogger(__name__)
 
+# With a tracking server, MlflowClient.set_terminated prints two "View run ... at" lines per run
+# (and fetches the run to do it): hundreds of lines per sweep. The user can still opt back in.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 # MLflow's limits (mlflow.utils.validation), restated so a change upstream shows up here.
 MAX_METRICS_PER_CALL = 1000
 MAX_PARAMS_PER_CALL = 100
@@ -51,9 +55,8 @@ MAX_ENTITIES_PER_CALL = 1000  # metrics + params + tags together
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 8000
 MAX_KEY_LENGTH = 250
-SPEC_PARAM_LENGTH = (
-    500  # spec values beyond this are unreadable in the UI anyway; the full spec is spec.json
-)
+# Spec values longer than this are unreadable as params anyway; the full spec is spec.json.
+SPEC_PARAM_LENGTH = 500
 
 TAG_SWEEP_ID = "goldilocks.sweep_id"
 TAG_KIND = "goldilocks.kind"  # "sweep" (parent) or "lane" (child)
@@ -63,8 +66,8 @@ TAG_ERROR = "goldilocks.error"
 TAG_STATUS = "status"  # the lane's verdict, short so that `tags.status = 'diverged'` reads well
 
 RETRIES = 3
-MAX_DELAY_S = 5.0  # longest a queued batch waits to be merged with later ones while busy
 BACKOFF_S = 0.5
+MAX_DELAY_S = 5.0  # longest queued metrics wait to be merged with later ones while busy
 # Errors worth another try: a busy SQLite file, a dropped connection, an overloaded server.
 _TRANSIENT = (
     "database is locked",
@@ -90,14 +93,17 @@ class TrackingError(RuntimeError):
 
 
 def resolve_tracking_uri(cli_value: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; relative SQLite paths made absolute.
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else ./mlflow.db; SQLite paths made absolute.
 
     Absolute, because the URI is printed for `mlflow ui` and handed to processes whose working
     directory may differ.
     """
     uri = cli_value or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     path = _sqlite_path(uri)
-    return f"sqlite:///{path}" if path is not None else uri
+    if path is None:
+        return uri
+    _, sep, query = uri.partition("?")
+    return f"sqlite:///{path}{sep}{query}"
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -156,17 +162,34 @@ class _Writer:
     """One daemon thread owning every background MLflow write of a sweep.
 
     Errors never kill the thread: a failed write is recorded (the first one is re-raised by
-    `flush`) and later writes still go ahead, so a sweep can still end its runs cleanly.
+    `flush`) and later writes still go ahead, so a sweep can still end its runs cleanly. Except
+    when the store is unreachable (a transient error that outlived its retries): then later
+    writes are dropped instead of each waiting out its own retries; `close_stale_runs` can end
+    the runs once the store is back.
     """
 
-    def __init__(self, client: MlflowClient, resolve: Callable[[RunKey], str]):
+    def __init__(
+        self,
+        client: MlflowClient,
+        resolve: Callable[[RunKey], str],
+        after_cycle: Callable[[], None],
+        tries: int = RETRIES,
+    ):
         self._client = client
         self._resolve = resolve
+        self._after_cycle = after_cycle
+        self.tries = tries
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
         self._error_what = ""
+        self._unreachable = False
+        self.dropped = 0  # writes skipped because the store was unreachable
         self.seconds = 0.0  # time spent inside MLflow calls
         self.calls = 0
+        # Batches wait here, merged per run, while the writer is busy (with other runs'
+        # batches, creating or ending runs): the slower the store, the bigger each call.
+        self._pending: dict[RunKey, _Batch] = {}
+        self._metrics_since: float | None = None  # when the oldest pending metrics arrived
         self._thread = threading.Thread(target=self._loop, name="goldilocks-mlflow", daemon=True)
         self._thread.start()
 
@@ -196,16 +219,12 @@ class _Writer:
     def call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            return _with_retries(fn, *args, what=what, **kwargs)
+            return _with_retries(fn, *args, what=what, tries=self.tries, **kwargs)
         finally:
             self.seconds += time.perf_counter() - t0
             self.calls += 1
 
     def _loop(self) -> None:
-        # Batches wait here, merged per run, while the writer is busy (with other runs'
-        # batches, creating or ending runs): the slower the store, the bigger each call.
-        self._pending: dict[RunKey, _Batch] = {}
-        self._pending_since = 0.0
         while True:
             ops = [self._queue.get()]
             while True:  # everything already waiting
@@ -215,9 +234,17 @@ class _Writer:
                     break
             if self._run_ops(ops):
                 return
-            # Write when idle, or when batches have waited long enough to be worth showing.
-            if self._queue.empty() or time.monotonic() - self._pending_since > MAX_DELAY_S:
+            # Write when idle, or when metrics have waited long enough (params and tags alone
+            # may wait for company: nobody watches them arrive).
+            since = self._metrics_since
+            if self._queue.empty() or (
+                since is not None and time.monotonic() - since > MAX_DELAY_S
+            ):
                 self._write_pending()
+            try:  # the state file is ours, not MLflow's: saved even when the store is down
+                self._after_cycle()
+            except OSError as err:
+                log.error("could not save the tracking state: %s", err)
 
     def _run_ops(self, ops: list[Any]) -> bool:
         """Run ops in queue order per run; return True on stop.
@@ -228,8 +255,8 @@ class _Writer:
         """
         for op in ops:
             if isinstance(op, _Batch):
-                if not self._pending:
-                    self._pending_since = time.monotonic()
+                if op.metrics and self._metrics_since is None:
+                    self._metrics_since = time.monotonic()
                 if op.run in self._pending:
                     self._pending[op.run].absorb(op)
                 else:
@@ -249,7 +276,7 @@ class _Writer:
         return False
 
     def _write_pending(self) -> None:
-        batches, self._pending = list(self._pending.values()), {}
+        batches, self._pending, self._metrics_since = list(self._pending.values()), {}, None
         self._write_batches(batches)
 
     def _write_batches(self, batches: Iterable[_Batch]) -> None:
@@ -275,6 +302,10 @@ class _Writer:
             )
 
     def _guard(self, what: str, fn: Callable[[], None]) -> bool:
+        """Run one write; record (never raise) its error. False if it failed or was dropped."""
+        if self._unreachable:
+            self.dropped += 1
+            return False
         try:
             fn()
             return True
@@ -282,8 +313,11 @@ class _Writer:
             if self._error is None:
                 log.error("MLflow %s failed: %s", what, err)
                 self._error, self._error_what = err, what
-            else:  # one loud message is enough when the store is down
+            else:  # one loud message is enough
                 log.debug("MLflow %s failed: %s", what, err)
+            if _is_transient(err):
+                self._unreachable = True
+                log.error("MLflow store unreachable: dropping further writes of this sweep")
             return False
 
 
@@ -292,7 +326,7 @@ def _chunks(
 ) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
     """Split into log_batch calls within MLflow's per-call limits."""
     m = p = t = 0
-    while m < len(metrics) or p < len(params) or t < len(tags) or m == p == t == 0:
+    while True:
         ps = params[p : p + MAX_PARAMS_PER_CALL]
         ts = tags[t : t + MAX_TAGS_PER_CALL]
         room = min(MAX_METRICS_PER_CALL, MAX_ENTITIES_PER_CALL - len(ps) - len(ts))
@@ -303,13 +337,15 @@ def _chunks(
         m, p, t = m + len(ms), p + len(ps), t + len(ts)
 
 
-def _with_retries(fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+def _with_retries(
+    fn: Callable[..., Any], *args: Any, what: str, tries: int = RETRIES, **kwargs: Any
+) -> Any:
     """One store call, retried on transient errors with a short exponential backoff."""
-    for attempt in range(RETRIES):
+    for attempt in range(tries):
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            if attempt == RETRIES - 1 or not _is_transient(err):
+            if attempt == tries - 1 or not _is_transient(err):
                 raise
             log.warning("MLflow %s failed (%s); retrying", what, err)
             time.sleep(BACKOFF_S * 2**attempt)
@@ -341,6 +377,7 @@ class SweepTracker:
         self.state_path = Path(state_path)
         self._client = MlflowClient(tracking_uri=tracking_uri)
         self._lock = threading.Lock()  # guards the state below (the writer updates it too)
+        self._progress_lock = threading.Lock()  # executors may report from their own threads
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
         self._runs: dict[int, str] = {}
@@ -349,8 +386,14 @@ class SweepTracker:
         self._lanes: set[int] = set()  # every lane given to start()
         self._ended: set[RunKey] = set()
         self._closed = False
+        self._dirty = False  # `_logged` moved since the state file was written
         self._sync_seconds = 0.0
-        self._writer = _Writer(self._client, self._resolve)
+        # MLflow's REST client already retries HTTP calls (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        # 7 by default, with backoff): more tries on top would only multiply the wait.
+        http = tracking_uri.startswith(("http://", "https://"))
+        self._writer = _Writer(
+            self._client, self._resolve, self._save_if_dirty, tries=1 if http else RETRIES
+        )
 
     # ---- public API
 
@@ -411,7 +454,8 @@ class SweepTracker:
             )
             self._parent_id = parent.info.run_id
             spec_params = [
-                Param(k, _truncate(v, SPEC_PARAM_LENGTH)) for k, v in _flatten(spec_dict(spec))
+                Param(k, _truncate(v, SPEC_PARAM_LENGTH))
+                for k, v in _flatten(spec.model_dump(mode="json"))
             ]
             self._writer.put(_Batch(PARENT, params=spec_params))
             self._writer.put(
@@ -448,6 +492,10 @@ class SweepTracker:
 
     def log_progress(self, results: list[LaneResult]) -> None:
         """Queue every history point not logged yet (non-blocking; NaN/inf values skipped)."""
+        with self._progress_lock:
+            self._queue_progress(results)
+
+    def _queue_progress(self, results: list[LaneResult]) -> None:
         now = _now_ms()
         for r in results:
             i = r.lane.index
@@ -481,10 +529,12 @@ class SweepTracker:
     ) -> None:
         """Log the verdicts and report, end every run FINISHED, and wait until all is written.
 
-        A diverged lane ends FINISHED too: divergence is a result, not a failure. Sets each
-        result's `run_id`.
+        A diverged lane ends FINISHED too: divergence is a result, not a failure. A lane with
+        no result (its trial was lost) ends FAILED. Sets each result's `run_id`.
         """
         self.log_progress(results)
+        for i in sorted(self._lanes - {r.lane.index for r in results}):
+            self._end(i, "FAILED")
         now = _now_ms()
         for r in results:
             i = r.lane.index
@@ -563,7 +613,9 @@ class SweepTracker:
         """A store call on the caller's thread (only start() makes these)."""
         t0 = time.perf_counter()
         try:
-            return _with_retries(fn, *args, what=getattr(fn, "__name__", "call"), **kwargs)
+            return _with_retries(
+                fn, *args, what=getattr(fn, "__name__", "call"), tries=self._writer.tries, **kwargs
+            )
         finally:
             self._sync_seconds += time.perf_counter() - t0
 
@@ -572,8 +624,9 @@ class SweepTracker:
         if exp is None:
             db = _sqlite_path(self.tracking_uri)
             # Next to the database rather than MLflow's default ./mlruns of whatever the
-            # current directory happens to be.
-            location = (db.parent / "mlartifacts").as_uri() if db is not None else None
+            # current directory happens to be; one folder per experiment, as MLflow does.
+            folder = re.sub(r"[^\w.-]", "_", name)
+            location = (db.parent / "mlartifacts" / folder).as_uri() if db is not None else None
             try:
                 return self._client.create_experiment(name, artifact_location=location)
             except MlflowException:
@@ -583,7 +636,8 @@ class SweepTracker:
         if exp.lifecycle_stage != "active":
             raise TrackingError(
                 f"MLflow experiment '{name}' is deleted; restore it "
-                f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or use another name"
+                f"(mlflow experiments restore --experiment-id {exp.experiment_id}) "
+                "or use another name"
             )
         return exp.experiment_id
 
@@ -613,6 +667,11 @@ class SweepTracker:
     def _mark_logged(self, lane_index: int, step: int) -> None:
         with self._lock:
             self._logged[lane_index] = max(step, self._logged.get(lane_index, -1))
+            self._dirty = True
+
+    def _save_if_dirty(self) -> None:
+        if self._dirty:
+            self._save_state()
 
     def _end(self, key: RunKey, status: str) -> None:
         def end(client: MlflowClient) -> None:
@@ -634,6 +693,7 @@ class SweepTracker:
     def _save_state(self) -> None:
         """Atomically: tmp file + os.replace, so a crash never leaves half a file."""
         with self._lock:
+            self._dirty = False
             state = {
                 "tracking_uri": self.tracking_uri,
                 "experiment_id": self._experiment_id,
@@ -650,7 +710,7 @@ def close_stale_runs(
     status: str = "FAILED",
     reason: str = "the sweep process stopped before ending its runs",
 ) -> int:
-    """End every run listed in `state_path` that is still RUNNING (after a crash); return how many."""
+    """After a crash: end every run listed in `state_path` still RUNNING; return how many."""
     state_path = Path(state_path)
     if not state_path.exists():
         return 0
@@ -676,10 +736,6 @@ def close_stale_runs(
 # --------------------------------------------------------------------------- helpers
 
 
-def spec_dict(spec: SweepSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
-
-
 def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
     """{"search": {"learning_rate": {"min": 1e-5}}} -> ("search.learning_rate.min", "1e-05")."""
     if isinstance(value, dict) and value:
@@ -702,7 +758,13 @@ def _key(name: str) -> str:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A number MLflow should get (numpy scalars included; None, bools, NaN and inf not)."""
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _now_ms() -> int:
@@ -726,7 +788,7 @@ def _lane_params(spec: SweepSpec, lane: Lane) -> list[Param]:
 
 
 def _run_names(lanes: list[Lane]) -> dict[int, str]:
-    """ "adam-constant-lr1.2e-03-s0", plus the optimizer/schedule arguments that vary."""
+    """Names like "adam-constant-lr1.2e-03-s0", plus the optimizer/schedule arguments that vary."""
     varying = set()
     for attr in ("optimizer_args", "schedule_args"):
         seen: dict[str, set[float]] = {}
