@@ -1,0 +1,198 @@
+"""Ray in real topologies and under faults, through the real CLI in subprocesses:
+a two-node cluster on loopback, a worker killed mid-trial, a driver interrupted and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_spec_dict
+from mlflow.tracking import MlflowClient
+
+BIN = Path(sys.executable).parent
+GOLDILOCKS = [sys.executable, "-m", "sweeps.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec_file(folder: Path, **overrides) -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec_dict(**overrides)))
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def _points(sweep: Path) -> list[dict]:
+    return [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _lane_runs(uri: str, sweep: Path) -> tuple[object, list]:
+    state = json.loads((sweep / "mlflow_state.json").read_text())
+    client = MlflowClient(uri)
+    parent = client.get_run(state["parent_run_id"])
+    children = client.search_runs(
+        [state["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{state['parent_run_id']}'",
+        max_results=1000,
+    )
+    return parent, children
+
+
+def _assert_one_complete_run_per_lane(uri: str, sweep: Path, steps: int) -> None:
+    report = json.loads((sweep / "report.json").read_text())
+    parent, children = _lane_runs(uri, sweep)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == len(report["lanes"])  # no duplicates across retries / resume
+    assert {r.info.run_id for r in children} == {lane["run_id"] for lane in report["lanes"]}
+    client = MlflowClient(uri)
+    for run in children:
+        assert run.info.status == "FINISHED"
+        history = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert len(history) == len(set(history)), "a metric point was logged twice"
+        assert max(history) == steps
+
+
+# A real cluster authenticates its nodes and drivers with a shared token (Ray's default).
+CLUSTER_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    """`ray start --head` plus a second node with its own resources, on loopback."""
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    env = _env(RAY_USAGE_STATS_ENABLED="0", **CLUSTER_AUTH)
+    ray = str(BIN / "ray")
+    subprocess.run(
+        [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=1", "--resources={\"head_node\": 1}", "--include-dashboard=false",
+         "--disable-usage-stats"],
+        check=True, env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        subprocess.run(
+            [ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1",
+             "--num-cpus=1", "--resources={\"worker_node\": 1}", "--disable-usage-stats"],
+            check=True, env=env, capture_output=True, timeout=120,
+        )  # fmt: skip
+        yield address
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def _cluster_nodes(address: str) -> set[str]:
+    code = (
+        f"import ray, json; ray.init(address={address!r}, log_to_driver=False);"
+        "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(**CLUSTER_AUTH), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_path):
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 30, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
+    )
+    sweep = tmp_path / "sweep"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=_env(RAY_ADDRESS=two_node_cluster, MLFLOW_TRACKING_URI=uri, **CLUSTER_AUTH),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nodes = _cluster_nodes(two_node_cluster)
+    assert len(nodes) == 2
+    used = {p["node_id"] for p in _points(sweep)}
+    # Two one-CPU trials at once on two one-CPU nodes: both nodes trained a population.
+    assert used == nodes
+    _assert_one_complete_run_per_lane(uri, sweep, 30)
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 40, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["adam"]},
+        resources={"max_failures": 1},
+    )
+    sweep, marker = tmp_path / "sweep", tmp_path / "crashed"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=_env(
+            MLFLOW_TRACKING_URI=uri,
+            GOLDILOCKS_TEST_CRASH_AT_STEP="20",
+            GOLDILOCKS_TEST_CRASH_MARKER=str(marker),
+            GOLDILOCKS_CHECKPOINT_EVERY_S="0",
+        ),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert marker.exists(), "the worker was never killed"
+    steps = [p["eval_step"] for p in _points(sweep)]
+    # Resumed, not restarted: every eval point arrived exactly once, none replayed from 0.
+    assert steps == [0, 10, 20, 30, 40]
+    _assert_one_complete_run_per_lane(uri, sweep, 40)
+
+
+def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 400, "batch_size": 32, "eval_every": 20, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
+        resources={"max_concurrent_trials": 1},
+    )
+    sweep = tmp_path / "sweep"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = _env(MLFLOW_TRACKING_URI=uri, GOLDILOCKS_CHECKPOINT_EVERY_S="0")
+    proc = subprocess.Popen(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        progress = sweep / "progress.json"
+        if progress.exists() and json.loads(progress.read_text())["fraction"] >= 0.15:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-3000:]
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "interrupted"
+    parent, children = _lane_runs(uri, sweep)
+    assert parent.info.status == "KILLED"
+    assert children and all(r.info.status == "KILLED" for r in children)
+
+    resumed = subprocess.run(
+        [*GOLDILOCKS, "resume", str(sweep)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "succeeded"
+    _assert_one_complete_run_per_lane(uri, sweep, 400)
