@@ -136,7 +136,7 @@ class _Program:
     def lr_at(self, step, hp_lr, sched_args):
         return self.schedule.fn(step.astype(jnp.float32), self.structure.steps, hp_lr, sched_args)
 
-    def lane_step(self, lane: LaneState, hp_lr, sched_args, x, y, step, valid):
+    def lane_step(self, lane: LaneState, hp_lr, sched_args, x, y, step):
         s = self.structure
         lr = self.lr_at(step, hp_lr, sched_args)
 
@@ -144,32 +144,28 @@ class _Program:
             return self.loss.fn(self.model.apply(params, x), y)
 
         loss, grads = jax.value_and_grad(objective)(lane.params)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
+        finite = jnp.isfinite(loss)
         init_loss = jnp.where(step == 0, loss, lane.init_loss)
         above_now = loss > s.diverge_factor * init_loss
         above = jnp.where(above_now, lane.above + 1, 0)
-        live = valid & ~lane.frozen
+        live = ~lane.frozen
         newly_dead = live & (~finite | (above >= s.patience))
         diverged_at = jnp.where(
             newly_dead, jnp.where(finite, step - s.patience + 1, step), lane.diverged_at
         )
         frozen = lane.frozen | newly_dead
         opt_state = set_hyperparams(lane.opt_state, {"learning_rate": lr})
-        # NaN grads would only reach masked branches; zero them so nothing non-finite is
-        # computed into the optimizer state we keep.
-        safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
-        updates, new_opt = self.tx.update(safe_grads, opt_state, lane.params)
-        new_params = jax.tree.map(lambda p, u: p + u, lane.params, updates)
-        move = live & ~frozen
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(move, a, b), new, old)  # noqa: E731
+        updates, new_opt = self.tx.update(grads, opt_state, lane.params)
+        # Frozen lanes keep their parameters: the mask is fused into the update itself (no
+        # extra pass over memory). Their optimizer state may go on changing, or turn NaN:
+        # nothing reads it again, and nothing crosses lanes.
+        move = ~frozen
+        params = jax.tree.map(lambda p, u: p + jnp.where(move, u, 0.0), lane.params, updates)
         new_lane = LaneState(
-            keep(new_params, lane.params), keep(new_opt, lane.opt_state),
-            jnp.where(valid, init_loss, lane.init_loss),
-            jnp.where(live, above, lane.above),
+            params, new_opt, init_loss, jnp.where(live, above, lane.above),
             lane.spiked | (live & above_now), frozen, diverged_at,
         )  # fmt: skip
-        recorded = jnp.where(live, loss, jnp.nan)
-        return new_lane, (recorded, lr)
+        return new_lane, (jnp.where(live, loss, jnp.nan), lr)
 
     def lane_eval(self, lane: LaneState, x_val, y_val):
         params = lane.params
@@ -192,13 +188,21 @@ class _Program:
         return jax.vmap(one)(params, hp.learning_rate, hp.optimizer_args)
 
     def _chunk(self, state: LaneState, hp: LaneHyperparams, x, y, xv, yv, idx, steps, valid):
+        n = hp.learning_rate.shape[0]
+
+        def train(st, rows, step):
+            xb, yb = x[rows], y[rows]  # one gather, shared by all lanes
+            return jax.vmap(self.lane_step, in_axes=(0, 0, 0, None, None, None))(
+                st, hp.learning_rate, hp.schedule_args, xb, yb, step
+            )
+
+        def pad(st, rows, step):  # the padded tail of the last chunk: nothing moves
+            return st, (jnp.full((n,), jnp.nan), jnp.full((n,), jnp.nan))
+
         def body(st, inp):
             rows, step, ok = inp
-            xb, yb = x[rows], y[rows]  # one gather, shared by all lanes
-            st, out = jax.vmap(self.lane_step, in_axes=(0, 0, 0, None, None, None, None))(
-                st, hp.learning_rate, hp.schedule_args, xb, yb, step, ok
-            )
-            return st, out
+            # `ok` is the same for every lane, so this stays a real branch under vmap.
+            return jax.lax.cond(ok, train, pad, st, rows, step)
 
         state, (losses, lrs) = jax.lax.scan(body, state, (idx, steps, valid))
         val_loss, metrics = jax.vmap(self.lane_eval, in_axes=(0, None, None))(state, xv, yv)
@@ -221,10 +225,6 @@ class _Program:
         else:
             self.last_compile_s = 0.0
         return self._compiled[key]
-
-
-def _all_finite(tree) -> jnp.ndarray:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(tree)]))
 
 
 _PROGRAMS: dict[tuple, _Program] = {}

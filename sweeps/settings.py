@@ -11,10 +11,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOLDILOCKS_", extra="ignore")
 
     max_lanes: int = 4096  # refuse sweeps with more lanes than this
-    # Lanes trained side by side in one compiled step on a CPU. Measured on 2 cores: a
-    # population matches a hand-written loop up to ~64 lanes and slows beyond; wider
-    # populations are split into sequential slices of this width (one compile for all).
-    cpu_lane_width: int = 64
+    # Lanes trained side by side in one compiled step on a CPU. Measured on 2 cores
+    # (benchmarks/population_vs_loop.py, 64 Adam lanes): widths 4-12 match or beat a loop of
+    # the jitted single-lane scan, 32-64 run 25-45 % slower (the lanes' optimizer state no
+    # longer fits in cache). Wider populations are split into sequential slices of this
+    # width, all served by one compile.
+    cpu_lane_width: int = 8
     gpu_lane_width: int = 1024
 
 
