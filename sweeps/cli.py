@@ -281,5 +281,9 @@ def main() -> None:
     app()
 
 
+from service.client_cli import register as _register_service  # noqa: E402
+
+_register_service(app)
+
 if __name__ == "__main__":
     main()

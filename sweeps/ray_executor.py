@@ -405,6 +405,9 @@ def run_ray(
     resume: bool = False,
 ) -> Execution:
     """Run (or resume) the sweep's populations as Ray Tune trials; return lane results."""
+    # Our collector is the record; Tune's CSV/JSON/TensorBoard loggers would only duplicate
+    # it (and TensorBoardX complains about every NaN of a diverged lane).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
     init_ray(spec, address)
     storage = (sweep_dir / "ray").resolve()
