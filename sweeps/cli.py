@@ -133,9 +133,14 @@ def _lane_text(prepared) -> str:
 
 
 def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):
+    import signal
+
     from sweeps.errors import SweepFailed, SweepInterrupted
     from sweeps.run import run_sweep
 
+    # SIGTERM (a cancel, a stopping service) ends the sweep like Ctrl-C: runs closed KILLED,
+    # the folder marked interrupted, resumable. (The Ray executor refines this during fit.)
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
     try:
         with _progress_bar() as bar:
             task = bar.add_task("starting", total=1.0)
