@@ -221,8 +221,15 @@ class PointLog:
         self.path = path
 
     def append(self, metrics: dict) -> None:
+        self._write(_point_fields(metrics))
+
+    def trial_ended(self, trial_id: str) -> None:
+        """Finished trials are not run again by `Tuner.restore`: remember them here."""
+        self._write({"trial_ended": trial_id})
+
+    def _write(self, row: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(_point_fields(metrics)) + "\n")
+            f.write(json.dumps(row) + "\n")
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -356,6 +363,8 @@ class _Callback(tune.Callback):
         self._ended(trial)
 
     def _ended(self, trial) -> None:
+        if trial.trial_id not in self.collector.errors:
+            self.collector.point_log.trial_ended(trial.trial_id)
         self.collector.finished.add(trial.trial_id)
         self.collector.running.discard(trial.trial_id)
         self.collector._update_progress()
@@ -416,7 +425,10 @@ def run_ray(
     collector = Collector(spec, lanes, populations, point_log, on_point, on_progress, on_new_lanes)
     if resume:
         for row in point_log.read():
-            collector.add(row, replay=True)
+            if "trial_ended" in row:
+                collector.finished.add(row["trial_ended"])
+            else:
+                collector.add(row, replay=True)
 
     trainable = tune.with_parameters(
         population_trainable, spec_json=spec.model_dump_json(), populations=populations, data=data

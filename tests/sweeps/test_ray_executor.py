@@ -27,6 +27,11 @@ def local_ray():
     ray.shutdown()
 
 
+def _points(sweep) -> list[dict]:
+    rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
+    return [r for r in rows if "eval_step" in r]
+
+
 def _spec(**search):
     return parse_spec(
         tiny_spec_dict(
