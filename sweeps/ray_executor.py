@@ -46,6 +46,15 @@ BAD_SCORE = 1e30  # a trial whose lanes all diverged: a number, never NaN, for A
 
 
 # --------------------------------------------------------------------------- Ray itself
+WORKER_KNOBS = {
+    "GOLDILOCKS_CHECKPOINT_EVERY_S",
+    "GOLDILOCKS_COMPILE_CACHE",
+    "GOLDILOCKS_CPU_LANE_WIDTH",
+    "GOLDILOCKS_GPU_LANE_WIDTH",
+    "GOLDILOCKS_MAX_LANES",
+}
+
+
 def worker_env(spec: SweepSpec) -> dict[str, str]:
     """Environment for trial processes: threads sized to the trial, a shared compile cache."""
     threads = str(max(1, math.floor(spec.resources.cpus_per_trial)))
@@ -63,8 +72,9 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
     }
     if spec.resources.gpus_per_trial == 0:
         env["JAX_PLATFORMS"] = "cpu"
-    # Test and operator knobs travel to the workers too.
-    env.update({k: v for k, v in os.environ.items() if k.startswith("GOLDILOCKS_")})
+    # Trainer knobs (and test fault injection) travel to the workers; secrets such as the
+    # API token or the database URL must not end up in Ray's cluster state.
+    env.update({k: v for k, v in os.environ.items() if k in WORKER_KNOBS or k.startswith("GOLDILOCKS_TEST_")})
     return env
 
 
