@@ -4,10 +4,7 @@ a two-node cluster on loopback, a worker killed mid-trial, a driver interrupted 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +14,9 @@ import pytest
 import yaml
 from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
+from ray_cluster import alive_nodes, base_env, ray_cluster
 
-BIN = Path(sys.executable).parent
 GOLDILOCKS = [sys.executable, "-m", "sweeps.cli"]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec_file(folder: Path, **overrides) -> Path:
@@ -30,20 +26,12 @@ def _spec_file(folder: Path, **overrides) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(PYTHONPATH=str(ROOT), **extra)
-    return env
+    return base_env(**extra)
 
 
 def _points(sweep: Path) -> list[dict]:
     rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
     return [r for r in rows if "eval_step" in r]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _lane_runs(uri: str, sweep: Path) -> tuple[object, list]:
@@ -72,47 +60,15 @@ def _assert_one_complete_run_per_lane(uri: str, sweep: Path, steps: int) -> None
         assert max(history) == steps
 
 
-# A real cluster authenticates its nodes and drivers with a shared token (Ray's default).
-CLUSTER_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-
-
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster():
     """`ray start --head` plus a second node with its own resources, on loopback."""
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    env = _env(RAY_USAGE_STATS_ENABLED="0", **CLUSTER_AUTH)
-    ray = str(BIN / "ray")
-    subprocess.run(
-        [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=1", "--resources={\"head_node\": 1}", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        check=True, env=env, capture_output=True, timeout=120,
-    )  # fmt: skip
-    try:
-        subprocess.run(
-            [ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1",
-             "--num-cpus=1", "--resources={\"worker_node\": 1}", "--disable-usage-stats"],
-            check=True, env=env, capture_output=True, timeout=120,
-        )  # fmt: skip
-        yield address
-    finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
-
-
-def _cluster_nodes(address: str) -> set[str]:
-    code = (
-        f"import ray, json; ray.init(address={address!r}, log_to_driver=False);"
-        "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=_env(**CLUSTER_AUTH), capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    with ray_cluster(worker_cpus=[1]) as cluster:
+        yield cluster
 
 
 def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_path):
+    address, auth = two_node_cluster
     spec = _spec_file(
         tmp_path,
         train={"steps": 30, "batch_size": 32, "eval_every": 10, "seeds": [0]},
@@ -123,11 +79,11 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
         [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
-        env=_env(RAY_ADDRESS=two_node_cluster, MLFLOW_TRACKING_URI=uri, **CLUSTER_AUTH),
+        env=_env(RAY_ADDRESS=address, MLFLOW_TRACKING_URI=uri, **auth),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    nodes = _cluster_nodes(two_node_cluster)
+    nodes = alive_nodes(address, auth)
     assert len(nodes) == 2
     used = {p["node_id"] for p in _points(sweep)}
     # Two one-CPU trials at once on two one-CPU nodes: both nodes trained a population.
