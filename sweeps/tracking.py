@@ -85,6 +85,9 @@ RunKey = str | int  # "parent" or a lane index; resolved to a run id when writte
 PARENT = "parent"
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+
 class TrackingError(RuntimeError):
     """The background writer could not write to MLflow."""
 
@@ -628,7 +631,13 @@ class SweepTracker:
             folder = re.sub(r"[^\w.-]", "_", name)
             location = (db.parent / "mlartifacts" / folder).as_uri() if db is not None else None
             try:
-                return self._client.create_experiment(name, artifact_location=location)
+                # The MLflow 3 UI opens an experiment on its GenAI view unless told what kind
+                # it is: ours are model training, so users land on the runs table.
+                return self._client.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
+                )
             except MlflowException:
                 exp = self._client.get_experiment_by_name(name)  # created concurrently
                 if exp is None:
