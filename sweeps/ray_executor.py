@@ -74,7 +74,13 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
         env["JAX_PLATFORMS"] = "cpu"
     # Trainer knobs (and test fault injection) travel to the workers; secrets such as the
     # API token or the database URL must not end up in Ray's cluster state.
-    env.update({k: v for k, v in os.environ.items() if k in WORKER_KNOBS or k.startswith("GOLDILOCKS_TEST_")})
+    env.update(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k in WORKER_KNOBS or k.startswith("GOLDILOCKS_TEST_")
+        }
+    )
     return env
 
 
@@ -99,6 +105,7 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return address
     ray.init(
+        address="local",  # a new local Ray, even when another cluster runs on this machine
         num_cpus=os.cpu_count(),
         include_dashboard=False,
         runtime_env=runtime_env,

@@ -1,0 +1,523 @@
+"""Goldilocks vs a naive Ray Tune sweep: what does a learning-rate sweep cost, end to end?
+
+The same sweep (digits MLP 64-128-128-10, cross-entropy, Adam, batch 128, 500 steps, an
+evaluation on the validation set every 25 steps, 64 log-spaced learning rates from 1e-5 to 1,
+one seed, every result logged to MLflow on SQLite; `--quick`: 100 steps, 8 learning rates) is
+run three ways in ONE process, one after the other, so the ratios compare like with like:
+
+(a) goldilocks: `run_sweep(..., executor="ray")`: the learning rates become two populations
+    (`max_lanes_per_trial` = lanes / 2), one Ray Tune trial each, two trials at a time on one
+    CPU each, logged by Goldilocks' own MLflow tracker (parent run + one child run per lane,
+    written by a background thread). Wall time from a fresh `ray.init` (counted) to the report.
+(b) naive Ray Tune: "the way people do it today", and the baseline the speedup is measured
+    against: one Tune trial per learning rate (`tune.grid_search(lrs)`), a function trainable
+    that builds the same model (`make_model`) with plain `optax.adam(lr)`, jits its own train
+    step (so every trial imports JAX and compiles in its own fresh worker: `reuse_actors=False`),
+    trains on the same minibatches (`batch_plan`) and `tune.report`s the validation loss and
+    accuracy every 25 steps; logged by Ray's `MLflowLoggerCallback` (one run per trial); two
+    trials at a time on one CPU each. Wall time from a fresh `ray.init` (counted) to the end.
+(c) inline: the same sweep as (a) with `executor="inline"`: no Ray, both populations trained in
+    this process one after the other. The floor that (a)'s Ray overhead is measured against.
+
+Fairness: every variant gets a fresh SQLite store in a temporary folder (no shared locks),
+the same data split, minibatches and learning-rate grid, the same Ray init options (those of
+`init_ray`, plus `address="local"` so neither joins a cluster another process left running on
+this shared machine), the same worker thread settings (`worker_env`: one XLA/BLAS thread per one-CPU trial, so the
+comparison is not about oversubscribed cores). Neither Ray variant gets a warm persistent
+compile cache: (a) points `GOLDILOCKS_COMPILE_CACHE` at an empty folder, (b) runs without one.
+One-time in-process costs (importing MLflow and its SQLite store, starting JAX's CPU client) are
+paid by a warm-up before anything is timed, so the first variant is not charged for them.
+`--quick` shrinks the sweep for every variant alike (8 learning rates each): nothing is
+extrapolated. A sanity check compares the best learning rate found: (a) and (c) must agree,
+and (b)'s within one grid step of theirs.
+
+Logging cost, measured separately on a wider inline sweep (256 lanes, 500 steps, an eval every
+10 steps; `--quick`: 64 lanes, 50 steps): `logging_share` is the report's `log_s / wall_s` (the
+time spent in MLflow calls, mostly by the background writer while training goes on, so it
+overlaps training), and `logging_blocking_s` is the wall time of that sweep with tracking minus
+without (`track=False`), both after a warm-up run: the honest "what did logging cost". The
+share is a loose figure: `log_s` is the wall time of the writer's MLflow calls, stretched when
+training keeps the cores busy, and it includes `finish`'s writes, which come after the report's
+`wall_s` was taken, so it can exceed 100 % on a small sweep. The blocking time includes opening
+the fresh SQLite store (`MlflowClient(...)` creates its tables; outside both `log_s` and
+`wall_s`): `mlflow_store_init_s` times that fixed part alone.
+
+Targets: speedup_vs_naive >= 20, overhead_vs_inline <= 1.25, logging share < 10 %. The table
+goes to stderr; `--json` prints one JSON object on stdout.
+
+    python benchmarks/vs_naive_ray.py [--quick] [--json] [--lanes N] [--steps S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere, installed or not
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # as `init_ray` sets them, for (a) and (b)
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from models import MLPSpec, make_model  # noqa: E402
+from sweeps.data import Dataset  # noqa: E402
+from sweeps.losses import get_loss  # noqa: E402
+from sweeps.plan import learning_rates  # noqa: E402
+from sweeps.population import batch_plan  # noqa: E402
+from sweeps.progress import Progress  # noqa: E402
+from sweeps.ray_executor import worker_env  # noqa: E402
+from sweeps.run import prepare, run_sweep  # noqa: E402
+from sweeps.spec import SweepSpec, parse_spec  # noqa: E402
+
+BATCH = 128
+EVAL_EVERY = 25
+HIDDEN = [128, 128]
+LR_RANGE = (1e-5, 1.0)
+SEED = 0
+EXPERIMENT = "vs-naive-ray"
+LOGGING_EVAL_EVERY = 10
+FULL_LANES, FULL_STEPS = 64, 500
+TARGET_SPEEDUP, TARGET_OVERHEAD, TARGET_LOG_SHARE = 20.0, 1.25, 0.10
+
+
+# --------------------------------------------------------------------------- setup
+def spec_dict(lanes: int, steps: int, eval_every: int = EVAL_EVERY) -> dict:
+    """The sweep as a Goldilocks spec: `lanes` log-spaced Adam LRs, two populations."""
+    return {
+        "name": "vs-naive-ray",
+        "experiment": EXPERIMENT,
+        "data": {"name": "digits", "val_fraction": 0.2},
+        "model": {"name": "mlp", "hidden": HIDDEN},
+        "loss": "cross_entropy",
+        "train": {"steps": steps, "batch_size": BATCH, "eval_every": eval_every, "seeds": [SEED]},
+        "search": {
+            "method": "grid",
+            "learning_rate": {"min": LR_RANGE[0], "max": LR_RANGE[1], "num": lanes},
+            "optimizer": ["adam"],
+            "schedule": ["constant"],
+        },
+        "resources": {
+            "cpus_per_trial": 1,
+            "max_concurrent_trials": 2,
+            "max_lanes_per_trial": max(1, lanes // 2),  # two populations: both cores work
+        },
+    }
+
+
+def tracking_uri(folder: Path) -> str:
+    """A fresh SQLite store per variant, so no two variants share a database lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def start_ray(env_vars: dict[str, str]) -> float:
+    """A fresh local Ray started the way `sweeps.ray_executor.init_ray` starts one, except
+    `address="local"`: on a shared machine a bare `ray.init()` joins whatever cluster another
+    process left running (and then refuses `num_cpus`). Returns the seconds it took."""
+    ray.shutdown()
+    t0 = time.perf_counter()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": env_vars},
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    return time.perf_counter() - t0
+
+
+def grid_index(lrs: list[float], lr: float | None) -> int | None:
+    if lr is None:
+        return None
+    return int(np.argmin(np.abs(np.log(np.asarray(lrs)) - math.log(lr))))
+
+
+def winner_lr(sweep: dict) -> float | None:
+    return sweep["winner"]["learning_rate"] if sweep.get("winner") else None
+
+
+class Timeline:
+    """A progress callback that stamps the sweep's milestones, in seconds since `t0`: the
+    first trial started (Ray: its worker is up; inline: the first evaluation), the first chunk of steps done (worker up, JAX imported, programs
+    compiled, one chunk trained), and every lane-step done."""
+
+    def __init__(self, t0: float):
+        self.t0 = t0
+        self.events: list[tuple[float, int, int, int]] = []
+
+    def __call__(self, p: Progress) -> None:
+        self.events.append(
+            (time.perf_counter() - self.t0, p.lane_steps_done, p.lane_steps_total, p.trials_running)
+        )
+
+    def summary(self) -> dict:
+        first = lambda cond: next((t for t, *rest in self.events if cond(*rest)), None)  # noqa: E731
+        return {
+            "trials_started_at_s": first(lambda done, total, running: running > 0),
+            "first_chunk_at_s": first(lambda done, total, running: done > 0),
+            "all_steps_at_s": first(lambda done, total, running: total and done >= total),
+        }
+
+
+def warm_up(tmp: Path) -> float:
+    """Pay the one-time, in-process costs before any variant is timed (importing MLflow, its
+    SQLite store and Ray's MLflow callback), so the first variant is not charged for them.
+    Returns the seconds a fresh SQLite store then still takes (tables created, migrations
+    run; best of 2): a cost each variant pays once, for its own store."""
+    from mlflow import MlflowClient
+    from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: F401
+
+    import sweeps.tracking  # noqa: F401
+
+    MlflowClient(tracking_uri(tmp / "warm-store")).create_experiment("warm")
+    best = math.inf
+    for i in range(2):
+        t0 = time.perf_counter()
+        MlflowClient(tracking_uri(tmp / f"probe-store-{i}")).create_experiment("probe")
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def count_runs(uri: str) -> int:
+    """MLflow runs in the variant's store (a sanity check that it logged at all)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return 0
+    return len(client.search_runs([experiment.experiment_id], max_results=10_000))
+
+
+# --------------------------------------------------------------------------- (a) Goldilocks
+def run_goldilocks(spec: SweepSpec, tmp: Path) -> dict:
+    """Goldilocks on Ray: fresh Ray (its start counted), empty persistent compile cache."""
+    uri = tracking_uri(tmp / "a-mlflow")
+    previous = os.environ.get("GOLDILOCKS_COMPILE_CACHE")
+    os.environ["GOLDILOCKS_COMPILE_CACHE"] = str(tmp / "a-jax-cache")  # empty: no warm cache
+    try:
+        ray.shutdown()
+        t0 = time.perf_counter()
+        timeline = Timeline(t0)
+        ray_init_s = start_ray(worker_env(spec))  # run_ray then finds Ray up and uses it
+        sweep = run_sweep(
+            prepare(spec), tmp / "a", executor="ray", tracking_uri=uri, on_progress=timeline
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("GOLDILOCKS_COMPILE_CACHE", None)
+        else:
+            os.environ["GOLDILOCKS_COMPILE_CACHE"] = previous
+    return {
+        "wall_s": wall,
+        "mlflow_runs": count_runs(uri),
+        "ray_init_s": ray_init_s,
+        "fit_s": sweep["timing"]["train_s"],  # tuner.fit(): worker start, compile, train
+        "log_s": sweep["timing"]["log_s"],
+        **timeline.summary(),
+        "best_lr": winner_lr(sweep),
+    }
+
+
+# --------------------------------------------------------------------------- (b) naive Ray
+def naive_trainable(
+    config: dict, *, data: Dataset, steps: int, eval_every: int, batch_size: int, seed: int
+) -> None:
+    """One Tune trial per learning rate, written the usual way: plain `optax.adam(lr)`, a
+    jitted train step called from a Python loop, a jitted evaluation every `eval_every` steps.
+    Module level, so Ray can pickle it."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    model = make_model(
+        MLPSpec(name="mlp", hidden=HIDDEN),
+        n_features=data.n_features,
+        n_outputs=int(data.num_classes),
+    )
+    loss = get_loss("cross_entropy")
+    tx = optax.adam(config["lr"])
+    params = model.init(jax.random.key(seed))
+    opt_state = tx.init(params)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
+
+    @jax.jit
+    def train_step(params, opt_state, x, y, rows):
+        xb, yb = x[rows], y[rows]
+        value, grads = jax.value_and_grad(lambda p: loss.fn(model.apply(p, xb), yb))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    @jax.jit
+    def evaluate(params, xv, yv):
+        pred = model.apply(params, xv)
+        return loss.fn(pred, yv), loss.metrics(pred, yv)
+
+    plan = batch_plan(data.n_train, batch_size, steps, 0)  # the sweep's data_seed: 0
+    best, chunk = math.inf, []
+    for step in range(steps):
+        params, opt_state, value = train_step(params, opt_state, x, y, plan[step])
+        chunk.append(value)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            val_loss, metrics = evaluate(params, xv, yv)
+            val_loss = float(val_loss)
+            if math.isfinite(val_loss):
+                best = min(best, val_loss)
+            tune.report({
+                "step": step + 1,
+                "train_loss": float(np.mean(np.asarray(chunk))),
+                "val_loss": val_loss,
+                **{f"val_{k}": float(v) for k, v in metrics.items()},
+                "best_val_loss": best,
+            })  # fmt: skip
+            chunk = []
+
+
+def run_naive(spec: SweepSpec, tmp: Path) -> dict:
+    """Ray Tune, one trial per LR, fresh worker per trial, MLflowLoggerCallback."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    uri = tracking_uri(tmp / "b-mlflow")
+    env = worker_env(spec)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # no persistent compile cache for (b)
+    lrs = learning_rates(spec)
+    ray.shutdown()
+    t0 = time.perf_counter()
+    ray_init_s = start_ray(env)
+    data = prepare(spec).data  # the same split as (a) and (c)
+    trainable = tune.with_parameters(
+        naive_trainable, data=data, steps=spec.train.steps, eval_every=spec.train.eval_every,
+        batch_size=BATCH, seed=SEED,
+    )  # fmt: skip
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space={"lr": tune.grid_search(lrs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=False),
+        run_config=tune.RunConfig(
+            name="naive",
+            storage_path=str((tmp / "b").resolve()),
+            callbacks=[MLflowLoggerCallback(tracking_uri=uri, experiment_name=EXPERIMENT)],
+            verbose=0,
+        ),
+    )
+    t_fit = time.perf_counter()
+    grid = tuner.fit()
+    fit_s = time.perf_counter() - t_fit
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    if grid.errors:
+        raise RuntimeError(f"{len(grid.errors)} naive trial(s) failed: {grid.errors[0]}")
+    best = {r.config["lr"]: r.metrics.get("best_val_loss", math.inf) for r in grid}
+    finite = {lr: v for lr, v in best.items() if math.isfinite(v)}
+    return {
+        "wall_s": wall,
+        "mlflow_runs": count_runs(uri),
+        "ray_init_s": ray_init_s,
+        "fit_s": fit_s,
+        "lanes": len(lrs),
+        "best_lr": min(finite, key=finite.get) if finite else None,
+        # Seconds inside each trainable (compile + training + reports), not worker start.
+        "trial_s": sorted(r.metrics.get("time_total_s", math.nan) for r in grid),
+    }
+
+
+# --------------------------------------------------------------------------- (c) inline
+def run_inline(spec: SweepSpec, tmp: Path) -> dict:
+    """The same sweep in this process, no Ray."""
+    import jax
+
+    jax.block_until_ready(jax.numpy.zeros(1) + 1)  # start JAX's CPU client (after Ray's forks)
+    uri = tracking_uri(tmp / "c-mlflow")
+    t0 = time.perf_counter()
+    timeline = Timeline(t0)
+    sweep = run_sweep(
+        prepare(spec), tmp / "c", executor="inline", tracking_uri=uri, on_progress=timeline
+    )
+    wall = time.perf_counter() - t0
+    return {
+        "wall_s": wall,
+        "mlflow_runs": count_runs(uri),
+        "compile_s": sweep["timing"]["compile_s"],
+        "train_s": sweep["timing"]["train_s"],
+        "log_s": sweep["timing"]["log_s"],
+        **timeline.summary(),
+        "best_lr": winner_lr(sweep),
+    }
+
+
+# --------------------------------------------------------------------------- logging
+def measure_logging(lanes: int, steps: int, tmp: Path) -> dict:
+    """A wide inline sweep: a warm-up run (compiles), then with tracking, then without."""
+    spec = parse_spec(spec_dict(lanes, steps, LOGGING_EVAL_EVERY))
+    prepared = prepare(spec)
+    run_sweep(prepared, tmp / "log-warmup", executor="inline", track=False)
+    t0 = time.perf_counter()
+    uri = tracking_uri(tmp / "log-mlflow")
+    tracked = run_sweep(prepared, tmp / "log-tracked", executor="inline", tracking_uri=uri)
+    tracked_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_sweep(prepared, tmp / "log-untracked", executor="inline", track=False)
+    untracked_s = time.perf_counter() - t0
+    timing = tracked["timing"]
+    return {
+        "logging_lanes": lanes,
+        "logging_steps": steps,
+        "logging_eval_every": LOGGING_EVAL_EVERY,
+        "logging_points": lanes * (-(-steps // LOGGING_EVAL_EVERY) + 1),  # lane x eval point
+        "logging_share": timing["log_s"] / timing["wall_s"],
+        "logging_log_s": timing["log_s"],
+        "logging_report_wall_s": timing["wall_s"],
+        "logging_tracked_s": tracked_s,
+        "logging_untracked_s": untracked_s,
+        "logging_blocking_s": tracked_s - untracked_s,
+    }
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="100 steps, 8 lanes (all variants)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--lanes", type=int, help="learning rates, every variant (default 64; quick 8)")
+    p.add_argument("--steps", type=int, help="training steps (default 500; quick 100)")
+    args = p.parse_args(argv)
+    args.lanes = args.lanes or (8 if args.quick else FULL_LANES)
+    args.steps = args.steps or (100 if args.quick else FULL_STEPS)
+    args.logging_lanes = 64 if args.quick else 256
+    args.logging_steps = 50 if args.quick else args.steps
+    return args
+
+
+def report(r: dict) -> None:
+    """The human-readable table, on stderr."""
+    out = lambda s="": print(s, file=sys.stderr)  # noqa: E731
+    out(f"{r['lanes']} Adam LRs x {r['steps']} steps, batch {BATCH}, eval every {EVAL_EVERY}; "
+        f"digits MLP {HIDDEN}; MLflow on SQLite; {r['cpus']} CPUs")  # fmt: skip
+    out(f"{'':28}{'wall s':>9}{'ray init s':>12}{'fit s':>9}{'log s':>8}{'best LR':>10}")
+    a, b, c = r["goldilocks"], r["naive"], r["inline"]
+    rows = [
+        ("(a) goldilocks, Ray", a["wall_s"], a["ray_init_s"], a["fit_s"], a["log_s"], a["best_lr"]),
+        ("(b) naive Ray Tune", b["wall_s"], b["ray_init_s"], b["fit_s"], None, b["best_lr"]),
+        ("(c) goldilocks, inline", c["wall_s"], None, c["train_s"], c["log_s"], c["best_lr"]),
+    ]
+    f = lambda v, w, p=2: f"{'-':>{w}}" if v is None else f"{v:{w}.{p}f}"  # noqa: E731
+    for name, wall, init, fit, log_s, lr in rows:
+        lr_s = f"{'-':>10}" if lr is None else f"{lr:10.2e}"
+        out(f"{name:28}{f(wall, 9)}{f(init, 12)}{f(fit, 9)}{f(log_s, 8)}{lr_s}")
+    ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+    out(f"speedup vs naive    {r['speedup_vs_naive']:6.2f}x   target >= {TARGET_SPEEDUP:g}x "
+        f"({ok(r['speedup_vs_naive'] >= TARGET_SPEEDUP)})")  # fmt: skip
+    out(f"overhead vs inline  {r['overhead_vs_inline']:6.2f}x   target <= {TARGET_OVERHEAD:g}x "
+        f"({ok(r['overhead_vs_inline'] <= TARGET_OVERHEAD)})")  # fmt: skip
+    out(f"logging share       {100 * r['logging_share']:6.1f} %   target < "
+        f"{100 * TARGET_LOG_SHARE:g} % ({ok(r['logging_share'] < TARGET_LOG_SHARE)}); "
+        f"{r['logging_lanes']} lanes x {r['logging_steps']} steps, eval every "
+        f"{r['logging_eval_every']}: log_s {r['logging_log_s']:.2f} of {r['logging_report_wall_s']:.2f} s")  # fmt: skip
+    out(f"logging blocking    {r['logging_blocking_s']:6.2f} s   (tracked {r['logging_tracked_s']:.2f} s "
+        f"- untracked {r['logging_untracked_s']:.2f} s); a fresh SQLite store alone: "
+        f"{r['mlflow_store_init_s']:.2f} s")  # fmt: skip
+    if r["lanes"] < FULL_LANES:
+        out(f"note: the targets are set for the full sweep ({FULL_LANES} lanes); with "
+            f"{r['lanes']} lanes the naive baseline runs only {r['lanes'] // 2} rounds of trials")  # fmt: skip
+    stamp = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for name, v in (("(a)", a), ("(c)", c)):
+        out(f"{name} timeline, s since start: trials started {stamp(v['trials_started_at_s'])}, "
+            f"first chunk done {stamp(v['first_chunk_at_s'])}, all steps done "
+            f"{stamp(v['all_steps_at_s'])}, end {v['wall_s']:.2f}")  # fmt: skip
+    out(f"(c) inline compile {c['compile_s']:.2f} s, train {c['train_s']:.2f} s")
+    ts = b["trial_s"]
+    out(f"(b) {len(ts)} trials, s inside the trainable: mean {np.mean(ts):.2f}, sum "
+        f"{np.sum(ts):.2f}; the rest of 2 slots x fit {b['fit_s']:.2f} s is worker start, "
+        f"imports and Tune/MLflow bookkeeping")  # fmt: skip
+    out(f"MLflow runs logged: (a) {a['mlflow_runs']}, (b) {b['mlflow_runs']}, "
+        f"(c) {c['mlflow_runs']}")  # fmt: skip
+    out(f"best LR: {'agree' if r['agree'] else 'DISAGREE'} (grid index a {r['best_index_a']}, "
+        f"c {r['best_index_c']}, b {r['best_index_b']})")  # fmt: skip
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Tune prints its experiment tables on stdout (even with verbose=0): keep stdout for JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    spec = parse_spec(spec_dict(args.lanes, args.steps))
+    lrs = learning_rates(spec)
+    load_before, cpu0 = os.getloadavg(), time.process_time()
+    with stdout_to_stderr(), tempfile.TemporaryDirectory(prefix="goldilocks-vs-naive-") as tmp:
+        store_init_s = warm_up(Path(tmp))
+        a = run_goldilocks(spec, Path(tmp))
+        b = run_naive(spec, Path(tmp))
+        c = run_inline(spec, Path(tmp))
+        logging_ = measure_logging(args.logging_lanes, args.logging_steps, Path(tmp))
+    ia, ib, ic = (grid_index(lrs, v["best_lr"]) for v in (a, b, c))
+    agree = None not in (ia, ib, ic) and ia == ic and abs(ib - ia) <= 1
+    result = {
+        "lanes": args.lanes,
+        "steps": args.steps,
+        "naive_lanes": b["lanes"],
+        "goldilocks_s": a["wall_s"],
+        "naive_ray_s": b["wall_s"],
+        "inline_s": c["wall_s"],
+        "speedup_vs_naive": b["wall_s"] / a["wall_s"],
+        "overhead_vs_inline": a["wall_s"] / c["wall_s"],
+        "goldilocks_log_s": a["log_s"],
+        "inline_log_s": c["log_s"],
+        **logging_,
+        "mlflow_store_init_s": store_init_s,
+        "best_lr_goldilocks": a["best_lr"],
+        "best_lr_inline": c["best_lr"],
+        "best_lr_naive": b["best_lr"],
+        "best_index_a": ia,
+        "best_index_b": ib,
+        "best_index_c": ic,
+        "agree": agree,
+        "targets": {
+            "speedup_vs_naive": TARGET_SPEEDUP,
+            "overhead_vs_inline": TARGET_OVERHEAD,
+            "logging_share": TARGET_LOG_SHARE,
+        },  # fmt: skip
+        "goldilocks": a,
+        "naive": b,
+        "inline": c,
+        "cpus": os.cpu_count(),
+        # The machine is shared: the load around the run says how much to trust the numbers.
+        "loadavg_before": load_before[0],
+        "loadavg_after": os.getloadavg()[0],
+        "driver_cpu_s": time.process_time() - cpu0,
+        "ray": ray.__version__,
+    }
+    report(result)
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
