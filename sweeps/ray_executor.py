@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 
 from sweeps.data import Dataset
 from sweeps.errors import SweepFailed, SweepInterrupted
@@ -431,9 +432,11 @@ def run_ray(
     resume: bool = False,
 ) -> Execution:
     """Run (or resume) the sweep's populations as Ray Tune trials; return lane results."""
-    # Our collector is the record; Tune's CSV/JSON/TensorBoard loggers would only duplicate
-    # it (and TensorBoardX complains about every NaN of a diverged lane).
+    # Our collector is the record; of Tune's own loggers only the JSON one stays (the result
+    # grid reads it back); TensorBoardX would complain about every NaN of a diverged lane.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune's new console output prints its tables even at verbose=0; our CLI draws its own.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     init_ray(spec, address)
     storage = (sweep_dir / "ray").resolve()
@@ -457,7 +460,7 @@ def run_ray(
         storage_path=str(storage),
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[_Callback(str(experiment))],
+        callbacks=[_Callback(str(experiment)), JsonLoggerCallback()],
         verbose=0,
     )
     _COLLECTORS[str(experiment)] = collector

@@ -19,6 +19,7 @@ import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,18 @@ def run_sweep(
         sweep_id = folder.state()["sweep_id"]
     sweep_id = sweep_id or new_sweep_id(spec)
     (folder.path / "spec.json").write_text(spec.model_dump_json(indent=1))
-    tracker = _start_tracker(spec, prepared, folder, sweep_id, tracking_uri) if track else None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Opening the MLflow store and starting Ray each take seconds: do both at once.
+        pending = (
+            pool.submit(_start_tracker, spec, prepared, folder, sweep_id, tracking_uri)
+            if track
+            else None
+        )
+        if executor == "ray":
+            from sweeps.ray_executor import init_ray
+
+            init_ray(spec, ray_address)
+        tracker = pending.result() if pending else None
     folder.set_state(
         sweep_id=sweep_id,
         name=spec.name,
