@@ -1,0 +1,88 @@
+"""What the API answers (the request body of a submit is the sweep spec itself: sweeps.spec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.store import SweepStatus
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What is wrong, naming the field or the reason.")
+    errors: list[str] = Field(default_factory=list, description='One "field: message" a line.')
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
+
+
+class SweepProgress(BaseModel):
+    lanes_total: int = 0
+    lane_steps_done: int = 0
+    lane_steps_total: int = 0
+    trials_done: int = 0
+    trials_total: int = 0
+    trials_running: int = 0
+    fraction: float = Field(0.0, description="lane-steps done / total, 0..1")
+    eta_s: float | None = Field(None, description="Seconds left, extrapolated; null if unknown.")
+    updated_at: datetime | None = None
+
+
+class SweepMlflow(BaseModel):
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    experiment_url: str | None = Field(None, description="When an MLflow UI URL is configured.")
+    parent_run_url: str | None = None
+
+
+class SweepSummary(BaseModel):
+    id: str
+    name: str
+    status: SweepStatus
+    executor: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    url: str
+
+
+class SweepPublic(SweepSummary):
+    spec: dict[str, Any]
+    progress: SweepProgress | None = None
+    mlflow: SweepMlflow | None = None
+    attempts: int = Field(
+        0,
+        description="Driver launches: 1, plus one per resume (a launch that a graceful "
+        "service shutdown interrupted is not counted). Past 1 + max_resume_attempts the "
+        "sweep fails.",
+    )
+    report_url: str | None = Field(None, description="Once the report exists.")
+    plot_urls: dict[str, str] = Field(default_factory=dict)
+
+
+class SweepCreated(SweepPublic):
+    """The queued sweep (or, for a retried submit with the same Idempotency-Key, the first)."""
+
+
+class SweepList(BaseModel):
+    items: list[SweepSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" when ready, else "degraded" (still live).')
+    live: bool
+    ready: bool
+    checks: dict[str, ComponentHealth]

@@ -1,0 +1,81 @@
+"""Service settings, read from the environment once (GOLDILOCKS_* variables).
+
+Tests and embedders build the app with explicit settings (`create_app(ServiceSettings(...))`);
+`get_settings()` is for `goldilocks serve`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    # extra="ignore": sweeps.settings reads other GOLDILOCKS_* variables (GOLDILOCKS_MAX_LANES...).
+    # populate_by_name: ServiceSettings(tracking_uri=...) works despite the aliases below.
+    model_config = SettingsConfigDict(
+        env_prefix="GOLDILOCKS_", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Path("./goldilocks-data")
+    # Default: a SQLite file in data_dir. postgresql://... works too (psycopg 3 is used).
+    database_url: str | None = None
+    # Relative `data.path` of a submitted spec resolves here, and may not leave it: a client
+    # must not make the service read arbitrary server files. Default: data_dir/datasets.
+    datasets_dir: Path | None = None
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    max_queue: int = Field(16, ge=0)  # queued sweeps beyond this answer 429
+    # Drivers running at once. 0 pauses the runner: sweeps are accepted and stay queued.
+    max_running: int = Field(1, ge=0)
+    executor: Literal["ray", "inline"] = "ray"
+    mlflow_ui_url: str | None = None  # e.g. http://127.0.0.1:5000: API responses link runs
+    retry_after_s: int = Field(30, ge=1)  # the Retry-After of a 429
+    cancel_grace_s: float = Field(15.0, gt=0)  # SIGTERM, then SIGKILL after this long
+    cancel_wait_s: float = Field(10.0, ge=0)  # POST .../cancel waits this long for the end
+    max_resume_attempts: int = Field(2, ge=0)  # after a crash or a restart
+    poll_interval_s: float = Field(0.5, gt=0)
+
+    # Handed to every driver. Not prefixed: they are the libraries' own variables.
+    tracking_uri: str | None = Field(
+        None, validation_alias=AliasChoices("GOLDILOCKS_TRACKING_URI", "MLFLOW_TRACKING_URI")
+    )
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("GOLDILOCKS_RAY_ADDRESS", "RAY_ADDRESS")
+    )
+
+    @property
+    def sweeps_dir(self) -> Path:
+        return self.data_dir.resolve() / "sweeps"
+
+    @property
+    def datasets_path(self) -> Path:
+        return (self.datasets_dir or self.data_dir / "datasets").resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL; plain postgresql:// URLs get the installed psycopg 3 driver."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'goldilocks.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The drivers' tracking URI: MLFLOW_TRACKING_URI, else a SQLite file in data_dir
+        (next to the job store, rather than in whatever directory the service started)."""
+        return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def token(self) -> str | None:
+        """The API token; an empty GOLDILOCKS_API_TOKEN counts as unset (no auth)."""
+        return (self.api_token.get_secret_value() or None) if self.api_token else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> ServiceSettings:
+    return ServiceSettings()

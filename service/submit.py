@@ -1,0 +1,165 @@
+"""Submitting a sweep: body -> validated spec -> a queued row, or an error that creates nothing.
+
+Validation is the CLI's (`sweeps.spec.parse_spec` and `sweeps.run.prepare`, which loads the
+data), so a spec the CLI refuses is refused here with the same "field: message" lines, and
+nothing (row, folder, MLflow experiment) exists until it passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import yaml
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import store
+from service.errors import ApiError
+from service.runner import resolve_data_path
+from service.settings import ServiceSettings
+
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+JSON_TYPES = frozenset({"application/json"})
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a few hundred bytes of nested aliases expand into
+    billions of nodes once validated (the "billion laughs"); a spec never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in a sweep spec", mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _invalid(errors: list[str]) -> ApiError:
+    return ApiError(422, errors[0] if len(errors) == 1 else "; ".join(errors), errors)
+
+
+def parse_body(body: bytes, content_type: str | None) -> Any:
+    """The spec as Python data: JSON (the default) or YAML by Content-Type."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    is_json = media in JSON_TYPES or media.endswith("+json")
+    if media and not is_json and media not in YAML_TYPES:
+        raise ApiError(
+            415,
+            f"Content-Type: '{media}' is not accepted; send the spec as application/json "
+            "or application/yaml",
+        )
+    if not body.strip():
+        raise _invalid(["spec: the request body is empty; send the sweep spec"])
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _invalid([f"spec: the body is not UTF-8 text (byte {err.start})"]) from None
+    try:
+        if is_json:
+            return json.loads(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except json.JSONDecodeError as err:
+        raise _invalid(
+            [f"spec: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"]
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _invalid([f"spec: malformed YAML{where}: {getattr(err, 'problem', err)}"]) from None
+    except RecursionError:
+        raise _invalid(["spec: nested too deeply"]) from None
+
+
+def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
+    """The canonical spec (all defaults filled in) of a valid submission, else ApiError(422)."""
+    from sweeps.run import prepare  # imports JAX: the app warms it at start-up
+    from sweeps.spec import SpecError, parse_spec
+
+    try:
+        spec = parse_spec(raw)
+    except SpecError as err:
+        raise _invalid(err.errors) from None
+    except RecursionError:
+        raise _invalid(["spec: nested too deeply"]) from None
+    if spec.data.path is not None:
+        try:
+            resolve_data_path(spec.data.path, settings)
+        except ValueError as err:
+            raise _invalid([str(err)]) from None
+    if settings.executor == "inline" and spec.search.method == "tpe":
+        raise _invalid(
+            ["search.method: tpe needs Ray Tune, and this service runs the inline executor"]
+        )
+    try:
+        prepare(spec, base_dir=settings.datasets_path)
+    except SpecError as err:
+        raise _invalid(err.errors) from None
+    return spec.model_dump(mode="json")
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """Of the canonical spec: a retry re-encoded (YAML vs JSON, key order) is the same body."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def submit(
+    sessions: sessionmaker[Session],
+    settings: ServiceSettings,
+    *,
+    body: bytes,
+    content_type: str | None,
+    idempotency_key: str | None,
+) -> tuple[store.Sweep, bool]:
+    """Validate and queue; return (sweep, replayed). Raises ApiError (422/409/415/429)."""
+    if idempotency_key is not None and not _KEY.match(idempotency_key):
+        raise _invalid(["Idempotency-Key: 1 to 255 printable ASCII characters, no spaces"])
+    spec = validate(parse_body(body, content_type), settings)
+    digest = spec_hash(spec)
+    with sessions() as session:
+        if idempotency_key is not None:
+            existing = store.get_by_idempotency_key(session, key=idempotency_key)
+            if existing is not None:
+                return _replay(existing, digest, idempotency_key), True
+        # The bound is soft under concurrent submits (count, then insert): good enough for a
+        # queue whose point is to push back on a client that floods it.
+        queued = store.count_status(session, status=store.SweepStatus.queued)
+        if queued >= settings.max_queue:
+            raise ApiError(
+                429,
+                f"queue: full ({queued} sweeps waiting, max_queue {settings.max_queue}); "
+                f"retry in {settings.retry_after_s} s",
+                headers={"Retry-After": str(settings.retry_after_s)},
+            )
+        try:
+            sweep = store.create_sweep(
+                session,
+                name=spec["name"],
+                spec=spec,
+                executor=settings.executor,
+                idempotency_key=idempotency_key,
+                body_hash=digest,
+            )
+        except IntegrityError:  # the same key, submitted concurrently: the first one won
+            session.rollback()
+            if idempotency_key is None:
+                raise
+            existing = store.get_by_idempotency_key(session, key=idempotency_key)
+            if existing is None:
+                raise
+            return _replay(existing, digest, idempotency_key), True
+    return sweep, False
+
+
+def _replay(existing: store.Sweep, digest: str, key: str) -> store.Sweep:
+    if existing.body_hash != digest:
+        raise ApiError(
+            409,
+            f"Idempotency-Key: '{key}' was used for another spec (sweep {existing.id}); "
+            "use a new key for a new sweep",
+        )
+    return existing
