@@ -6,7 +6,7 @@ Exit codes: 0 success, 1 the sweep failed, 2 bad input (nothing written), 130 in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sweeps.spec import SpecError, SweepSpec, load_spec
+from sweeps.errors import SpecError
+
+if TYPE_CHECKING:
+    from sweeps.spec import SweepSpec
+
+# Heavy imports (JAX via the spec's models, Ray, MLflow) happen inside the commands that need
+# them, so `goldilocks --help`, `status` or `list` answer at once.
 
 app = typer.Typer(
     help="Goldilocks: find the learning rates that train, for every optimizer and schedule.",
@@ -36,6 +42,8 @@ def _fail_input(err: Exception) -> None:
 
 
 def _load(spec_path: Path) -> SweepSpec:
+    from sweeps.spec import load_spec
+
     try:
         return load_spec(spec_path)
     except SpecError as err:
@@ -139,8 +147,13 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
     from sweeps.run import run_sweep
 
     # SIGTERM (a cancel, a stopping service) ends the sweep like Ctrl-C: runs closed KILLED,
-    # the folder marked interrupted, resumable. (The Ray executor refines this during fit.)
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
+    # the folder marked interrupted, resumable. Only the first one: a second SIGTERM arriving
+    # during that clean-up must not cut it short. (The Ray executor refines this during fit.)
+    def stop_once(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    signal.signal(signal.SIGTERM, stop_once)
     try:
         with _progress_bar() as bar:
             task = bar.add_task("starting", total=1.0)
@@ -153,7 +166,7 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
                 ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
             )  # fmt: skip
     except SweepInterrupted as err:
-        err_console.print(f"[yellow]interrupted:[/] {err}\nresume with: goldilocks resume {out}")
+        err_console.print(f"[yellow]stopped:[/] {err}\nresume with: goldilocks resume {out}")
         raise typer.Exit(130) from None
     except SpecError as err:
         _fail_input(err)

@@ -1,4 +1,12 @@
-"""How a sweep can end other than with a report (shared by executors, the CLI and the service)."""
+"""How a sweep can fail, in one light module (no JAX): the CLI and the service import it fast."""
+
+
+class SpecError(ValueError):
+    """Invalid spec. `errors` holds one "field: message" line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid sweep spec:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
 class SweepInterrupted(Exception):

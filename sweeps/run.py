@@ -129,18 +129,7 @@ def run_sweep(
         sweep_id = folder.state()["sweep_id"]
     sweep_id = sweep_id or new_sweep_id(spec)
     (folder.path / "spec.json").write_text(spec.model_dump_json(indent=1))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Opening the MLflow store and starting Ray each take seconds: do both at once.
-        pending = (
-            pool.submit(_start_tracker, spec, prepared, folder, sweep_id, tracking_uri)
-            if track
-            else None
-        )
-        if executor == "ray":
-            from sweeps.ray_executor import init_ray
-
-            init_ray(spec, ray_address)
-        tracker = pending.result() if pending else None
+    # The folder says "running" before anything can fail, so every ending below is recorded.
     folder.set_state(
         sweep_id=sweep_id,
         name=spec.name,
@@ -148,19 +137,23 @@ def run_sweep(
         status="running",
         error=None,
         base_dir=str(prepared.base_dir) if prepared.base_dir else None,
-        mlflow=tracker.info if tracker else None,
         pid=os.getpid(),
     )
-    on_point = (lambda trial_id, results, step: tracker.log_progress(results)) if tracker else None
-    progress = folder.progress_writer(on_progress)
+    tracker = None
     t0 = time.perf_counter()
     try:
+        tracker = _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address)
+        folder.set_state(mlflow=tracker.info if tracker else None)
+        on_point = (
+            (lambda trial_id, results, step: tracker.log_progress(results)) if tracker else None
+        )
+        progress = folder.progress_writer(on_progress)
         execution = _execute(
             prepared, folder.path, executor, on_point, progress, ray_address, resume
         )
         report = _finish(prepared, folder, sweep_id, executor, execution, tracker, t0)
     except (SweepInterrupted, KeyboardInterrupt) as err:
-        reason = str(err) or "interrupted"
+        reason = str(err) or "interrupted (Ctrl-C)"
         if tracker:
             tracker.close("KILLED", reason)
         folder.set_state(status="interrupted", error=reason)
@@ -175,6 +168,21 @@ def run_sweep(
         raise
     folder.set_state(status="succeeded", error=None)
     return report
+
+
+def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
+    """Open the MLflow tracker and start Ray at once (each takes seconds); the tracker or None."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = (
+            pool.submit(_start_tracker, prepared.spec, prepared, folder, sweep_id, tracking_uri)
+            if track
+            else None
+        )
+        if executor == "ray":
+            from sweeps.ray_executor import init_ray
+
+            init_ray(prepared.spec, ray_address)
+        return pending.result() if pending else None
 
 
 def _start_tracker(spec, prepared, folder, sweep_id, tracking_uri):

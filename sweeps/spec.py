@@ -27,18 +27,11 @@ from pydantic import (
 
 from models import MODEL_NAMES, ModelSpec, make_model
 from sweeps.data import BUILTIN_DATASETS, Dataset
+from sweeps.errors import SpecError
 from sweeps.losses import LOSS_NAMES, LOSSES
 from sweeps.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
 from sweeps.schedules import SCHEDULE_NAMES, SCHEDULES
 from sweeps.settings import get_settings
-
-
-class SpecError(ValueError):
-    """Invalid spec. `errors` holds one "field: message" line per problem."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("invalid sweep spec:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
 class Strict(BaseModel):
