@@ -328,7 +328,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="timed warm runs, best kept")
     p.add_argument("--memory", action="store_true", help=f"measure a {MEMORY_LANES}-lane RSS")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    p.add_argument("--widths", help="comma-separated lane widths to time (default 16,...,256)")
+    p.add_argument("--widths", help="comma-separated lane widths to time (default 4,8,16,32,64)")
     p.add_argument("--width-lanes", type=int, default=WIDTH_LANES)
     p.add_argument("--width-steps", type=int, default=WIDTH_STEPS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -337,7 +337,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.lanes = args.lanes or (16 if args.quick else 64)
     args.steps = args.steps or (100 if args.quick else 500)
     if args.widths is None and not args.quick:
-        args.widths = "16,32,64,128,256"
+        args.widths = "4,8,16,32,64"
     args.width_list = [int(w) for w in args.widths.split(",")] if args.widths else []
     args.do_memory = args.memory or not (args.quick or args.no_memory)
     return args
