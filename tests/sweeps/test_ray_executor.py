@@ -54,9 +54,7 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     assert len(report["lanes"]) == 10
     # Each Ray trial trained one whole population: trial ids are the planned populations.
     assert {lane["trial_id"] for lane in report["lanes"]} == {p.id for p in prepared.populations}
-    points = [
-        json.loads(line) for line in (tmp_path / "sweep/points.jsonl").read_text().splitlines()
-    ]
+    points = _points(tmp_path / "sweep")
     assert {p["population_id"] for p in points} == {p.id for p in prepared.populations}
     assert all(len(p["lane_indices"]) == 5 for p in points)
 
@@ -129,9 +127,7 @@ def test_asha_stops_bad_populations_early_without_nan_scores(local_ray, tmp_path
         )
     )
     report = run_sweep(prepare(spec), tmp_path / "sweep", executor="ray", track=False)
-    points = [
-        json.loads(line) for line in (tmp_path / "sweep/points.jsonl").read_text().splitlines()
-    ]
+    points = _points(tmp_path / "sweep")
     last_step = {}
     for p in points:
         last_step[p["population_id"]] = max(last_step.get(p["population_id"], 0), p["eval_step"])
