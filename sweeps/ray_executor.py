@@ -173,7 +173,7 @@ def population_trainable(
     last_save = time.monotonic()
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     for point in run_trial(spec, pop, data, start=start, start_step=start_step):
-        metrics = {**_metrics(pop, point), "node_id": node_id}
+        metrics = {**_metrics(pop, point, tpe="population" not in config), "node_id": node_id}
         save = point.step == spec.train.steps or time.monotonic() - last_save > CHECKPOINT_EVERY_S
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
@@ -187,11 +187,11 @@ def population_trainable(
         _maybe_crash(point.step)
 
 
-def _metrics(pop: Population, point) -> dict[str, Any]:
+def _metrics(pop: Population, point, *, tpe: bool) -> dict[str, Any]:
     finite = point.val_loss[np.isfinite(point.val_loss)]
     # ASHA and TPE compare trials by their best lane (TPE: by the mean over its seeds).
     score = float(finite.min()) if finite.size else BAD_SCORE
-    if pop.id.startswith("tpe-"):
+    if tpe:
         score = float(np.mean(point.val_loss)) if finite.size == len(point.val_loss) else BAD_SCORE
     out = {
         "population_id": pop.id,
@@ -206,7 +206,7 @@ def _metrics(pop: Population, point) -> dict[str, Any]:
         "spiked": point.spiked.tolist(),
         "init_loss": None if point.init_loss is None else point.init_loss.tolist(),
     }
-    if pop.id.startswith("tpe-"):  # tpe points describe their lanes: the driver did not plan them
+    if tpe:  # tpe points describe their lanes: the driver did not plan them
         out["lanes"] = [_lane_json(lane) for lane in pop.lanes]
     return out
 
