@@ -13,6 +13,7 @@ restarts, and `goldilocks resume` restores an interrupted sweep with `Tuner.rest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,8 +21,9 @@ import os
 import pickle
 import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,18 +104,36 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     runtime_env = {"env_vars": worker_env(spec)}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        return address
-    ray.init(
-        address="local",  # a new local Ray, even when another cluster runs on this machine
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        runtime_env=runtime_env,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    with _keeping_sigterm_handler():
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            return address
+        ray.init(
+            address="local",  # a new local Ray, even when another cluster runs on this machine
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            runtime_env=runtime_env,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     return "local"
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """`ray.init` installs `sys.exit(15)` as the SIGTERM handler; keep the caller's instead.
+
+    Ray's handler would turn a cancel that lands outside `Tuner.fit` (while Ray starts, or
+    while the report is written) into exit code 15 and a sweep recorded as failed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- the trainable
@@ -542,8 +562,6 @@ def _trial_name(trial, populations: list[Population]) -> str:
 
 def _forward_sigterm_to_tune() -> Callable[[], None]:
     """SIGTERM stops the sweep the way Ctrl-C does: Tune saves its state and returns."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGTERM)

@@ -155,3 +155,29 @@ def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((sweep / "sweep.json").read_text())["status"] == "succeeded"
     _assert_one_complete_run_per_lane(uri, sweep, 400)
+
+
+def test_starting_ray_keeps_the_callers_sigterm_handler():
+    # ray.init installs sys.exit(15) for SIGTERM; a cancel landing outside Tuner.fit must still
+    # reach the CLI's handler and end the sweep "interrupted" (exit 130), not "failed" (15).
+    script = """
+import signal, ray
+from conftest import tiny_spec_dict
+from sweeps.spec import parse_spec
+from sweeps.ray_executor import init_ray
+
+def mine(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, mine)
+init_ray(parse_spec(tiny_spec_dict()))
+kept = signal.getsignal(signal.SIGTERM) is mine
+ray.shutdown()
+print("kept" if kept else "replaced")
+"""
+    env = _env()
+    env["PYTHONPATH"] += ":" + str(Path(__file__).resolve().parents[1])  # for conftest
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "kept"
