@@ -40,6 +40,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sweeps.plan import Lane
 from sweeps.results import LaneResult
 from sweeps.spec import SweepSpec, spec_to_json
+from sweeps.tracking_sql import bulk_writer_for
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ TAG_STATUS = "status"  # the lane's verdict, short so that `tags.status = 'diver
 RETRIES = 3
 BACKOFF_S = 0.5
 MAX_DELAY_S = 5.0  # longest queued metrics wait to be merged with later ones while busy
+# With bulk writes a write costs about the same for 1 point per lane as for 10 (the latest
+# values are upserted per write), so metrics wait this long for company even when idle.
+BULK_WAIT_S = 2.0
 # Errors worth another try: a busy SQLite file, a dropped connection, an overloaded server.
 _TRANSIENT = (
     "database is locked",
@@ -154,6 +158,15 @@ class _Call:
 
 
 @dataclass
+class _End:
+    """End these runs with `status` (after their pending batches are written)."""
+
+    runs: list[RunKey]
+    status: str
+    ended: Callable[[RunKey], None]
+
+
+@dataclass
 class _Flush:
     event: threading.Event
 
@@ -177,6 +190,7 @@ class _Writer:
         resolve: Callable[[RunKey], str],
         after_cycle: Callable[[], None],
         tries: int = RETRIES,
+        bulk: bool = True,
     ):
         self._client = client
         self._resolve = resolve
@@ -193,6 +207,7 @@ class _Writer:
         # batches, creating or ending runs): the slower the store, the bigger each call.
         self._pending: dict[RunKey, _Batch] = {}
         self._metrics_since: float | None = None  # when the oldest pending metrics arrived
+        self._bulk = bulk_writer_for(client) if bulk else None
         self._thread = threading.Thread(target=self._loop, name="goldilocks-mlflow", daemon=True)
         self._thread.start()
 
@@ -229,7 +244,10 @@ class _Writer:
 
     def _loop(self) -> None:
         while True:
-            ops = [self._queue.get()]
+            try:
+                ops = [self._queue.get(timeout=self._wait_s())]
+            except queue.Empty:
+                ops = []
             while True:  # everything already waiting
                 try:
                     ops.append(self._queue.get_nowait())
@@ -240,14 +258,22 @@ class _Writer:
             # Write when idle, or when metrics have waited long enough (params and tags alone
             # may wait for company: nobody watches them arrive).
             since = self._metrics_since
-            if self._queue.empty() or (
-                since is not None and time.monotonic() - since > MAX_DELAY_S
-            ):
+            waited = 0.0 if since is None else time.monotonic() - since
+            if (self._queue.empty() and self._wait_s() == 0.0) or waited > MAX_DELAY_S:
                 self._write_pending()
             try:  # the state file is ours, not MLflow's: saved even when the store is down
                 self._after_cycle()
             except OSError as err:
                 log.error("could not save the tracking state: %s", err)
+
+    def _wait_s(self) -> float | None:
+        """How long the next queue read may wait: None (for ever) when nothing is pending;
+        0 when pending writes are due; with bulk writes, until the metrics are BULK_WAIT_S old."""
+        if not self._pending:
+            return None
+        if self._bulk is None or self._metrics_since is None:
+            return 0.0
+        return max(0.0, self._metrics_since + BULK_WAIT_S - time.monotonic())
 
     def _run_ops(self, ops: list[Any]) -> bool:
         """Run ops in queue order per run; return True on stop.
@@ -267,9 +293,11 @@ class _Writer:
                         op.run, [*op.metrics], [*op.params], [*op.tags], [*op.done]
                     )
             elif isinstance(op, _Call):
-                if op.run in self._pending:
-                    self._write_batches([self._pending.pop(op.run)])
+                self._write_pending_of([op.run])
                 self._guard(op.what, lambda op=op: self.call(op.fn, self._client, what=op.what))
+            elif isinstance(op, _End):
+                self._write_pending_of(op.runs)
+                self._end_runs(op)
             else:
                 self._write_pending()
                 if isinstance(op, _Flush):
@@ -278,16 +306,67 @@ class _Writer:
                     return True
         return False
 
+    def _write_pending_of(self, runs: list[RunKey]) -> None:
+        """Write these runs' pending batches (with the bulk writer: everyone's, in one go)."""
+        if self._bulk is not None:
+            if any(run in self._pending for run in runs):
+                self._write_pending()
+            return
+        self._write_batches([self._pending.pop(r) for r in runs if r in self._pending])
+
+    def _end_runs(self, op: _End) -> None:
+        if self._bulk is not None and not self._unreachable:
+            try:
+                run_ids = [self._resolve(run) for run in op.runs]
+                self.call(self._bulk.end_runs, run_ids, op.status, what="bulk end runs")
+            except Exception as err:
+                log.warning("bulk MLflow run ending failed (%s); using set_terminated", err)
+                self._bulk = None
+            else:
+                for run in op.runs:
+                    op.ended(run)
+                return
+        for run in op.runs:
+            what = f"end run {run} {op.status}"
+            if self._guard(
+                what,
+                lambda run=run, what=what: self.call(
+                    self._client.set_terminated, self._resolve(run), status=op.status, what=what
+                ),
+            ):
+                op.ended(run)
+
     def _write_pending(self) -> None:
         batches, self._pending, self._metrics_since = list(self._pending.values()), {}, None
         self._write_batches(batches)
 
     def _write_batches(self, batches: Iterable[_Batch]) -> None:
+        batches = list(batches)
+        if batches and self._bulk is not None and self._write_bulk(batches):
+            return
         for batch in batches:
             what = f"log_batch for run {batch.run}"
             if self._guard(what, lambda b=batch: self._write_batch(b)):
                 for callback in batch.done:
                     callback()
+
+    def _write_bulk(self, batches: list[_Batch]) -> bool:
+        """Every batch in one transaction (see tracking_sql); False: write them one by one."""
+        if self._unreachable:
+            return False
+        try:
+            rows = {self._resolve(b.run): (b.metrics, b.params, b.tags) for b in batches}
+            self.call(self._bulk.write, rows, what="bulk write")
+        except Exception as err:
+            # Whatever went wrong (a store that is down, tables that changed), log_batch is
+            # the judge: it writes what it can and reports what it cannot, as always.
+            log.warning("bulk MLflow write failed (%s); using log_batch from now on", err)
+            self._bulk = None
+            return False
+        for batch in batches:
+            for callback in batch.done:
+                callback()
+        return True
 
     def _write_batch(self, batch: _Batch) -> None:
         run_id = self._resolve(batch.run)
@@ -536,8 +615,7 @@ class SweepTracker:
         no result (its trial was lost) ends FAILED. Sets each result's `run_id`.
         """
         self.log_progress(results)
-        for i in sorted(self._lanes - {r.lane.index for r in results}):
-            self._end(i, "FAILED")
+        self._end_all(sorted(self._lanes - {r.lane.index for r in results}), "FAILED")
         now = _now_ms()
         for r in results:
             i = r.lane.index
@@ -551,7 +629,7 @@ class SweepTracker:
             metrics = [Metric(k, float(v), now, step) for k, v in summary.items() if _finite(v)]
             tags = [RunTag(TAG_STATUS, r.status)] if r.status else []
             self._writer.put(_Batch(i, metrics=metrics, tags=tags))
-            self._end(i, "FINISHED")
+        self._end_all([r.lane.index for r in results], "FINISHED")
 
         metrics, tags = _report_metrics(report), _winner_tags(report.get("winner"))
         self._writer.put(
@@ -596,8 +674,7 @@ class SweepTracker:
             keys: list[RunKey] = [k for k in sorted(self._lanes) if k not in self._ended]
         if PARENT not in self._ended:
             keys.append(PARENT)
-        for key in keys:
-            self._end(key, status)
+        self._end_all(keys, status)
         try:
             self._writer.flush()
         except TrackingError as err:
@@ -683,12 +760,15 @@ class SweepTracker:
             self._save_state()
 
     def _end(self, key: RunKey, status: str) -> None:
-        def end(client: MlflowClient) -> None:
-            client.set_terminated(self._resolve(key), status=status)
+        self._end_all([key], status)
+
+    def _end_all(self, keys: list[RunKey], status: str) -> None:
+        def ended(key: RunKey) -> None:
             with self._lock:
                 self._ended.add(key)
 
-        self._writer.put(_Call(key, end, f"end run {key} {status}"))
+        if keys:
+            self._writer.put(_End(keys, status, ended))
 
     def _shutdown(self) -> None:
         self._closed = True
