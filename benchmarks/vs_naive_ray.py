@@ -46,7 +46,10 @@ the fresh SQLite store (`MlflowClient(...)` creates its tables; outside both `lo
 Targets: speedup_vs_naive >= 20, overhead_vs_inline <= 1.25, logging share < 10 %. The table
 goes to stderr; `--json` prints one JSON object on stdout.
 
-    python benchmarks/vs_naive_ray.py [--quick] [--json] [--lanes N] [--steps S]
+    python benchmarks/vs_naive_ray.py [--quick] [--json] [--lanes N] [--steps S] [--overhead-only]
+
+`--overhead-only` runs (a) and (c) alone, to see how Ray's fixed start-up amortises over a
+longer sweep (e.g. `--steps 2000`) without waiting for the naive baseline.
 """
 
 from __future__ import annotations
@@ -421,6 +424,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--lanes", type=int, help="learning rates, every variant (default 64; quick 8)")
     p.add_argument("--steps", type=int, help="training steps (default 500; quick 100)")
+    p.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only (a) and (c): how the Ray overhead amortises over longer sweeps (--steps)",
+    )
     args = p.parse_args(argv)
     args.lanes = args.lanes or (8 if args.quick else FULL_LANES)
     args.steps = args.steps or (100 if args.quick else FULL_STEPS)
@@ -490,9 +498,38 @@ def stdout_to_stderr():
         os.close(saved)
 
 
+def overhead_only(args: argparse.Namespace, spec: SweepSpec) -> dict:
+    """(a) and (c) alone: the fixed Ray start-up against a sweep of `args.steps` steps."""
+    with stdout_to_stderr(), tempfile.TemporaryDirectory(prefix="goldilocks-overhead-") as tmp:
+        warm_up(Path(tmp))
+        a = run_goldilocks(spec, Path(tmp))
+        c = run_inline(spec, Path(tmp))
+    result = {
+        "lanes": args.lanes,
+        "steps": args.steps,
+        "goldilocks_s": a["wall_s"],
+        "inline_s": c["wall_s"],
+        "overhead_vs_inline": a["wall_s"] / c["wall_s"],
+        "goldilocks": a,
+        "inline": c,
+        "cpus": os.cpu_count(),
+    }
+    print(
+        f"{args.lanes} Adam LRs x {args.steps} steps: (a) Ray {a['wall_s']:.2f} s "
+        f"(trials started at {a['trials_started_at_s']:.2f} s), (c) inline {c['wall_s']:.2f} s; "
+        f"overhead {result['overhead_vs_inline']:.2f}x (target <= {TARGET_OVERHEAD:g}x)",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     spec = parse_spec(spec_dict(args.lanes, args.steps))
+    if args.overhead_only:
+        return overhead_only(args, spec)
     lrs = learning_rates(spec)
     load_before, cpu0 = os.getloadavg(), time.process_time()
     with stdout_to_stderr(), tempfile.TemporaryDirectory(prefix="goldilocks-vs-naive-") as tmp:
