@@ -4,7 +4,8 @@ Why this exists: a sweep logs a lot of small values (256 lanes x 51 eval points 
 is 52,000 metric rows), and MLflow's `log_batch` costs about 0.4 ms per metric on SQLite (one
 ORM object per row, a latest-metrics merge per call, one transaction per run): 20 s of a one
 minute sweep, taken from the cores that train. Written as plain multi-row INSERTs, all runs of
-a writer cycle in one transaction, the same rows cost about a hundredth of that.
+a writer cycle in one transaction, a row costs about 0.04 ms (latest value included), and a
+cycle pays for one commit instead of one per run.
 
 It writes MLflow's own tables through MLflow's own table definitions and engine, exactly the
 rows `log_batch` would write (`metrics`, `latest_metrics`, `params`, `tags`), and only for the
