@@ -484,23 +484,22 @@ def run_ray(
         verbose=0,
     )
     _COLLECTORS[str(experiment)] = collector
-    restore_signals = _forward_sigterm_to_tune()
     t0 = time.perf_counter()
     try:
-        if resume and tune.Tuner.can_restore(str(experiment)):
-            tuner = tune.Tuner.restore(
-                str(experiment), trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_param_space(spec, populations, len(lanes)),
-                tune_config=_tune_config(spec, populations, len(lanes)),
-                run_config=run_config,
-            )
-        tuner.fit()  # its ResultGrid would re-read logs we do not write: the collector knows
+        with _sigterm_stops_tune():
+            if resume and tune.Tuner.can_restore(str(experiment)):
+                tuner = tune.Tuner.restore(
+                    str(experiment), trainable, resume_unfinished=True, resume_errored=True
+                )
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space=_param_space(spec, populations, len(lanes)),
+                    tune_config=_tune_config(spec, populations, len(lanes)),
+                    run_config=run_config,
+                )
+            tuner.fit()  # its ResultGrid would re-read logs we do not write: the collector knows
     finally:
-        restore_signals()
         _COLLECTORS.pop(str(experiment), None)
     wall = time.perf_counter() - t0
 
@@ -560,14 +559,15 @@ def _trial_name(trial, populations: list[Population]) -> str:
     return f"tpe-{trial.trial_id}"
 
 
-def _forward_sigterm_to_tune() -> Callable[[], None]:
-    """SIGTERM stops the sweep the way Ctrl-C does: Tune saves its state and returns."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.getsignal(signal.SIGTERM)
+@contextlib.contextmanager
+def _sigterm_stops_tune() -> Iterator[None]:
+    """While inside, SIGTERM stops the sweep the way Ctrl-C does: Tune saves its state and
+    returns. The caller's handler is back afterwards."""
+    with _keeping_sigterm_handler():
+        if threading.current_thread() is threading.main_thread():
 
-    def handler(signum, frame):
-        os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful-stop signal
+            def handler(signum, frame):
+                os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful-stop signal
 
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, handler)
+        yield
