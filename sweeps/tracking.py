@@ -190,7 +190,6 @@ class _Writer:
         resolve: Callable[[RunKey], str],
         after_cycle: Callable[[], None],
         tries: int = RETRIES,
-        bulk: bool = True,
     ):
         self._client = client
         self._resolve = resolve
@@ -207,7 +206,7 @@ class _Writer:
         # batches, creating or ending runs): the slower the store, the bigger each call.
         self._pending: dict[RunKey, _Batch] = {}
         self._metrics_since: float | None = None  # when the oldest pending metrics arrived
-        self._bulk = bulk_writer_for(client) if bulk else None
+        self._bulk = bulk_writer_for(client)
         self._thread = threading.Thread(target=self._loop, name="goldilocks-mlflow", daemon=True)
         self._thread.start()
 
@@ -650,7 +649,7 @@ class SweepTracker:
                     "log artifacts",
                 )
             )
-        self._end(PARENT, "FINISHED")
+        self._end_all([PARENT], "FINISHED")
         self._writer.flush(timeout=600)
         self.assign_run_ids(results)
         self._save_state()
@@ -758,9 +757,6 @@ class SweepTracker:
     def _save_if_dirty(self) -> None:
         if self._dirty:
             self._save_state()
-
-    def _end(self, key: RunKey, status: str) -> None:
-        self._end_all([key], status)
 
     def _end_all(self, keys: list[RunKey], status: str) -> None:
         def ended(key: RunKey) -> None:

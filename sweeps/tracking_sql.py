@@ -18,9 +18,10 @@ changes these tables costs speed, never data. Tests read everything back through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -42,8 +43,6 @@ class BulkWriter:
 
     def write(self, batches: dict[str, tuple[list[Metric], list[Param], list[RunTag]]]) -> None:
         """Insert every row, or none (one transaction). Raises if a run is not active."""
-        from sqlalchemy import text
-
         t = self._tables
         metric_rows = [
             {
@@ -67,11 +66,7 @@ class BulkWriter:
             for run_id, (_, _, tags) in batches.items()
             for tag in tags
         ]
-        run_ids = list(batches)
-        with self._engine.begin() as conn:
-            if self._dialect == "sqlite":  # as MLflow's own sessions: wait for a busy reader
-                conn.execute(text("PRAGMA busy_timeout = 20000"))
-            self._check_active(conn, run_ids)
+        with self._transaction(list(batches)) as conn:
             if metric_rows:
                 # A point logged again (a crash between the write and the state file) is
                 # already there: skipped, as MLflow's log_batch skips exact duplicates.
@@ -88,14 +83,9 @@ class BulkWriter:
 
     def end_runs(self, run_ids: list[str], status: str) -> None:
         """What `set_terminated` does (status, end time), for many runs in one statement."""
-        from sqlalchemy import text
-
         status = RunStatus.to_string(RunStatus.from_string(status))
         runs = self._tables["runs"]
-        with self._engine.begin() as conn:
-            if self._dialect == "sqlite":
-                conn.execute(text("PRAGMA busy_timeout = 20000"))
-            self._check_active(conn, run_ids)
+        with self._transaction(run_ids) as conn:
             conn.execute(
                 runs.update()
                 .where(runs.c.run_uuid.in_(run_ids))
@@ -103,6 +93,17 @@ class BulkWriter:
             )
 
     # ---- internals
+
+    @contextlib.contextmanager
+    def _transaction(self, run_ids: list[str]) -> Iterator[Any]:
+        """One transaction on runs that must all exist and be active (else it raises)."""
+        from sqlalchemy import text
+
+        with self._engine.begin() as conn:
+            if self._dialect == "sqlite":  # as MLflow's own sessions: wait for a busy reader
+                conn.execute(text("PRAGMA busy_timeout = 20000"))
+            self._check_active(conn, run_ids)
+            yield conn
 
     def _insert(self, table: Any) -> Any:
         if self._dialect == "sqlite":
