@@ -90,6 +90,7 @@ class EvalPoint:
 class Timing:
     compile_s: float = 0.0
     train_s: float = 0.0
+    compiles: int = 0  # programs compiled here (0 when every one came precompiled)
 
 
 def lane_width(num_lanes: int) -> int:
@@ -215,7 +216,8 @@ class _Program:
         """AOT-compile `name` for these argument shapes once; count and time compiles."""
         shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
         key = (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
-        if key not in self._compiled:
+        self.compiled_now = key not in self._compiled
+        if self.compiled_now:
             fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
             donate = (0,) if name == "chunk" else ()
             t0 = time.perf_counter()
@@ -225,6 +227,14 @@ class _Program:
         else:
             self.last_compile_s = 0.0
         return self._compiled[key]
+
+    def executables(self) -> dict[tuple, Any]:
+        """The compiled programs by key (see `compiled`), e.g. to ship to another process."""
+        return dict(self._compiled)
+
+    def add_executable(self, key: tuple, compiled: Any) -> None:
+        """Use a program compiled elsewhere for `key`, as if `compiled` had built it."""
+        self._compiled.setdefault(key, compiled)
 
 
 _PROGRAMS: dict[tuple, _Program] = {}
@@ -236,6 +246,11 @@ def get_program(structure: Structure, data: Dataset) -> _Program:
     if key not in _PROGRAMS:
         _PROGRAMS[key] = _Program(structure, data)
     return _PROGRAMS[key]
+
+
+def forget_programs() -> None:
+    """Drop every compiled program of this process (a benchmark's variants each start cold)."""
+    _PROGRAMS.clear()
 
 
 # --------------------------------------------------------------------------- the driver
@@ -261,6 +276,57 @@ def _slice_tree(tree, start: int, stop: int, width: int):
     return jax.tree.map(take, tree)
 
 
+def _lane_slices(hyperparams: LaneHyperparams):
+    """The population cut into slices of `lane_width` lanes: (width, bounds, hyperparams)."""
+    n = int(np.shape(hyperparams.learning_rate)[0])
+    width = lane_width(n)
+    bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
+    return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
+
+
+def _init_inputs(seeds: np.ndarray, bounds, width: int):
+    """One init key per distinct seed, and each slice's lanes' index into those keys."""
+    distinct, seed_index = np.unique(np.asarray(seeds), return_inverse=True)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(distinct, jnp.uint32))
+    index = jnp.asarray(seed_index, jnp.int32)
+    return keys, [_slice_tree(index, lo, hi, width) for lo, hi in bounds]
+
+
+def _chunk_inputs(plan: np.ndarray, step0: int, structure: Structure):
+    """Row indices, step numbers and a validity mask for the chunk starting at `step0`.
+
+    The last chunk is padded with masked steps so every chunk has one shape (one compile)."""
+    chunk = structure.eval_every
+    real = min(chunk, structure.steps - step0)
+    idx = np.zeros((chunk, structure.batch_size), np.int32)
+    idx[:real] = plan[step0 : step0 + real]
+    steps = np.arange(step0, step0 + chunk, dtype=np.int32)
+    return real, (idx, steps, np.arange(chunk) < real)
+
+
+def _device_data(data: Dataset):
+    return (jnp.asarray(data.x_train), jnp.asarray(data.y_train),
+            jnp.asarray(data.x_val), jnp.asarray(data.y_val))  # fmt: skip
+
+
+def compile_population(
+    structure: Structure, data: Dataset, hyperparams: LaneHyperparams, seeds: np.ndarray
+) -> _Program:
+    """Compile the programs `train_population` will run for this population, and no more.
+
+    The same calls with the same argument shapes, so the keys match; nothing is trained
+    (only the first slice is initialised, to give the later programs a real state)."""
+    prog = get_program(structure, data)
+    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    x, y, xv, yv = _device_data(data)
+    keys, idx = _init_inputs(seeds, bounds, width)
+    state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
+    prog.compiled("eval", state, xv, yv)
+    plan = np.zeros((structure.steps, structure.batch_size), np.int32)
+    prog.compiled("chunk", state, hp_slices[0], x, y, xv, yv, *_chunk_inputs(plan, 0, structure)[1])
+    return prog
+
+
 def train_population(
     structure: Structure,
     data: Dataset,
@@ -279,46 +345,34 @@ def train_population(
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    n = int(np.shape(hyperparams.learning_rate)[0])
-    width = lane_width(n)
-    bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
+    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    x, y, xv, yv = _device_data(data)
 
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-    hp_slices = [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
+    def compiled(name, *args):
+        run = prog.compiled(name, *args)
+        timing.compile_s += prog.last_compile_s
+        timing.compiles += prog.compiled_now
+        return run
 
     if start is None:
-        distinct, seed_index = np.unique(np.asarray(seeds), return_inverse=True)
-        keys = jax.vmap(jax.random.key)(jnp.asarray(distinct, jnp.uint32))
-        states = []
-        for (lo, hi), hp in zip(bounds, hp_slices, strict=True):
-            idx = _slice_tree(jnp.asarray(seed_index, jnp.int32), lo, hi, width)
-            init = prog.compiled("init", keys, idx, hp)
-            timing.compile_s += prog.last_compile_s
-            states.append(init(keys, idx, hp))
-        evaluate = prog.compiled("eval", states[0], xv, yv)
-        timing.compile_s += prog.last_compile_s
+        keys, idx = _init_inputs(seeds, bounds, width)
+        states = [
+            compiled("init", keys, i, hp)(keys, i, hp) for i, hp in zip(idx, hp_slices, strict=True)
+        ]
+        evaluate = compiled("eval", states[0], xv, yv)
         evals = [evaluate(st, xv, yv) for st in states]
         yield _eval_point(0, bounds, width, evals, None, None, states, structure, n)
     else:  # a checkpoint may hold host (numpy) arrays
         states = [jax.device_put(s) for s in start]
 
-    batch_size = structure.batch_size
-    plan = batch_plan(data.n_train, batch_size, structure.steps, data_seed)
-    chunk = structure.eval_every
-    for step0 in range(start_step, structure.steps, chunk):
-        real = min(chunk, structure.steps - step0)
-        # The last chunk is padded with masked steps so every chunk has one shape.
-        idx = np.zeros((chunk, batch_size), np.int32)
-        idx[:real] = plan[step0 : step0 + real]
-        steps = np.arange(step0, step0 + chunk, dtype=np.int32)
-        valid = np.arange(chunk) < real
-        run = prog.compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, idx, steps, valid)
-        timing.compile_s += prog.last_compile_s
+    plan = batch_plan(data.n_train, structure.batch_size, structure.steps, data_seed)
+    for step0 in range(start_step, structure.steps, structure.eval_every):
+        real, inputs = _chunk_inputs(plan, step0, structure)
+        run = compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, *inputs)
         t0 = time.perf_counter()
         outs = []
         for i, hp in enumerate(hp_slices):
-            states[i], *rest = run(states[i], hp, x, y, xv, yv, idx, steps, valid)
+            states[i], *rest = run(states[i], hp, x, y, xv, yv, *inputs)
             outs.append(rest)
         losses = [o[0][:, :real] for o in outs]
         lrs = [o[1][:, real - 1] for o in outs]

@@ -61,6 +61,10 @@ def hyperparams_for(pop: Population) -> LaneHyperparams:
     )
 
 
+def seeds_for(pop: Population) -> np.ndarray:
+    return np.array([lane.seed for lane in pop.lanes])
+
+
 def run_trial(
     spec: SweepSpec,
     pop: Population,
@@ -75,7 +79,7 @@ def run_trial(
         structure_for(spec, pop, data),
         data,
         hyperparams_for(pop),
-        np.array([lane.seed for lane in pop.lanes]),
+        seeds_for(pop),
         data_seed=spec.train.data_seed,
         start=start,
         start_step=start_step,
