@@ -38,6 +38,7 @@ from sweeps.inline import Execution, PointCallback, new_progress
 from sweeps.losses import get_loss
 from sweeps.plan import Lane, Population
 from sweeps.population import Timing
+from sweeps.precompile import CompileAhead, Programs, install_programs
 from sweeps.progress import ProgressCallback
 from sweeps.results import LaneRecorder, LaneResult
 from sweeps.spec import SweepSpec
@@ -93,6 +94,27 @@ def compile_cache_dir() -> Path:
     )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def compile_ahead(prepared, address: str | None = None) -> CompileAhead | None:
+    """Start compiling the trials' programs in this process while Ray starts, where the trials
+    can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
+    accelerator plugin would have this driver grab the device). See sweeps/precompile.py."""
+    from importlib.metadata import entry_points
+
+    from sweeps.settings import get_settings
+
+    spec = prepared.spec
+    if (
+        not get_settings().precompile
+        or address
+        or os.environ.get("RAY_ADDRESS")
+        or spec.resources.gpus_per_trial
+        or not prepared.populations  # tpe: points come from the searcher as it runs
+        or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
+    ):
+        return None
+    return CompileAhead(spec, prepared.data, prepared.populations)
 
 
 def init_ray(spec: SweepSpec, address: str | None = None) -> str:
@@ -174,7 +196,12 @@ def _maybe_crash(step: int) -> None:
 
 
 def population_trainable(
-    config: dict, *, spec_json: str, populations: list[Population], data: Dataset
+    config: dict,
+    *,
+    spec_json: str,
+    populations: list[Population],
+    data: Dataset,
+    programs: Programs | None = None,
 ) -> None:
     """One Tune trial: train one population, report every eval point, checkpoint as it goes."""
     import jax
@@ -184,6 +211,8 @@ def population_trainable(
 
     spec = SweepSpec.model_validate_json(spec_json)
     pop = _population_for(config, populations, spec, tune.get_context().get_trial_id())
+    install_programs(programs, data)  # compiled by the driver while Ray started, if it could
+    timing = Timing()
     start, start_step = None, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -192,8 +221,12 @@ def population_trainable(
         start, start_step = saved["state"], saved["step"]
     last_save = time.monotonic()
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
-    for point in run_trial(spec, pop, data, start=start, start_step=start_step):
-        metrics = {**_metrics(pop, point, tpe="population" not in config), "node_id": node_id}
+    for point in run_trial(spec, pop, data, timing=timing, start=start, start_step=start_step):
+        metrics = {
+            **_metrics(pop, point, tpe="population" not in config),
+            "node_id": node_id,
+            "compiles": timing.compiles,  # programs this trial had to compile itself
+        }
         save = point.step == spec.train.steps or time.monotonic() - last_save > CHECKPOINT_EVERY_S
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
@@ -283,7 +316,7 @@ class PointLog:
 
 _POINT_KEYS = (
     "population_id", "lane_indices", "eval_step", "train_loss", "val_loss", "val_metrics",
-    "learning_rate", "diverged_at", "spiked", "init_loss", "lanes", "node_id",
+    "learning_rate", "diverged_at", "spiked", "init_loss", "lanes", "node_id", "compiles",
 )  # fmt: skip
 
 
@@ -450,8 +483,12 @@ def run_ray(
     on_new_lanes: Callable[[list[Lane], str], None] | None = None,
     address: str | None = None,
     resume: bool = False,
+    ahead: CompileAhead | None = None,
 ) -> Execution:
-    """Run (or resume) the sweep's populations as Ray Tune trials; return lane results."""
+    """Run (or resume) the sweep's populations as Ray Tune trials; return lane results.
+
+    `ahead`: programs being compiled here while Ray started (`compile_ahead`); the trials
+    get what is ready when they are created."""
     # Our collector is the record; of Tune's own loggers only the JSON one stays (the result
     # grid reads it back); TensorBoardX would complain about every NaN of a diverged lane.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -471,7 +508,11 @@ def run_ray(
                 collector.add(row, replay=True)
 
     trainable = tune.with_parameters(
-        population_trainable, spec_json=spec.model_dump_json(), populations=populations, data=data
+        population_trainable,
+        spec_json=spec.model_dump_json(),
+        populations=populations,
+        data=data,
+        programs=ahead.take() if ahead else None,
     )
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)

@@ -142,14 +142,16 @@ def run_sweep(
     tracker = None
     t0 = time.perf_counter()
     try:
-        tracker = _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address)
+        tracker, ahead = _start(
+            prepared, folder, sweep_id, executor, track, tracking_uri, ray_address
+        )
         folder.set_state(mlflow=tracker.info if tracker else None)
         on_point = (
             (lambda trial_id, results, step: tracker.log_progress(results)) if tracker else None
         )
         progress = folder.progress_writer(on_progress)
         execution = _execute(
-            prepared, folder.path, executor, on_point, progress, ray_address, resume
+            prepared, folder.path, executor, on_point, progress, ray_address, resume, ahead
         )
         report = _finish(prepared, folder, sweep_id, executor, execution, tracker, t0)
     except (SweepInterrupted, KeyboardInterrupt) as err:
@@ -171,18 +173,21 @@ def run_sweep(
 
 
 def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
-    """Open the MLflow tracker and start Ray at once (each takes seconds); the tracker or None."""
+    """Open the MLflow tracker, start Ray and compile the trials' programs at once (each takes
+    seconds): (the tracker or None, the compile-ahead or None)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = (
             pool.submit(_start_tracker, prepared.spec, prepared, folder, sweep_id, tracking_uri)
             if track
             else None
         )
+        ahead = None
         if executor == "ray":
-            from sweeps.ray_executor import init_ray
+            from sweeps.ray_executor import compile_ahead, init_ray
 
+            ahead = compile_ahead(prepared, ray_address)
             init_ray(prepared.spec, ray_address)
-        return pending.result() if pending else None
+        return (pending.result() if pending else None), ahead
 
 
 def _start_tracker(spec, prepared, folder, sweep_id, tracking_uri):
@@ -196,7 +201,9 @@ def _start_tracker(spec, prepared, folder, sweep_id, tracking_uri):
     return tracker
 
 
-def _execute(prepared, folder, executor, on_point, on_progress, ray_address, resume) -> Execution:
+def _execute(
+    prepared, folder, executor, on_point, on_progress, ray_address, resume, ahead
+) -> Execution:
     spec = prepared.spec
     if executor == "inline":
         return run_inline(
@@ -207,6 +214,7 @@ def _execute(prepared, folder, executor, on_point, on_progress, ray_address, res
     return run_ray(
         spec, prepared.data, prepared.lanes, prepared.populations, folder,
         on_point=on_point, on_progress=on_progress, address=ray_address, resume=resume,
+        ahead=ahead,
     )  # fmt: skip
 
 

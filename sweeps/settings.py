@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     # width, all served by one compile.
     cpu_lane_width: int = 8
     gpu_lane_width: int = 1024
+    # Compile the Ray trials' programs in the driver while Ray starts (sweeps/precompile.py).
+    precompile: bool = True
 
 
 @lru_cache(maxsize=1)

@@ -57,6 +57,9 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     points = _points(tmp_path / "sweep")
     assert {p["population_id"] for p in points} == {p.id for p in prepared.populations}
     assert all(len(p["lane_indices"]) == 5 for p in points)
+    # The driver compiled the programs while Ray started; the first trial compiled nothing.
+    first = prepared.populations[0].id
+    assert {p["compiles"] for p in points if p["population_id"] == first} == {0}
 
     # Same numbers as the inline executor (same program, same batches, same seeds).
     inline = run_inline(spec, prepared.data, prepared.populations)
