@@ -137,6 +137,10 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
             runtime_env=runtime_env,
             log_to_driver=False,
             configure_logging=False,
+            # Ray starts one idle worker per CPU for the first driver. Tune never places a
+            # trial in one (a trial actor has its own runtime env, so Ray starts a fresh
+            # worker), so they only took CPU from the trial workers' start (~1 s each).
+            _system_config={"prestart_worker_first_driver": False},
         )
     return "local"
 

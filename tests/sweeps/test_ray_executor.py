@@ -27,6 +27,23 @@ def local_ray():
     ray.shutdown()
 
 
+def test_local_ray_starts_no_idle_workers(local_ray):
+    """Ray's idle workers for the first driver are never used by Tune's trial actors (their
+    runtime env differs): on a small machine they would only take CPU from the trials."""
+    import time
+
+    import psutil
+    import ray
+
+    time.sleep(2)  # Ray would have started them when this driver connected
+    raylet = next(
+        p for p in psutil.process_iter(["cmdline"]) if "raylet" in " ".join(p.info["cmdline"] or [])
+    )
+    workers = [" ".join(p.cmdline()) for p in raylet.children(recursive=True)]
+    assert ray.is_initialized()
+    assert not [w for w in workers if w.startswith("ray::IDLE")], workers
+
+
 def _points(sweep) -> list[dict]:
     rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
     return [r for r in rows if "eval_step" in r]
