@@ -26,6 +26,9 @@ the same data split, minibatches and learning-rate grid, the same Ray init optio
 this shared machine), the same worker thread settings (`worker_env`: one XLA/BLAS thread per one-CPU trial, so the
 comparison is not about oversubscribed cores). Neither Ray variant gets a warm persistent
 compile cache: (a) points `GOLDILOCKS_COMPILE_CACHE` at an empty folder, (b) runs without one.
+(a) compiles its programs in this process while Ray starts (`sweeps/precompile.py`), so each
+variant first forgets every program compiled here before (`forget_programs`): (c) compiles
+cold, as a fresh `goldilocks run --executor inline` would.
 One-time in-process costs (importing MLflow and its SQLite store, starting JAX's CPU client) are
 paid by a warm-up before anything is timed, so the first variant is not charged for them.
 `--quick` shrinks the sweep for every variant alike (8 learning rates each): nothing is
@@ -80,7 +83,7 @@ from sweeps import ray_executor  # noqa: E402
 from sweeps.data import Dataset  # noqa: E402
 from sweeps.losses import get_loss  # noqa: E402
 from sweeps.plan import learning_rates  # noqa: E402
-from sweeps.population import batch_plan  # noqa: E402
+from sweeps.population import batch_plan, forget_programs  # noqa: E402
 from sweeps.progress import Progress  # noqa: E402
 from sweeps.ray_executor import worker_env  # noqa: E402
 from sweeps.run import prepare, run_sweep  # noqa: E402
@@ -240,6 +243,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path) -> dict:
     os.environ["GOLDILOCKS_COMPILE_CACHE"] = str(tmp / "a-jax-cache")  # empty: no warm cache
     try:
         ray.shutdown()
+        forget_programs()
         t0 = time.perf_counter()
         timeline = Timeline(t0)
         # run_sweep starts Ray itself, as `goldilocks run` does (at the same time as the
@@ -376,6 +380,7 @@ def run_inline(spec: SweepSpec, tmp: Path) -> dict:
     import jax
 
     jax.block_until_ready(jax.numpy.zeros(1) + 1)  # start JAX's CPU client (after Ray's forks)
+    forget_programs()  # (a) compiled them in this process while Ray started: (c) starts cold
     uri = tracking_uri(tmp / "c-mlflow")
     t0 = time.perf_counter()
     timeline = Timeline(t0)
