@@ -2,10 +2,12 @@
 
 A fresh Ray trial process otherwise spends about 2 s of its start-up compiling its
 population's programs, and every trial of the same structure compiles the same programs
-again. The driver is mostly waiting while Ray starts (7 s on 2 cores), so it compiles each
+again. The driver is mostly waiting while Ray starts (6-7 s on 2 cores), so it compiles each
 distinct structure once in a background thread, serializes the executables
-(`jax.experimental.serialize_executable`) and passes them to the trials, which load them in
-about 0.1 s instead of compiling.
+(`jax.experimental.serialize_executable`) and writes them to a file in the sweep folder. The
+trials are handed the file's name as they are created, without waiting for the compile; a
+trial reads the file once its process is up (that takes seconds: Ray Tune and JAX imports),
+waiting for it if need be, and loads the programs in about 0.1 s instead of compiling.
 
 Only where that is safe: trials on CPU (`gpus_per_trial == 0`) on this machine (a compiled
 CPU program is specific to this CPU and this jaxlib), with a CPU backend in the driver too.
@@ -21,7 +23,9 @@ import os
 import pickle
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sweeps.data import Dataset
 from sweeps.plan import Population
@@ -39,6 +43,7 @@ class Programs:
     host: str
     jax_version: str
     by_structure: dict[Structure, dict[tuple, bytes]] = field(default_factory=dict)
+    compile_s: float = 0.0  # the driver's time compiling them
 
 
 def compile_programs(
@@ -62,7 +67,9 @@ def compile_programs(
         if (structure, len(pop.lanes)) in done:
             continue
         done.add((structure, len(pop.lanes)))
+        t0 = time.perf_counter()
         prog = compile_population(structure, data, hyperparams_for(pop), seeds_for(pop))
+        programs.compile_s += time.perf_counter() - t0
         blobs = programs.by_structure.setdefault(structure, {})
         for key, compiled in prog.executables().items():
             try:
@@ -72,17 +79,35 @@ def compile_programs(
     return programs
 
 
-def install_programs(programs: Programs | None, data: Dataset) -> int:
+@dataclass(frozen=True)
+class ProgramsFile:
+    """What a trial is handed: where the driver writes its programs once they are compiled.
+
+    A file, not the programs: the driver hands it over as the trials are created and goes on
+    compiling while their processes start (seconds); a trial reads it when it needs it."""
+
+    path: str
+    host: str
+    jax_version: str
+
+
+WAIT_S = 30.0  # a trial waits this long for the driver's programs, then compiles itself
+
+
+def install_programs(
+    source: Programs | ProgramsFile | None, data: Dataset, wait_s: float = WAIT_S
+) -> int:
     """In a trial process: adopt the driver's executables; returns how many were loaded."""
-    if programs is None:
+    if source is None:
         return 0
     import jax
     from jax.experimental.serialize_executable import deserialize_and_load
 
-    if (programs.host, programs.jax_version) != (socket.gethostname(), jax.__version__):
+    if (source.host, source.jax_version) != (socket.gethostname(), jax.__version__):
         return 0  # another machine (or another jaxlib): its CPU code may not run here
+    programs = _read_when_written(source, wait_s) if isinstance(source, ProgramsFile) else source
     loaded = 0
-    for structure, blobs in programs.by_structure.items():
+    for structure, blobs in programs.by_structure.items() if programs else ():
         prog = get_program(structure, data)
         have = prog.executables()  # a reused trial process already holds them
         for key, blob in blobs.items():
@@ -96,12 +121,30 @@ def install_programs(programs: Programs | None, data: Dataset) -> int:
     return loaded
 
 
-class CompileAhead:
-    """`compile_programs` in a background thread, from Ray's start until the trials start."""
+def _read_when_written(source: ProgramsFile, wait_s: float) -> Programs | None:
+    path = Path(source.path)
+    deadline = time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError):  # removed at the sweep's end, say
+        return None
 
-    def __init__(self, spec: SweepSpec, data: Dataset, populations: list[Population]):
+
+class CompileAhead:
+    """`compile_programs` in a background thread from Ray's start; the programs are written to
+    `path` (atomically) when done, for the trials to read."""
+
+    def __init__(self, spec: SweepSpec, data: Dataset, populations: list[Population], path: Path):
+        import jax
+
+        self.path = path
+        self.handle = ProgramsFile(str(path), socket.gethostname(), jax.__version__)
+        self.programs: Programs | None = None
         self._stop = threading.Event()
-        self._result: Programs | None = None
         self._thread = threading.Thread(
             target=self._run, args=(spec, data, populations), name="compile-ahead", daemon=True
         )
@@ -112,12 +155,22 @@ class CompileAhead:
         with contextlib.suppress(AttributeError, OSError):  # per-thread niceness: Linux
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
-            self._result = compile_programs(spec, data, populations, self._stop)
+            self.programs = compile_programs(spec, data, populations, self._stop)
         except Exception as err:  # the trials compile for themselves
             log.warning("compiling ahead failed: %s", err)
+        # Written even when empty, so no trial waits for programs that will never come.
+        partial = self.path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(self.programs))
+        os.replace(partial, self.path)
 
-    def take(self) -> Programs | None:
-        """Stop after the structure in progress; what was compiled (None if nothing)."""
+    def take(self) -> ProgramsFile:
+        """The trials are being created: finish the structure in progress (and the first one,
+        which the first trial needs), then stop. Does not wait: returns where to look."""
         self._stop.set()
+        return self.handle
+
+    def close(self) -> Programs | None:
+        """Wait for the thread, remove the file; what was compiled (None if it failed)."""
         self._thread.join()
-        return self._result
+        self.path.unlink(missing_ok=True)
+        return self.programs

@@ -23,6 +23,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from sweeps.inline import Execution, PointCallback, new_progress
 from sweeps.losses import get_loss
 from sweeps.plan import Lane, Population
 from sweeps.population import Timing
-from sweeps.precompile import CompileAhead, Programs, install_programs
+from sweeps.precompile import CompileAhead, ProgramsFile, install_programs
 from sweeps.progress import ProgressCallback
 from sweeps.results import LaneRecorder, LaneResult
 from sweeps.spec import SweepSpec
@@ -96,7 +97,7 @@ def compile_cache_dir() -> Path:
     return path
 
 
-def compile_ahead(prepared, address: str | None = None) -> CompileAhead | None:
+def compile_ahead(prepared, folder: Path, address: str | None = None) -> CompileAhead | None:
     """Start compiling the trials' programs in this process while Ray starts, where the trials
     can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
     accelerator plugin would have this driver grab the device). See sweeps/precompile.py."""
@@ -114,7 +115,7 @@ def compile_ahead(prepared, address: str | None = None) -> CompileAhead | None:
         or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
     ):
         return None
-    return CompileAhead(spec, prepared.data, prepared.populations)
+    return CompileAhead(spec, prepared.data, prepared.populations, folder / "programs.pkl")
 
 
 def init_ray(spec: SweepSpec, address: str | None = None) -> str:
@@ -126,7 +127,7 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     runtime_env = {"env_vars": worker_env(spec)}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    with _keeping_sigterm_handler():
+    with _keeping_sigterm_handler(), _quiet_fork_warning():
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
             return address
@@ -143,6 +144,16 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
             _system_config={"prestart_worker_first_driver": False},
         )
     return "local"
+
+
+@contextlib.contextmanager
+def _quiet_fork_warning() -> Iterator[None]:
+    """JAX warns on every fork once it runs threads, and it may be compiling ahead while Ray
+    starts. Ray starts its processes with fork+exec (subprocess): no JAX code runs in a
+    child, so the warning (meant for fork without exec) would only alarm the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -205,7 +216,7 @@ def population_trainable(
     spec_json: str,
     populations: list[Population],
     data: Dataset,
-    programs: Programs | None = None,
+    programs: ProgramsFile | None = None,
 ) -> None:
     """One Tune trial: train one population, report every eval point, checkpoint as it goes."""
     import jax
@@ -230,6 +241,7 @@ def population_trainable(
             **_metrics(pop, point, tpe="population" not in config),
             "node_id": node_id,
             "compiles": timing.compiles,  # programs this trial had to compile itself
+            "compile_s": timing.compile_s,
         }
         save = point.step == spec.train.steps or time.monotonic() - last_save > CHECKPOINT_EVERY_S
         if save and point.step > start_step:
@@ -321,6 +333,7 @@ class PointLog:
 _POINT_KEYS = (
     "population_id", "lane_indices", "eval_step", "train_loss", "val_loss", "val_metrics",
     "learning_rate", "diverged_at", "spiked", "init_loss", "lanes", "node_id", "compiles",
+    "compile_s",
 )  # fmt: skip
 
 
@@ -355,6 +368,7 @@ class Collector:
         self.finished: set[str] = set()
         self.errors: dict[str, str] = {}
         self.running: set[str] = set()
+        self.compile_s: dict[str, float] = {}  # per population, as its trial last reported
 
     def recorder_for(self, metrics: dict) -> LaneRecorder:
         pid = metrics["population_id"]
@@ -383,6 +397,7 @@ class Collector:
             np.asarray(metrics["spiked"]),
             None if metrics.get("init_loss") is None else np.asarray(metrics["init_loss"], float),
         )
+        self.compile_s[metrics["population_id"]] = metrics.get("compile_s", 0.0)
         if not replay:
             self.point_log.append(metrics)
         if self.on_point:
@@ -546,6 +561,7 @@ def run_ray(
             tuner.fit()  # its ResultGrid would re-read logs we do not write: the collector knows
     finally:
         _COLLECTORS.pop(str(experiment), None)
+        programs = ahead.close() if ahead else None
     wall = time.perf_counter() - t0
 
     expected = spec.search.num_samples if spec.search.method == "tpe" else len(populations)
@@ -557,7 +573,9 @@ def run_ray(
             f"{expected - len(collector.finished)} of {expected} trials did not finish; "
             "resume with `goldilocks resume`"
         )
-    return Execution(collector.results(), Timing(compile_s=0.0, train_s=wall))
+    # Compile time: the driver's, while Ray started, plus whatever the trials compiled.
+    compile_s = (programs.compile_s if programs else 0.0) + sum(collector.compile_s.values())
+    return Execution(collector.results(), Timing(compile_s=compile_s, train_s=wall))
 
 
 def _tune_config(spec: SweepSpec, populations: list[Population], n_lanes: int):

@@ -185,7 +185,7 @@ def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_addres
         if executor == "ray":
             from sweeps.ray_executor import compile_ahead, init_ray
 
-            ahead = compile_ahead(prepared, ray_address)
+            ahead = compile_ahead(prepared, folder.path, ray_address)
             init_ray(prepared.spec, ray_address)
         return (pending.result() if pending else None), ahead
 

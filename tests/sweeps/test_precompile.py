@@ -4,6 +4,9 @@ compiled them, and nothing unsafe (another host, a GPU, a cluster) ever gets the
 from __future__ import annotations
 
 import dataclasses
+import socket
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from conftest import tiny_spec_dict
 
 from sweeps import population
 from sweeps.population import Timing
-from sweeps.precompile import compile_programs, install_programs
+from sweeps.precompile import ProgramsFile, compile_programs, install_programs
 from sweeps.ray_executor import compile_ahead
 from sweeps.run import prepare
 from sweeps.spec import parse_spec
@@ -95,23 +98,44 @@ def test_a_stopped_compile_ahead_still_hands_over_the_first_trials_programs(
         ({"search": {"method": "tpe", "num_samples": 2, "optimizer": ["adam"]}}, None),
     ],
 )
-def test_nothing_is_compiled_ahead_where_trials_could_not_use_it(change, address):
+def test_nothing_is_compiled_ahead_where_trials_could_not_use_it(change, address, tmp_path):
     prepared = prepare(parse_spec(tiny_spec_dict(**change)))
-    assert compile_ahead(prepared, address) is None
+    assert compile_ahead(prepared, tmp_path, address) is None
 
 
-def test_compile_ahead_runs_for_local_cpu_trials_and_can_be_switched_off(
-    prepared, fresh_programs, monkeypatch
+def test_trials_read_the_programs_the_driver_writes_while_they_start(
+    prepared, fresh_programs, monkeypatch, tmp_path
 ):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ahead = compile_ahead(prepared, tmp_path, None)
+    handle = ahead.take()  # does not wait: the trial will
+    while not Path(handle.path).exists():  # (here the "trial" shares the driver's process)
+        time.sleep(0.05)
+    population._PROGRAMS.clear()  # the trial's process
+    assert install_programs(handle, prepared.data) >= 3
+    assert _train(prepared, prepared.populations[0])[1].compiles == 0
+    programs = ahead.close()
+    assert programs.compile_s > 0 and not Path(handle.path).exists()  # no litter
+
+
+def test_a_trial_compiles_for_itself_when_the_programs_never_come(
+    prepared, fresh_programs, tmp_path
+):
+    import jax
+
+    never = ProgramsFile(str(tmp_path / "never.pkl"), socket.gethostname(), jax.__version__)
+    assert install_programs(never, prepared.data, wait_s=0.2) == 0
+    assert _train(prepared, prepared.populations[0])[1].compiles == 3
+
+
+def test_compile_ahead_can_be_switched_off(prepared, monkeypatch, tmp_path):
     from sweeps.settings import get_settings
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ahead = compile_ahead(prepared, None)
-    assert ahead is not None and len(ahead.take().by_structure) >= 1
     monkeypatch.setenv("GOLDILOCKS_PRECOMPILE", "0")
     get_settings.cache_clear()
     try:
-        assert compile_ahead(prepared, None) is None
+        assert compile_ahead(prepared, tmp_path, None) is None
     finally:
         monkeypatch.delenv("GOLDILOCKS_PRECOMPILE")
         get_settings.cache_clear()

@@ -77,6 +77,7 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     # The driver compiled the programs while Ray started; the first trial compiled nothing.
     first = prepared.populations[0].id
     assert {p["compiles"] for p in points if p["population_id"] == first} == {0}
+    assert report["timing"]["compile_s"] > 0  # the driver's compile (and any trial's) counted
 
     # Same numbers as the inline executor (same program, same batches, same seeds).
     inline = run_inline(spec, prepared.data, prepared.populations)

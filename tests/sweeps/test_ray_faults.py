@@ -116,6 +116,9 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
     # Resumed, not restarted: every eval point arrived exactly once, none replayed from 0.
     assert steps == [0, 10, 20, 30, 40]
     _assert_one_complete_run_per_lane(uri, sweep, 40)
+    # Both worker processes, the first and the retry, ran the driver's compiled programs.
+    assert {p["compiles"] for p in _points(sweep)} == {0}
+    assert "os.fork()" not in proc.stderr  # JAX's fork warning: Ray forks, then execs
 
 
 def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
