@@ -145,6 +145,8 @@ class CompileAhead:
         self.handle = ProgramsFile(str(path), socket.gethostname(), jax.__version__)
         self.programs: Programs | None = None
         self._stop = threading.Event()
+        self._discarded = False
+        self._writing = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, args=(spec, data, populations), name="compile-ahead", daemon=True
         )
@@ -159,15 +161,25 @@ class CompileAhead:
         except Exception as err:  # the trials compile for themselves
             log.warning("compiling ahead failed: %s", err)
         # Written even when empty, so no trial waits for programs that will never come.
-        partial = self.path.with_suffix(".partial")
-        partial.write_bytes(pickle.dumps(self.programs))
-        os.replace(partial, self.path)
+        with self._writing:
+            if not self._discarded:
+                partial = self.path.with_suffix(".partial")
+                partial.write_bytes(pickle.dumps(self.programs))
+                os.replace(partial, self.path)
 
     def take(self) -> ProgramsFile:
         """The trials are being created: finish the structure in progress (and the first one,
         which the first trial needs), then stop. Does not wait: returns where to look."""
         self._stop.set()
         return self.handle
+
+    def discard(self) -> None:
+        """The sweep ended before its trials (Ray failed to start, Ctrl-C): stop soon, write
+        nothing, leave nothing in the sweep folder. Does not wait."""
+        self._stop.set()
+        with self._writing:
+            self._discarded = True
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> Programs | None:
         """Wait for the thread, remove the file; what was compiled (None if it failed)."""

@@ -182,12 +182,17 @@ def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_addres
             else None
         )
         ahead = None
-        if executor == "ray":
-            from sweeps.ray_executor import compile_ahead, init_ray
+        try:
+            if executor == "ray":
+                from sweeps.ray_executor import compile_ahead, init_ray
 
-            ahead = compile_ahead(prepared, folder.path, ray_address)
-            init_ray(prepared.spec, ray_address)
-        return (pending.result() if pending else None), ahead
+                ahead = compile_ahead(prepared, folder.path, ray_address)
+                init_ray(prepared.spec, ray_address)
+            return (pending.result() if pending else None), ahead
+        except BaseException:
+            if ahead:
+                ahead.discard()
+            raise
 
 
 def _start_tracker(spec, prepared, folder, sweep_id, tracking_uri):

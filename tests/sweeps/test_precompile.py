@@ -139,3 +139,11 @@ def test_compile_ahead_can_be_switched_off(prepared, monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv("GOLDILOCKS_PRECOMPILE")
         get_settings.cache_clear()
+
+
+def test_a_discarded_compile_ahead_leaves_nothing_behind(prepared, monkeypatch, tmp_path):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ahead = compile_ahead(prepared, tmp_path, None)
+    ahead.discard()  # e.g. Ray failed to start: no trial will ever read the programs
+    ahead._thread.join()
+    assert list(tmp_path.iterdir()) == []
