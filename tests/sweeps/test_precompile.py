@@ -147,3 +147,23 @@ def test_a_discarded_compile_ahead_leaves_nothing_behind(prepared, monkeypatch, 
     ahead.discard()  # e.g. Ray failed to start: no trial will ever read the programs
     ahead._thread.join()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_trials_find_the_programs_of_a_sweep_folder_given_as_a_relative_path(
+    prepared, fresh_programs, monkeypatch, tmp_path
+):
+    """`goldilocks run spec --out runs/demo`: Ray Tune runs each trial in its own working
+    directory, so the handle must not be relative to the driver's."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    Path("runs/demo").mkdir(parents=True)
+    ahead = compile_ahead(prepared, Path("runs/demo"), None)
+    handle = ahead.take()
+    assert Path(handle.path) == tmp_path / "runs" / "demo" / "programs.pkl"
+    while not Path(handle.path).exists():
+        time.sleep(0.05)
+    (tmp_path / "trial").mkdir()
+    monkeypatch.chdir(tmp_path / "trial")  # where a trial runs
+    population._PROGRAMS.clear()
+    assert install_programs(handle, prepared.data, wait_s=1) >= 3
+    ahead.close()
