@@ -122,9 +122,12 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
+    # An eval (and a checkpoint) every 4 steps: 100 round trips to the driver keep the second
+    # trial training for seconds, even with its programs compiled ahead, so the SIGTERM
+    # below lands while it trains, not after the sweep is done.
     spec = _spec_file(
         tmp_path,
-        train={"steps": 400, "batch_size": 32, "eval_every": 20, "seeds": [0]},
+        train={"steps": 400, "batch_size": 32, "eval_every": 4, "seeds": [0]},
         search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
         resources={"max_concurrent_trials": 1},
     )
@@ -143,7 +146,7 @@ def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
         if progress.exists() and json.loads(progress.read_text())["trials_done"] >= 1:
             break
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        time.sleep(0.5)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err[-3000:]
