@@ -216,8 +216,7 @@ class _Program:
         """AOT-compile `name` for these argument shapes once; count and time compiles."""
         shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
         key = (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
-        self.compiled_now = key not in self._compiled
-        if self.compiled_now:
+        if key not in self._compiled:
             fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
             donate = (0,) if name == "chunk" else ()
             t0 = time.perf_counter()
@@ -349,9 +348,10 @@ def train_population(
     x, y, xv, yv = _device_data(data)
 
     def compiled(name, *args):
+        before = prog.compiles
         run = prog.compiled(name, *args)
         timing.compile_s += prog.last_compile_s
-        timing.compiles += prog.compiled_now
+        timing.compiles += prog.compiles - before
         return run
 
     if start is None:
