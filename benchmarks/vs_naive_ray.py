@@ -237,7 +237,7 @@ def count_runs(uri: str) -> int:
 
 def trial_compiles(sweep_dir: Path) -> int:
     """Programs the Ray trials compiled themselves (0: all came compiled from the driver)."""
-    rows = [json.loads(line) for line in (sweep_dir / "points.jsonl").read_text().splitlines()]
+    rows = ray_executor.PointLog(sweep_dir / "points.jsonl").read()
     last = {r["population_id"]: r.get("compiles", 0) for r in rows if "population_id" in r}
     return sum(last.values())
 

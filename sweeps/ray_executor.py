@@ -108,8 +108,7 @@ def compile_ahead(prepared, folder: Path, address: str | None = None) -> Compile
     spec = prepared.spec
     if (
         not get_settings().precompile
-        or address
-        or os.environ.get("RAY_ADDRESS")
+        or _cluster_address(address)
         or spec.resources.gpus_per_trial
         or not prepared.populations  # tpe: points come from the searcher as it runs
         or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
@@ -118,10 +117,15 @@ def compile_ahead(prepared, folder: Path, address: str | None = None) -> Compile
     return CompileAhead(spec, prepared.data, prepared.populations, folder / "programs.pkl")
 
 
+def _cluster_address(address: str | None) -> str | None:
+    """The Ray cluster to join: `address`, else RAY_ADDRESS; None means a local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     """Join RAY_ADDRESS (or `address`) when given, else start a local Ray with this machine's cores."""
 
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = _cluster_address(address)
     if ray.is_initialized():
         return "existing"
     runtime_env = {"env_vars": worker_env(spec)}
