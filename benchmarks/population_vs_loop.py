@@ -3,7 +3,7 @@
 What is compared (digits MLP 64-128-128-10, cross-entropy, Adam, batch 128, 500 steps, 64
 log-spaced learning rates from 1e-5 to 1; `--quick`: 100 steps, 16 lanes):
 
-(a) population: the real trainer, `sweeps.population.train_population`, with everything a sweep
+(a) population: the real trainer, `sweeps.core.population.train_population`, with everything a sweep
     pays for: an evaluation of every lane on the validation set every 25 steps, divergence
     bookkeeping and update masking, host copies of the losses after each chunk, and lanes sliced
     by `lane_width` (the CPU/GPU width setting).
@@ -55,11 +55,11 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from models import MLPSpec, make_model  # noqa: E402
-from sweeps import population  # noqa: E402
-from sweeps.data import Dataset, load_dataset  # noqa: E402
-from sweeps.losses import get_loss  # noqa: E402
-from sweeps.optimizers import OPTIMIZERS, set_hyperparams  # noqa: E402
-from sweeps.population import Structure, Timing, batch_plan, make_hyperparams  # noqa: E402
+from sweeps.core import population  # noqa: E402
+from sweeps.core.data import Dataset, load_dataset  # noqa: E402
+from sweeps.core.losses import get_loss  # noqa: E402
+from sweeps.core.optimizers import OPTIMIZERS, set_hyperparams  # noqa: E402
+from sweeps.core.population import Structure, Timing, batch_plan, make_hyperparams  # noqa: E402
 from sweeps.settings import get_settings  # noqa: E402
 
 BATCH = 128

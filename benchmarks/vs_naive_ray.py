@@ -79,15 +79,15 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from models import MLPSpec, make_model  # noqa: E402
-from sweeps import ray_executor  # noqa: E402
-from sweeps.data import Dataset  # noqa: E402
-from sweeps.losses import get_loss  # noqa: E402
-from sweeps.plan import learning_rates  # noqa: E402
-from sweeps.population import batch_plan, forget_programs  # noqa: E402
-from sweeps.progress import Progress  # noqa: E402
-from sweeps.ray_executor import worker_env  # noqa: E402
-from sweeps.run import prepare, run_sweep  # noqa: E402
+from sweeps.core.data import Dataset  # noqa: E402
+from sweeps.core.losses import get_loss  # noqa: E402
+from sweeps.core.population import batch_plan, forget_programs  # noqa: E402
+from sweeps.exec.raytune import executor as ray_executor  # noqa: E402
+from sweeps.exec.raytune.executor import worker_env  # noqa: E402
+from sweeps.pipeline import prepare, run_sweep  # noqa: E402
+from sweeps.plan.lanes import learning_rates  # noqa: E402
 from sweeps.spec import SweepSpec, parse_spec  # noqa: E402
+from sweeps.stream import Progress  # noqa: E402
 
 BATCH = 128
 EVAL_EVERY = 25
@@ -131,7 +131,7 @@ def tracking_uri(folder: Path) -> str:
 
 
 def start_ray(env_vars: dict[str, str]) -> float:
-    """A fresh local Ray for (b), started the way `sweeps.ray_executor.init_ray` starts one,
+    """A fresh local Ray for (b), started the way `sweeps.exec.raytune.executor.init_ray` starts one,
     except `address="local"`: on a shared machine a bare `ray.init()` joins whatever cluster
     another process left running (and then refuses `num_cpus`). Returns the seconds it took."""
     ray.shutdown()
@@ -209,10 +209,10 @@ def warm_up(tmp: Path, spec: SweepSpec) -> float:
     from mlflow import MlflowClient
     from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: F401
 
-    import sweeps.analysis  # noqa: F401
-    import sweeps.plots  # noqa: F401
-    import sweeps.report  # noqa: F401
-    import sweeps.tracking  # noqa: F401
+    import sweeps.tracking.tracker  # noqa: F401
+    import sweeps.verdict.analysis  # noqa: F401
+    import sweeps.verdict.plots  # noqa: F401
+    import sweeps.verdict.report  # noqa: F401
 
     prepare(spec)  # imports scikit-learn, loads digits
     MlflowClient(tracking_uri(tmp / "warm-store")).create_experiment("warm")

@@ -1,7 +1,7 @@
 """`goldilocks serve` and the service's client commands: submit, status, list, cancel, report.
 
-Registered on the `goldilocks` Typer app by `sweeps.cli` (`register(app)`). Nothing heavy is
-imported at module level: `sweeps.cli` imports this module on every start, drivers included.
+Registered on the `goldilocks` Typer app by service/cli.py (`register(app)`). Nothing heavy is
+imported at module level: every `goldilocks` start imports this module.
 
 Client exit codes: 0 succeeded (or done), 1 the sweep failed (or the server refused: 409, 429,
 5xx), 2 bad input (422/413/415, unknown id, missing token), 3 the sweep was cancelled,
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
     from service.client import GoldilocksClient
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # noqa: F401 (re-exported)
+
+EXIT_CANCELLED, EXIT_UNREACHABLE = 3, 4  # the client's own, beyond the sweep commands'
 _BAD_INPUT = {400, 401, 403, 404, 413, 415, 422}
 
 ServerOpt = Annotated[
@@ -41,7 +43,7 @@ IdArg = Annotated[str, typer.Argument(help="The sweep id.", show_default=False)]
 def _consoles() -> tuple[Console, Console]:
     from rich.console import Console
 
-    from sweeps.cli import console  # the verdict's console: same width rules
+    from sweeps.console import console  # the verdict's console: same width rules
 
     return console, Console(stderr=True)
 
@@ -132,9 +134,9 @@ def submit(
 
 def _follow(client: GoldilocksClient, sweep_id: str, poll: float, out, err) -> None:
     """A live progress bar until the sweep ends; then the verdict (or the error)."""
-    from sweeps.cli import _progress_bar, print_verdict
+    from sweeps.console import print_verdict, progress_bar
 
-    with _progress_bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("queued", total=1.0)
         while True:
             sweep = client.get(sweep_id)
@@ -256,7 +258,7 @@ def report(
     """Print the verdict of a finished sweep (or its report.json)."""
     import json
 
-    from sweeps.cli import print_verdict
+    from sweeps.console import print_verdict
 
     out, _ = _consoles()
     with _handled(), _client(server) as client:

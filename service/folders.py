@@ -1,14 +1,15 @@
-"""Reading a sweep's folder (written by its driver: see `sweeps.run`) and naming files in it.
+"""Reading a sweep's folder (written by its driver: see `sweeps.pipeline`) and naming files in it.
 
 Every name that comes from a request is checked here, so nothing can point outside its folder.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
+
+from sweeps.folder import PLOTS, PROGRESS, STATE, read_json
 
 SWEEP_ID = re.compile(r"^[0-9a-f]{32}$")
 # No leading dot: refuses "..", "." and hidden files; no slash: refuses "../x".
@@ -36,32 +37,23 @@ def plot_path(folder: Path, name: str) -> Path:
         )
     if not name.endswith(".png"):
         name += ".png"
-    plots = (folder / "plots").resolve()
+    plots = (folder / PLOTS).resolve()
     path = (plots / name).resolve()
     if path.parent != plots:  # belt and braces: the pattern already forbids this
         raise BadName(f"name: '{name}' leaves the plots folder")
     return path
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A driver's JSON file, or None if it is missing or (mid-write elsewhere) unreadable."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def read_state(folder: Path) -> dict[str, Any]:
-    return read_json(folder / "sweep.json") or {}
+    return read_json(folder / STATE) or {}
 
 
 def read_progress(folder: Path) -> dict[str, Any] | None:
-    return read_json(folder / "progress.json")
+    return read_json(folder / PROGRESS)
 
 
 def list_plots(folder: Path) -> list[str]:
-    plots = folder / "plots"
+    plots = folder / PLOTS
     return sorted(p.name for p in plots.glob("*.png")) if plots.is_dir() else []
 
 

@@ -41,12 +41,12 @@ from service import store
 from service.folders import ATTEMPT_MARK, log_tail, read_state
 from service.settings import ServiceSettings
 from service.store import SweepStatus
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from sweeps.folder import MLFLOW_STATE, SweepFolder
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Exit codes of `goldilocks run|resume` (sweeps.cli).
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 @dataclass
@@ -262,7 +262,7 @@ class Runner:
         uri = self.settings.mlflow_uri
         # A folder that got as far as a sweep.json resumes; otherwise nothing ran yet and the
         # sweep starts again (`run` still reuses any MLflow runs listed in mlflow_state.json).
-        resuming = (folder / "sweep.json").exists() and (folder / "spec.json").exists()
+        resuming = SweepFolder(folder).has_run()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if resuming:
@@ -359,7 +359,7 @@ class Runner:
         folder = self.folder(sweep.id)
         attempts_left = 1 + self.settings.max_resume_attempts - sweep.attempts
         unresumable = None
-        if sweep.parent_run_id and not (folder / "mlflow_state.json").exists():
+        if sweep.parent_run_id and not (folder / MLFLOW_STATE).exists():
             # A new driver would create a second set of MLflow runs.
             unresumable = "its folder lost mlflow_state.json (MLflow runs unknown)"
         if attempts_left <= 0 or unresumable:
@@ -386,13 +386,13 @@ class Runner:
     def _close_stale_runs(self, sweep_id: str, status: str, reason: str) -> None:
         """End the MLflow runs a driver left RUNNING (it was SIGKILLed, or died)."""
         folder = self.folder(sweep_id)
-        state_path = folder / "mlflow_state.json"
+        state_path = folder / MLFLOW_STATE
         if not state_path.exists():
             return
         uri = (read_state(folder).get("mlflow") or {}).get("tracking_uri")
         try:
             uri = uri or json.loads(state_path.read_text()).get("tracking_uri")
-            from sweeps.tracking import close_stale_runs  # imports MLflow: only when needed
+            from sweeps.tracking.stale import close_stale_runs  # imports MLflow: only when needed
 
             ended = close_stale_runs(
                 uri or self.settings.mlflow_uri, state_path, status=status, reason=reason

@@ -1,6 +1,6 @@
 """Submitting a sweep: body -> validated spec -> a queued row, or an error that creates nothing.
 
-Validation is the CLI's (`sweeps.spec.parse_spec` and `sweeps.run.prepare`, which loads the
+Validation is the CLI's (`sweeps.spec.parse_spec` and `sweeps.pipeline.prepare`, which loads the
 data), so a spec the CLI refuses is refused here with the same "field: message" lines, and
 nothing (row, folder, MLflow experiment) exists until it passed.
 """
@@ -77,7 +77,7 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
 
 def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
     """The canonical spec (all defaults filled in) of a valid submission, else ApiError(422)."""
-    from sweeps.run import prepare  # imports JAX: the app warms it at start-up
+    from sweeps.pipeline import prepare  # imports JAX: the app warms it at start-up
     from sweeps.spec import SpecError, parse_spec
 
     try:

@@ -8,6 +8,7 @@ from service.folders import list_plots, read_progress, sweep_folder
 from service.schemas import SweepMlflow, SweepProgress, SweepPublic, SweepSummary
 from service.settings import ServiceSettings
 from service.store import Sweep, SweepStatus, utcnow
+from sweeps.folder import REPORT
 
 
 def summary(sweep: Sweep) -> SweepSummary:
@@ -23,7 +24,7 @@ def public(sweep: Sweep, settings: ServiceSettings) -> SweepPublic:
         progress=progress(sweep, folder),
         mlflow=mlflow_links(sweep, settings.mlflow_ui_url),
         attempts=sweep.attempts,
-        report_url=f"/sweeps/{sweep.id}/report" if (folder / "report.json").exists() else None,
+        report_url=f"/sweeps/{sweep.id}/report" if (folder / REPORT).exists() else None,
         plot_urls={p.removesuffix(".png"): f"/sweeps/{sweep.id}/plots/{p}" for p in plots},
     )
 

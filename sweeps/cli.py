@@ -1,20 +1,30 @@
-"""The `goldilocks` command line: thin wrappers over importable library functions.
+"""The sweep commands of `goldilocks` (validate, run, resume, lr-find): thin wrappers over
+importable library functions. The root app (service/cli.py) adds the service's commands;
+`app` here is these commands alone.
 
-Exit codes: 0 success, 1 the sweep failed, 2 bad input (nothing written), 130 interrupted.
+Exit codes (sweeps.errors): 0 success, 1 the sweep failed, 2 bad input (nothing written),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from sweeps.errors import SpecError
+from sweeps import folder as files
+from sweeps.console import (
+    console,
+    err_console,
+    print_lr_find,
+    print_mlflow,
+    print_verdict,
+    progress_bar,
+    progress_text,
+)
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, SpecError
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -22,14 +32,12 @@ if TYPE_CHECKING:
 # Heavy imports (JAX via the spec's models, Ray, MLflow) happen inside the commands that need
 # them, so `goldilocks --help`, `status` or `list` answer at once.
 
-app = typer.Typer(
-    help="Goldilocks: find the learning rates that train, for every optimizer and schedule.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-# Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
-console = Console(width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True)
+HELP = "Goldilocks: find the learning rates that train, for every optimizer and schedule."
+
+
+def new_app() -> typer.Typer:
+    return typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
+
 
 SpecArg = Annotated[Path, typer.Argument(help="Sweep spec (YAML or JSON).", show_default=False)]
 
@@ -38,7 +46,7 @@ def _fail_input(err: Exception) -> None:
     # The message echoes user input (keys, paths): escape it so rich never reads it as markup,
     # and never wrap it, so each "field: message" line stays whole in logs.
     err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _load(spec_path: Path) -> SweepSpec:
@@ -51,10 +59,9 @@ def _load(spec_path: Path) -> SweepSpec:
         raise  # unreachable: _fail_input exits
 
 
-@app.command()
 def validate(spec: SpecArg) -> None:
     """Check a spec (and its data) without running anything."""
-    from sweeps.run import prepare
+    from sweeps.pipeline import prepare
 
     parsed = _load(spec)
     try:
@@ -82,7 +89,6 @@ RayAddressOpt = Annotated[
 ]
 
 
-@app.command()
 def run(
     spec: SpecArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json and plots.")] = Path(
@@ -94,13 +100,11 @@ def run(
     sweep_id: Annotated[str | None, typer.Option(help="Use this sweep id.", hidden=True)] = None,
 ) -> None:
     """Run a sweep, print the verdict, write report.json and plots, log it all to MLflow."""
-    from sweeps.run import EXECUTORS, prepare
+    from sweeps.pipeline import EXECUTORS, prepare
 
     parsed = _load(spec)
     if executor not in EXECUTORS:
         _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose ray or inline"))
-    if executor == "inline" and parsed.search.method == "tpe":
-        _fail_input(ValueError("--executor: search.method tpe needs the ray executor"))
     try:
         prepared = prepare(parsed, base_dir=spec.parent.resolve())
     except SpecError as err:
@@ -109,16 +113,15 @@ def run(
     _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, resume=False)
 
 
-@app.command()
 def resume(
     sweep_dir: Annotated[Path, typer.Argument(help="The folder of an interrupted sweep.")],
     tracking_uri: TrackingOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Resume an interrupted sweep from its folder (Ray Tune restores its trials)."""
-    from sweeps.run import load_for_resume
+    from sweeps.pipeline import load_for_resume
 
-    if not (sweep_dir / "sweep.json").exists() or not (sweep_dir / "spec.json").exists():
+    if not files.SweepFolder(sweep_dir).has_run():
         _fail_input(ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no sweep.json)"))
     try:
         prepared, state = load_for_resume(sweep_dir)
@@ -134,17 +137,18 @@ def resume(
 
 
 def _lane_text(prepared) -> str:
-    if prepared.spec.search.method == "tpe":
+    planner = prepared.planner
+    if planner.adaptive:
         n = prepared.spec.search.num_samples
-        return f"tpe: {n} points x {len(prepared.spec.train.seeds)} seeds"
-    return f"{len(prepared.lanes)} lanes, {len(prepared.populations)} populations"
+        return f"{prepared.spec.search.method}: {n} points x {len(prepared.spec.train.seeds)} seeds"
+    return f"{len(planner.lanes)} lanes, {len(planner.populations)} populations"
 
 
 def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):
     import signal
 
     from sweeps.errors import SweepFailed, SweepInterrupted
-    from sweeps.run import run_sweep
+    from sweeps.pipeline import run_sweep
 
     # SIGTERM (a cancel, a stopping service) ends the sweep like Ctrl-C: runs closed KILLED,
     # the folder marked interrupted, resumable. Only the first one: a second SIGTERM arriving
@@ -155,11 +159,11 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
 
     signal.signal(signal.SIGTERM, stop_once)
     try:
-        with _progress_bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("starting", total=1.0)
 
             def on_progress(p) -> None:
-                bar.update(task, completed=p.fraction, description=_progress_text(p))
+                bar.update(task, completed=p.fraction, description=progress_text(p))
 
             report = run_sweep(
                 prepared, out, executor=executor, sweep_id=sweep_id, on_progress=on_progress,
@@ -167,30 +171,17 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
             )  # fmt: skip
     except SweepInterrupted as err:
         err_console.print(f"[yellow]stopped:[/] {err}\nresume with: goldilocks resume {out}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except SpecError as err:
         _fail_input(err)
     except (SweepFailed, Exception) as err:
         err_console.print(f"[bold red]sweep failed:[/] {escape(str(err))}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     print_verdict(report)
-    console.print(f"report: {out / 'report.json'}   plots: {out / 'plots'}")
-    _print_mlflow(report)
+    console.print(f"report: {out / files.REPORT}   plots: {out / files.PLOTS}")
+    print_mlflow(report)
 
 
-def _print_mlflow(report: dict) -> None:
-    info = report.get("mlflow")
-    if not info:
-        return
-    from sweeps.tracking import ui_command
-
-    console.print(
-        f"MLflow: experiment {info['experiment_id']}, parent run {info['parent_run_id']} "
-        f"at {info['tracking_uri']}\n  look: {ui_command(info['tracking_uri'])}"
-    )
-
-
-@app.command("lr-find")
 def lr_find_command(
     spec: SpecArg,
     out: Annotated[
@@ -204,8 +195,8 @@ def lr_find_command(
     import json
 
     from sweeps.lrfind import config_for, lr_find
-    from sweeps.plots import plot_lr_find
-    from sweeps.run import prepare
+    from sweeps.pipeline import prepare
+    from sweeps.verdict.plots import plot_lr_find
 
     parsed = _load(spec)
     try:
@@ -224,84 +215,17 @@ def lr_find_command(
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(result, indent=1))
     plot_lr_find(result, out / "lr_find.png")
-    table = Table(title="LR range test: suggestions", title_justify="left")
-    for col in ("optimizer", "steepest", "valley"):
-        table.add_column(col)
-    for opt, s in result["suggestions"].items():
-        table.add_row(opt, _fmt(s["steepest"]), _fmt(s["valley"]))
-    console.print(table)
+    print_lr_find(result)
     console.print(f"curve: {out / 'lr_find.png'}   data: {out / 'lr_find.json'}")
 
 
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+def register(app: typer.Typer) -> None:
+    """Add the sweep commands to `app`."""
+    app.command()(validate)
+    app.command()(run)
+    app.command()(resume)
+    app.command("lr-find")(lr_find_command)
 
 
-def _progress_text(p) -> str:
-    running = f", {p.trials_running} running" if p.trials_running else ""
-    return f"trials {p.trials_done}/{p.trials_total}{running}"
-
-
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    return "—" if v is None else format(v, spec)
-
-
-def print_verdict(report: dict) -> None:
-    table = Table(title=f"Goldilocks verdict — {report['name']}", title_justify="left")
-    for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
-        table.add_column(col)
-    table.add_column("best val loss", justify="right")
-    table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
-    table.add_column("lanes c/s/u/d", justify="right")
-    for g in report["groups"]:
-        zone = g["zone"]
-        zone_text = f"{_fmt(zone['low'])} – {_fmt(zone['high'])}" if zone else "—"
-        best = _fmt(g["best_lr"]) + (f" [yellow](edge: {g['edge']})[/]" if g["edge"] else "")
-        c = g["status_counts"]
-        name = g["optimizer"] + (" (LR-free)" if g["lr_free"] else "")
-        table.add_row(
-            _fmt(g["rank"], "d"),
-            name,
-            g["schedule"],
-            best,
-            zone_text,
-            _fmt(g["max_stable_lr"]),
-            _fmt(g["min_diverged_lr"]),
-            _fmt(g["best_val_loss"], ".4f"),
-            _fmt(g["best_val_metric"], ".4f"),
-            f"{c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']}",
-        )
-    console.print(table)
-    w = report.get("winner")
-    if w:
-        console.print(
-            f"[bold green]winner:[/] {w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
-            f"(seed {w['seed']}): val loss {_fmt(w['best_val_loss'], '.4f')}, "
-            f"{report.get('metric', 'metric')} {_fmt(w['val_metric'], '.4f')}"
-        )
-    for g in report["groups"]:
-        if g["edge"]:
-            console.print(
-                f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
-                f"{g['edge']} edge of the searched range; widen learning_rate."
-            )
-
-
-def main() -> None:
-    app()
-
-
-from service.client_cli import register as _register_service  # noqa: E402
-
-_register_service(app)
-
-if __name__ == "__main__":
-    main()
+app = new_app()
+register(app)

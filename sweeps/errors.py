@@ -15,3 +15,10 @@ class SweepInterrupted(Exception):
 
 class SweepFailed(Exception):
     """A trial failed beyond its retries, or the sweep could not run."""
+
+
+# Exit codes of `goldilocks run`/`resume`; the service's runner reads its drivers' with them.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130

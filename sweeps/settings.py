@@ -1,8 +1,12 @@
-"""Settings read from the environment once (GOLDILOCKS_* variables)."""
+"""Settings read from the environment once (GOLDILOCKS_* variables).
+
+The only place sweeps/ reads GOLDILOCKS_* variables; Ray trial workers get the ones that
+matter to them through their runtime environment (sweeps/exec/raytune/cluster.py)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +24,10 @@ class Settings(BaseSettings):
     gpu_lane_width: int = 1024
     # Compile the Ray trials' programs in the driver while Ray starts (sweeps/precompile.py).
     precompile: bool = True
+    # The persistent XLA compile cache shared by the driver and the Ray trials of this host.
+    compile_cache: Path = Path.home() / ".cache" / "goldilocks" / "jax"
+    # A Ray trial checkpoints its population at an eval point at most this often.
+    checkpoint_every_s: float = 20.0
 
 
 @lru_cache(maxsize=1)

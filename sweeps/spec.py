@@ -26,11 +26,11 @@ from pydantic import (
 )
 
 from models import MODEL_NAMES, ModelSpec, make_model
-from sweeps.data import BUILTIN_DATASETS, Dataset
+from sweeps.core.data import BUILTIN_DATASETS, Dataset
+from sweeps.core.losses import LOSS_NAMES, LOSSES
+from sweeps.core.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
+from sweeps.core.schedules import SCHEDULE_NAMES, SCHEDULES
 from sweeps.errors import SpecError
-from sweeps.losses import LOSS_NAMES, LOSSES
-from sweeps.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
-from sweeps.schedules import SCHEDULE_NAMES, SCHEDULES
 from sweeps.settings import get_settings
 
 

@@ -14,7 +14,7 @@ os.environ.setdefault("GOLDILOCKS_COMPILE_CACHE", f"{_SCRATCH}/jax-cache")
 
 import pytest  # noqa: E402
 
-from sweeps.data import load_dataset  # noqa: E402
+from sweeps.core.data import load_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from service.errors import ApiError
 from service.folders import BadName, plot_path, sweep_folder
 from service.schemas import ErrorResponse, SweepCreated, SweepList, SweepPublic
 from service.store import CancelOutcome, SweepStatus
+from sweeps.folder import REPORT
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
@@ -200,7 +201,7 @@ def _folder(settings, sweep_id: str):
 def get_report(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The sweep's report.json (see DESIGN.md): 404 until the sweep succeeded."""
     sweep = _get(session, sweep_id)
-    path = _folder(settings, sweep_id) / "report.json"
+    path = _folder(settings, sweep_id) / REPORT
     if sweep.status != SweepStatus.succeeded or not path.is_file():
         raise ApiError(404, f"report: sweep {sweep_id} has no report yet (status {sweep.status})")
     return FileResponse(path, media_type="application/json")

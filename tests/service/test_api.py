@@ -18,7 +18,7 @@ from svc_testlib import (
 )
 from typer.testing import CliRunner
 
-from sweeps.cli import app as cli_app
+from service.cli import app as cli_app
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from svc_testlib import (
 )
 from typer.testing import CliRunner
 
-from sweeps.cli import app as cli_app
+from service.cli import app as cli_app
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

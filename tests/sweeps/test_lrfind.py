@@ -5,18 +5,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import tiny_spec_dict
 
-from sweeps.lrfind import (
-    RangeTestConfig,
-    config_for,
-    lr_find,
-    ramp,
-    smooth,
-    steepest,
-    stop_index,
-    valley,
-)
+from sweeps.core.lrfind import RangeTestConfig, ramp, smooth, steepest, stop_index, valley
+from sweeps.lrfind import config_for, lr_find
+from sweeps.pipeline import load_sweep_data
 from sweeps.spec import parse_spec
-from sweeps.trial import load_sweep_data
 
 
 def test_smoothing_is_a_bias_corrected_ema():

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from conftest import tiny_spec_dict
 
-from sweeps.data import load_dataset
+from sweeps.core.data import load_dataset
 from sweeps.settings import get_settings
 from sweeps.spec import SpecError, check_against_data, load_spec, parse_spec, parse_spec_text
 

@@ -1,0 +1,99 @@
+"""What a sweep looks like in a terminal: the verdict table, the progress bar, the MLflow hint.
+
+Light (rich only): the service's client commands print verdicts with it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+# Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
+console = Console(width=None if Console().is_terminal else 160)
+err_console = Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def progress_text(p) -> str:
+    running = f", {p.trials_running} running" if p.trials_running else ""
+    return f"trials {p.trials_done}/{p.trials_total}{running}"
+
+
+def fmt(v: Any, spec: str = ".3g") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_verdict(report: dict) -> None:
+    table = Table(title=f"Goldilocks verdict — {report['name']}", title_justify="left")
+    for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
+        table.add_column(col)
+    table.add_column("best val loss", justify="right")
+    table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
+    table.add_column("lanes c/s/u/d", justify="right")
+    for g in report["groups"]:
+        zone = g["zone"]
+        zone_text = f"{fmt(zone['low'])} – {fmt(zone['high'])}" if zone else "—"
+        best = fmt(g["best_lr"]) + (f" [yellow](edge: {g['edge']})[/]" if g["edge"] else "")
+        c = g["status_counts"]
+        name = g["optimizer"] + (" (LR-free)" if g["lr_free"] else "")
+        table.add_row(
+            fmt(g["rank"], "d"),
+            name,
+            g["schedule"],
+            best,
+            zone_text,
+            fmt(g["max_stable_lr"]),
+            fmt(g["min_diverged_lr"]),
+            fmt(g["best_val_loss"], ".4f"),
+            fmt(g["best_val_metric"], ".4f"),
+            f"{c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']}",
+        )
+    console.print(table)
+    w = report.get("winner")
+    if w:
+        console.print(
+            f"[bold green]winner:[/] {w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
+            f"(seed {w['seed']}): val loss {fmt(w['best_val_loss'], '.4f')}, "
+            f"{report.get('metric', 'metric')} {fmt(w['val_metric'], '.4f')}"
+        )
+    for g in report["groups"]:
+        if g["edge"]:
+            console.print(
+                f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
+                f"{g['edge']} edge of the searched range; widen learning_rate."
+            )
+
+
+def print_mlflow(report: dict) -> None:
+    info = report.get("mlflow")
+    if not info:
+        return
+    from sweeps.tracking.uri import ui_command
+
+    console.print(
+        f"MLflow: experiment {info['experiment_id']}, parent run {info['parent_run_id']} "
+        f"at {info['tracking_uri']}\n  look: {ui_command(info['tracking_uri'])}"
+    )
+
+
+def print_lr_find(result: dict) -> None:
+    table = Table(title="LR range test: suggestions", title_justify="left")
+    for col in ("optimizer", "steepest", "valley"):
+        table.add_column(col)
+    for opt, s in result["suggestions"].items():
+        table.add_row(opt, fmt(s["steepest"]), fmt(s["valley"]))
+    console.print(table)

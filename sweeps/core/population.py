@@ -1,0 +1,421 @@
+"""The population trainer: many lanes, one compiled program.
+
+Every lane of a population (its own learning rate, seed and numeric optimizer/schedule
+arguments) trains in one XLA program: `jit(scan(vmap(step)))` over a chunk of `eval_every`
+steps, then an evaluation of every lane on the validation set. The minibatch is gathered once
+per step, outside the vmap, and shared by all lanes: the first layer becomes one wide matmul.
+
+Lanes are independent: nothing reduces across the lane axis, so a NaN in one lane never
+touches another. A lane whose loss is non-finite, or stays above `diverge_factor` x its
+initial loss for `patience` steps, is frozen (its updates are masked) and records the step at
+which it diverged. A shorter spike that comes back leaves a mark (`spiked`) but trains on.
+
+`train_population` is a generator: it yields an `EvalPoint` after each chunk, so callers
+show progress, log and checkpoint as training goes. Compiled programs are cached per
+structure and shape: a second population with other numbers reuses the compile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import ModelSpec, make_model
+from sweeps.core.data import Dataset
+from sweeps.core.losses import get_loss
+from sweeps.core.optimizers import get_optimizer, set_hyperparams
+from sweeps.core.schedules import get_schedule
+from sweeps.settings import get_settings
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything that shapes the compiled program. Numbers that vary per lane are not here."""
+
+    model: ModelSpec
+    loss: str
+    optimizer: str
+    schedule: str
+    batch_size: int
+    steps: int
+    eval_every: int
+    diverge_factor: float = 4.0
+    patience: int = 20
+
+    def __hash__(self) -> int:  # pydantic models are not hashable; their JSON is
+        return hash((self.model.model_dump_json(), *list(self.__dict__.values())[1:]))
+
+
+class LaneHyperparams(NamedTuple):
+    learning_rate: jnp.ndarray  # (L,)
+    optimizer_args: dict[str, jnp.ndarray]  # each (L,)
+    schedule_args: dict[str, jnp.ndarray]
+
+
+class LaneState(NamedTuple):
+    params: Any
+    opt_state: Any
+    init_loss: jnp.ndarray  # first minibatch loss: the reference for divergence
+    above: jnp.ndarray  # consecutive steps above diverge_factor x init_loss
+    spiked: jnp.ndarray  # ever above the threshold (a recovered spike makes a lane unstable)
+    frozen: jnp.ndarray
+    diverged_at: jnp.ndarray  # step, or -1
+
+
+@dataclass
+class EvalPoint:
+    """What one chunk produced, as host numpy arrays over the lanes."""
+
+    step: int  # steps done
+    train_loss: np.ndarray  # mean minibatch loss over the chunk (NaN once frozen)
+    step_losses: np.ndarray  # (L, chunk) every step's minibatch loss, NaN where masked
+    val_loss: np.ndarray
+    val_metrics: dict[str, np.ndarray]
+    learning_rate: np.ndarray  # the scheduled LR at the chunk's last step
+    diverged_at: np.ndarray
+    spiked: np.ndarray
+    init_loss: np.ndarray | None  # each lane's first minibatch loss (None before training)
+    # Device LaneStates (one per slice) after this chunk, for checkpoints. Valid only until
+    # the generator resumes: the next chunk donates these buffers.
+    state: Any = None
+
+
+@dataclass
+class Timing:
+    compile_s: float = 0.0
+    train_s: float = 0.0
+    compiles: int = 0  # programs compiled here (0 when every one came precompiled)
+
+
+def lane_width(num_lanes: int) -> int:
+    """Lanes per compiled slice: wide on accelerators, narrower on a CPU (measured)."""
+    s = get_settings()
+    cap = s.cpu_lane_width if jax.default_backend() == "cpu" else s.gpu_lane_width
+    slices = -(-num_lanes // cap)
+    return -(-num_lanes // slices)
+
+
+def batch_plan(n_rows: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """(steps, batch) row indices: shuffled epochs, shared by every lane of the sweep."""
+    rng = np.random.default_rng(seed)
+    if batch_size >= n_rows:  # full-batch gradient descent
+        return np.tile(np.arange(n_rows, dtype=np.int32), (steps, 1))
+    per_epoch = n_rows // batch_size
+    epochs = -(-steps // per_epoch)
+    rows = [rng.permutation(n_rows)[: per_epoch * batch_size] for _ in range(epochs)]
+    return np.concatenate(rows).reshape(-1, batch_size)[:steps].astype(np.int32)
+
+
+# --------------------------------------------------------------------------- the program
+class _Program:
+    """The pure functions of one structure, built once and compiled per shape."""
+
+    def __init__(self, structure: Structure, data: Dataset):
+        self.structure = structure
+        loss = get_loss(structure.loss)
+        self.loss = loss
+        n_out = loss.num_outputs(data.num_classes, data.n_targets)
+        self.model = make_model(
+            structure.model,
+            n_features=data.n_features,
+            n_outputs=n_out,
+            image_shape=data.image_shape,
+        )
+        self.optimizer = get_optimizer(structure.optimizer)
+        self.tx = self.optimizer.build()
+        self.schedule = get_schedule(structure.schedule)
+        self._compiled: dict[tuple, Any] = {}
+        self.compiles = 0
+
+    # -- per-lane pure functions -------------------------------------------------------
+    def lr_at(self, step, hp_lr, sched_args):
+        return self.schedule.fn(step.astype(jnp.float32), self.structure.steps, hp_lr, sched_args)
+
+    def lane_step(self, lane: LaneState, hp_lr, sched_args, x, y, step):
+        s = self.structure
+        lr = self.lr_at(step, hp_lr, sched_args)
+
+        def objective(params):
+            return self.loss.fn(self.model.apply(params, x), y)
+
+        loss, grads = jax.value_and_grad(objective)(lane.params)
+        finite = jnp.isfinite(loss)
+        init_loss = jnp.where(step == 0, loss, lane.init_loss)
+        above_now = loss > s.diverge_factor * init_loss
+        above = jnp.where(above_now, lane.above + 1, 0)
+        live = ~lane.frozen
+        newly_dead = live & (~finite | (above >= s.patience))
+        diverged_at = jnp.where(
+            newly_dead, jnp.where(finite, step - s.patience + 1, step), lane.diverged_at
+        )
+        frozen = lane.frozen | newly_dead
+        opt_state = set_hyperparams(lane.opt_state, {"learning_rate": lr})
+        updates, new_opt = self.tx.update(grads, opt_state, lane.params)
+        # Frozen lanes keep their parameters: the mask is fused into the update itself (no
+        # extra pass over memory). Their optimizer state may go on changing, or turn NaN:
+        # nothing reads it again, and nothing crosses lanes.
+        move = ~frozen
+        params = jax.tree.map(lambda p, u: p + jnp.where(move, u, 0.0), lane.params, updates)
+        new_lane = LaneState(
+            params, new_opt, init_loss, jnp.where(live, above, lane.above),
+            lane.spiked | (live & above_now), frozen, diverged_at,
+        )  # fmt: skip
+        return new_lane, (jnp.where(live, loss, jnp.nan), lr)
+
+    def lane_eval(self, lane: LaneState, x_val, y_val):
+        params = lane.params
+        if self.optimizer.eval_params is not None:
+            params = self.optimizer.eval_params(lane.opt_state, params)
+        pred = self.model.apply(params, x_val)
+        return self.loss.fn(pred, y_val), self.loss.metrics(pred, y_val)
+
+    # -- the population programs -------------------------------------------------------
+    def _init_pop(self, seeds_keys, seed_index, hp: LaneHyperparams):
+        keyed = jax.vmap(self.model.init)(seeds_keys)  # one init per distinct seed
+        params = jax.tree.map(lambda a: a[seed_index], keyed)
+
+        def one(p, lr, opt_args):
+            # Built with the lane's own numbers so `init` sees them (adagrad's accumulator).
+            opt_state = self.optimizer.build({"learning_rate": lr, **opt_args}).init(p)
+            zero_i, no = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+            return LaneState(p, opt_state, jnp.zeros((), jnp.float32), zero_i, no, no, zero_i - 1)
+
+        return jax.vmap(one)(params, hp.learning_rate, hp.optimizer_args)
+
+    def _chunk(self, state: LaneState, hp: LaneHyperparams, x, y, xv, yv, idx, steps, valid):
+        n = hp.learning_rate.shape[0]
+
+        def train(st, rows, step):
+            xb, yb = x[rows], y[rows]  # one gather, shared by all lanes
+            return jax.vmap(self.lane_step, in_axes=(0, 0, 0, None, None, None))(
+                st, hp.learning_rate, hp.schedule_args, xb, yb, step
+            )
+
+        def pad(st, rows, step):  # the padded tail of the last chunk: nothing moves
+            return st, (jnp.full((n,), jnp.nan), jnp.full((n,), jnp.nan))
+
+        def body(st, inp):
+            rows, step, ok = inp
+            # `ok` is the same for every lane, so this stays a real branch under vmap.
+            return jax.lax.cond(ok, train, pad, st, rows, step)
+
+        state, (losses, lrs) = jax.lax.scan(body, state, (idx, steps, valid))
+        val_loss, metrics = jax.vmap(self.lane_eval, in_axes=(0, None, None))(state, xv, yv)
+        return state, losses.T, lrs.T, val_loss, metrics
+
+    def _eval_pop(self, state, xv, yv):
+        return jax.vmap(self.lane_eval, in_axes=(0, None, None))(state, xv, yv)
+
+    def compiled(self, name: str, *args):
+        """AOT-compile `name` for these argument shapes once; count and time compiles."""
+        shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+        key = (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
+        if key not in self._compiled:
+            fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
+            donate = (0,) if name == "chunk" else ()
+            t0 = time.perf_counter()
+            self._compiled[key] = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+            self.compiles += 1
+            self.last_compile_s = time.perf_counter() - t0
+        else:
+            self.last_compile_s = 0.0
+        return self._compiled[key]
+
+    def executables(self) -> dict[tuple, Any]:
+        """The compiled programs by key (see `compiled`), e.g. to ship to another process."""
+        return dict(self._compiled)
+
+    def add_executable(self, key: tuple, compiled: Any) -> None:
+        """Use a program compiled elsewhere for `key`, as if `compiled` had built it."""
+        self._compiled.setdefault(key, compiled)
+
+
+_PROGRAMS: dict[tuple, _Program] = {}
+
+
+def get_program(structure: Structure, data: Dataset) -> _Program:
+    """The cached program of a structure (and data shapes): compiled once per process."""
+    key = (structure, data.x_train.shape, data.x_val.shape, data.num_classes, data.image_shape)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = _Program(structure, data)
+    return _PROGRAMS[key]
+
+
+def forget_programs() -> None:
+    """Drop every compiled program of this process (a benchmark's variants each start cold)."""
+    _PROGRAMS.clear()
+
+
+# --------------------------------------------------------------------------- the driver
+def make_hyperparams(
+    learning_rates, optimizer_args: Mapping[str, Any], schedule_args: Mapping[str, Any]
+) -> LaneHyperparams:
+    f32 = lambda v: jnp.asarray(np.asarray(v, dtype=np.float32))  # noqa: E731
+    return LaneHyperparams(
+        f32(learning_rates),
+        {k: f32(v) for k, v in optimizer_args.items()},
+        {k: f32(v) for k, v in schedule_args.items()},
+    )
+
+
+def _slice_tree(tree, start: int, stop: int, width: int):
+    """Lanes [start, stop) padded to `width` by repeating the first lane (discarded later)."""
+
+    def take(a):
+        part = a[start:stop]
+        pad = width - part.shape[0]
+        return jnp.concatenate([part, jnp.repeat(part[:1], pad, axis=0)]) if pad else part
+
+    return jax.tree.map(take, tree)
+
+
+def _lane_slices(hyperparams: LaneHyperparams):
+    """The population cut into slices of `lane_width` lanes: (width, bounds, hyperparams)."""
+    n = int(np.shape(hyperparams.learning_rate)[0])
+    width = lane_width(n)
+    bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
+    return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
+
+
+def _init_inputs(seeds: np.ndarray, bounds, width: int):
+    """One init key per distinct seed, and each slice's lanes' index into those keys."""
+    distinct, seed_index = np.unique(np.asarray(seeds), return_inverse=True)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(distinct, jnp.uint32))
+    index = jnp.asarray(seed_index, jnp.int32)
+    return keys, [_slice_tree(index, lo, hi, width) for lo, hi in bounds]
+
+
+def _chunk_inputs(plan: np.ndarray, step0: int, structure: Structure):
+    """Row indices, step numbers and a validity mask for the chunk starting at `step0`.
+
+    The last chunk is padded with masked steps so every chunk has one shape (one compile)."""
+    chunk = structure.eval_every
+    real = min(chunk, structure.steps - step0)
+    idx = np.zeros((chunk, structure.batch_size), np.int32)
+    idx[:real] = plan[step0 : step0 + real]
+    steps = np.arange(step0, step0 + chunk, dtype=np.int32)
+    return real, (idx, steps, np.arange(chunk) < real)
+
+
+def _device_data(data: Dataset):
+    return (jnp.asarray(data.x_train), jnp.asarray(data.y_train),
+            jnp.asarray(data.x_val), jnp.asarray(data.y_val))  # fmt: skip
+
+
+def compile_population(
+    structure: Structure, data: Dataset, hyperparams: LaneHyperparams, seeds: np.ndarray
+) -> _Program:
+    """Compile the programs `train_population` will run for this population, and no more.
+
+    The same calls with the same argument shapes, so the keys match; nothing is trained
+    (only the first slice is initialised, to give the later programs a real state)."""
+    prog = get_program(structure, data)
+    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    x, y, xv, yv = _device_data(data)
+    keys, idx = _init_inputs(seeds, bounds, width)
+    state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
+    prog.compiled("eval", state, xv, yv)
+    plan = np.zeros((structure.steps, structure.batch_size), np.int32)
+    prog.compiled("chunk", state, hp_slices[0], x, y, xv, yv, *_chunk_inputs(plan, 0, structure)[1])
+    return prog
+
+
+def train_population(
+    structure: Structure,
+    data: Dataset,
+    hyperparams: LaneHyperparams,
+    seeds: np.ndarray,
+    *,
+    data_seed: int = 0,
+    start: list[LaneState] | None = None,
+    start_step: int = 0,
+    timing: Timing | None = None,
+) -> Iterator[EvalPoint]:
+    """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
+
+    `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
+    (the `state` of an earlier EvalPoint, as a list of slices, and its step).
+    """
+    timing = timing or Timing()
+    prog = get_program(structure, data)
+    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    x, y, xv, yv = _device_data(data)
+
+    def compiled(name, *args):
+        before = prog.compiles
+        run = prog.compiled(name, *args)
+        timing.compile_s += prog.last_compile_s
+        timing.compiles += prog.compiles - before
+        return run
+
+    if start is None:
+        keys, idx = _init_inputs(seeds, bounds, width)
+        states = [
+            compiled("init", keys, i, hp)(keys, i, hp) for i, hp in zip(idx, hp_slices, strict=True)
+        ]
+        evaluate = compiled("eval", states[0], xv, yv)
+        evals = [evaluate(st, xv, yv) for st in states]
+        yield _eval_point(0, bounds, width, evals, None, None, states, structure, n)
+    else:  # a checkpoint may hold host (numpy) arrays
+        states = [jax.device_put(s) for s in start]
+
+    plan = batch_plan(data.n_train, structure.batch_size, structure.steps, data_seed)
+    for step0 in range(start_step, structure.steps, structure.eval_every):
+        real, inputs = _chunk_inputs(plan, step0, structure)
+        run = compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, *inputs)
+        t0 = time.perf_counter()
+        outs = []
+        for i, hp in enumerate(hp_slices):
+            states[i], *rest = run(states[i], hp, x, y, xv, yv, *inputs)
+            outs.append(rest)
+        losses = [o[0][:, :real] for o in outs]
+        lrs = [o[1][:, real - 1] for o in outs]
+        evals = [(o[2], o[3]) for o in outs]
+        point = _eval_point(step0 + real, bounds, width, evals, losses, lrs, states, structure, n)
+        timing.train_s += time.perf_counter() - t0
+        yield point
+
+
+def _eval_point(step, bounds, width, evals, losses, lrs, states, structure, n) -> EvalPoint:
+    """Gather the slices' device outputs into host arrays over the real lanes."""
+
+    def cat(parts):
+        return np.concatenate(
+            [np.asarray(p)[: hi - lo] for p, (lo, hi) in zip(parts, bounds, strict=True)]
+        )
+
+    val_loss = cat([e[0] for e in evals])
+    metrics = {k: cat([e[1][k] for e in evals]) for k in evals[0][1]}
+    if losses is None:  # the step-0 evaluation: nothing trained yet
+        step_losses = np.zeros((n, 0), np.float32)
+        train_loss = np.full(n, np.nan, np.float32)
+        lr = np.full(n, np.nan, np.float32)
+    else:
+        step_losses = cat(losses)
+        with np.errstate(all="ignore"):
+            train_loss = _nanmean_rows(step_losses)
+        lr = cat(lrs)
+    return EvalPoint(
+        step=step,
+        train_loss=train_loss,
+        step_losses=step_losses,
+        val_loss=val_loss,
+        val_metrics=metrics,
+        learning_rate=lr,
+        diverged_at=cat([s.diverged_at for s in states]),
+        spiked=cat([s.spiked for s in states]),
+        init_loss=None if losses is None else cat([s.init_loss for s in states]),
+        state=states,
+    )
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    counts = np.sum(np.isfinite(a), axis=1)
+    sums = np.nansum(np.where(np.isfinite(a), a, np.nan), axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)

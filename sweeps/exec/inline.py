@@ -1,0 +1,55 @@
+"""The inline executor: every population trained in this process, one after the other.
+
+The reference the Ray executor is measured against (and the debugging path): no Ray, no
+subprocesses. Runs every search method, tpe included: after each population the planner is
+told its losses before it is asked for the next.
+"""
+
+from __future__ import annotations
+
+from sweeps.core.data import Dataset
+from sweeps.core.population import Timing
+from sweeps.exec.trial import run_trial
+from sweeps.plan.planner import Planner
+from sweeps.spec import SweepSpec
+from sweeps.stream import Dispatcher, TrialPoint
+
+
+class InlineExecutor:
+    name = "inline"
+
+    def __init__(self, spec: SweepSpec, data: Dataset):
+        self.spec = spec
+        self.data = data
+
+    def run(self, planner: Planner, dispatcher: Dispatcher, *, resume: bool = False) -> Timing:
+        # Nothing of an interrupted inline sweep is kept but its MLflow runs: `resume` trains
+        # it again from the start (the tracker reuses the runs and skips logged steps).
+        timing = Timing()
+        while (pop := planner.ask()) is not None:
+            dispatcher.trial_started(pop.id)
+            last = None
+            for point in run_trial(self.spec, pop, self.data, timing=timing):
+                dispatcher.point(TrialPoint.of(pop.id, point, timing.compile_s))
+                last = point
+            if last is not None:
+                planner.tell(pop.id, last.val_loss)
+            dispatcher.trial_ended(pop.id)
+        return timing
+
+
+def train_inline(spec: SweepSpec, data: Dataset, planner: Planner | None = None) -> list:
+    """Train a whole plan in this process, with no tracking and no sweep folder (notebooks,
+    tests): the lanes' results, in lane order."""
+    from sweeps.core.losses import get_loss
+
+    planner = planner or Planner(spec)
+    dispatcher = Dispatcher(
+        get_loss(spec.loss).metric,
+        spec.train.steps,
+        planner.expected_trials,
+        planner.expected_lanes,
+    )
+    planner.subscribe(dispatcher.add_population)
+    InlineExecutor(spec, data).run(planner, dispatcher)
+    return dispatcher.results()

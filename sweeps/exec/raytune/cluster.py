@@ -1,0 +1,156 @@
+"""Starting Ray: a local Ray or the cluster at RAY_ADDRESS, the environment trial workers get,
+and the programs the driver compiles while Ray starts."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import ray
+
+from sweeps.exec.precompile import CompileAhead
+from sweeps.folder import PROGRAMS
+from sweeps.settings import get_settings
+from sweeps.spec import SweepSpec
+
+WORKER_KNOBS = {
+    "GOLDILOCKS_CHECKPOINT_EVERY_S",
+    "GOLDILOCKS_COMPILE_CACHE",
+    "GOLDILOCKS_CPU_LANE_WIDTH",
+    "GOLDILOCKS_GPU_LANE_WIDTH",
+    "GOLDILOCKS_MAX_LANES",
+}
+
+
+def worker_env(spec: SweepSpec) -> dict[str, str]:
+    """Environment for trial processes: threads sized to the trial, a shared compile cache."""
+    threads = str(max(1, math.floor(spec.resources.cpus_per_trial)))
+    env = {
+        "OMP_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        # One XLA CPU thread pool per trial, sized to its CPUs: two trials on two cores
+        # must not each spin up a pool as wide as the machine.
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads != '1' else 'false'} "
+        f"intra_op_parallelism_threads={threads}",
+        "JAX_COMPILATION_CACHE_DIR": str(compile_cache_dir()),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    }
+    if spec.resources.gpus_per_trial == 0:
+        env["JAX_PLATFORMS"] = "cpu"
+    # Trainer knobs (and test fault injection) travel to the workers; secrets such as the
+    # API token or the database URL must not end up in Ray's cluster state.
+    env.update(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k in WORKER_KNOBS or k.startswith("GOLDILOCKS_TEST_")
+        }
+    )
+    return env
+
+
+def compile_cache_dir() -> Path:
+    path = get_settings().compile_cache
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def compile_ahead(
+    spec: SweepSpec, data, populations: list, folder: Path, address: str | None = None
+) -> CompileAhead | None:
+    """Start compiling the trials' programs in this process while Ray starts, where the trials
+    can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
+    accelerator plugin would have this driver grab the device). See sweeps/precompile.py."""
+    from importlib.metadata import entry_points
+
+    if (
+        not get_settings().precompile
+        or cluster_address(address)
+        or spec.resources.gpus_per_trial
+        or not populations  # tpe: points come from the searcher as it runs
+        or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
+    ):
+        return None
+    return CompileAhead(spec, data, populations, folder / PROGRAMS)
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The Ray cluster to join: `address`, else RAY_ADDRESS; None means a local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def init_ray(spec: SweepSpec, address: str | None = None) -> str:
+    """Join RAY_ADDRESS (or `address`) when given, else start a local Ray with this machine's cores."""
+
+    address = cluster_address(address)
+    if ray.is_initialized():
+        return "existing"
+    runtime_env = {"env_vars": worker_env(spec)}
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    with keeping_sigterm_handler(), _quiet_fork_warning():
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            return address
+        ray.init(
+            address="local",  # a new local Ray, even when another cluster runs on this machine
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            runtime_env=runtime_env,
+            log_to_driver=False,
+            configure_logging=False,
+            # Ray starts one idle worker per CPU for the first driver. Tune never places a
+            # trial in one (a trial actor has its own runtime env, so Ray starts a fresh
+            # worker), so they only took CPU from the trial workers' start (~1 s each).
+            _system_config={"prestart_worker_first_driver": False},
+        )
+    return "local"
+
+
+@contextlib.contextmanager
+def _quiet_fork_warning() -> Iterator[None]:
+    """JAX warns on every fork once it runs threads, and it may be compiling ahead while Ray
+    starts. Ray starts its processes with fork+exec (subprocess): no JAX code runs in a
+    child, so the warning (meant for fork without exec) would only alarm the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        yield
+
+
+@contextlib.contextmanager
+def keeping_sigterm_handler() -> Iterator[None]:
+    """`ray.init` installs `sys.exit(15)` as the SIGTERM handler; keep the caller's instead.
+
+    Ray's handler would turn a cancel that lands outside `Tuner.fit` (while Ray starts, or
+    while the report is written) into exit code 15 and a sweep recorded as failed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def sigterm_stops_tune() -> Iterator[None]:
+    """While inside, SIGTERM stops the sweep the way Ctrl-C does: Tune saves its state and
+    returns. The caller's handler is back afterwards."""
+    with keeping_sigterm_handler():
+        if threading.current_thread() is threading.main_thread():
+
+            def handler(signum, frame):
+                os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful-stop signal
+
+            signal.signal(signal.SIGTERM, handler)
+        yield

@@ -1,0 +1,92 @@
+"""The Ray Tune trainable: one trial trains one planned population on a worker.
+
+The population comes in the trial's config: an index into the planned populations for a
+fixed plan, or the population itself (lanes and all, made by the driver's planner) for an
+adaptive one. Every eval point is reported as a `TrialPoint`; the population state is
+checkpointed at eval points (at most every `checkpoint_every_s`), so a retried trial resumes
+rather than restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray import tune
+
+from sweeps.core.data import Dataset
+from sweeps.core.population import Timing
+from sweeps.exec.precompile import ProgramsFile, install_programs
+from sweeps.plan.lanes import Population
+from sweeps.plan.search import trial_score
+from sweeps.stream import TrialPoint
+
+
+def population_from_config(config: dict, populations: list[Population]) -> Population:
+    """The trial's population: planned up front (an index) or by an adaptive searcher."""
+    ref = config["population"]
+    return populations[ref] if isinstance(ref, int) else Population.from_json(ref)
+
+
+def _maybe_crash(step: int) -> None:
+    """Fault injection for tests: kill this worker once when it reaches a given step."""
+    at = os.environ.get("GOLDILOCKS_TEST_CRASH_AT_STEP")
+    marker = os.environ.get("GOLDILOCKS_TEST_CRASH_MARKER")
+    if at and marker and step >= int(at) and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(3)  # like a killed worker: no exception, no cleanup
+
+
+def population_trainable(
+    config: dict,
+    *,
+    spec_json: str,
+    populations: list[Population],
+    data: Dataset,
+    programs: ProgramsFile | None = None,
+) -> None:
+    """One Tune trial: train one population, report every eval point, checkpoint as it goes."""
+    import jax
+
+    from sweeps.exec.trial import run_trial
+    from sweeps.settings import get_settings
+    from sweeps.spec import SweepSpec
+
+    spec = SweepSpec.model_validate_json(spec_json)
+    pop = population_from_config(config, populations)
+    install_programs(programs, data)  # compiled by the driver while Ray started, if it could
+    timing = Timing()
+    start, start_step = None, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            saved = pickle.loads((Path(folder) / "state.pkl").read_bytes())
+        start, start_step = saved["state"], saved["step"]
+    every_s = get_settings().checkpoint_every_s
+    last_save = time.monotonic()
+    node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
+    for point in run_trial(spec, pop, data, timing=timing, start=start, start_step=start_step):
+        metrics = {
+            **TrialPoint.of(pop.id, point, timing.compile_s).to_json(),
+            # ASHA compares trials by it; tpe's searcher is told the last one
+            "score": trial_score(spec.search.method, point.val_loss),
+            "lane_indices": [lane.index for lane in pop.lanes],
+            "node_id": node_id,
+            "compiles": timing.compiles,  # programs this trial had to compile itself
+        }
+        save = point.step == spec.train.steps or time.monotonic() - last_save > every_s
+        if save and point.step > start_step:
+            with tempfile.TemporaryDirectory() as folder:
+                state = jax.tree.map(np.asarray, point.state)
+                blob = pickle.dumps({"state": state, "step": point.step})
+                (Path(folder) / "state.pkl").write_bytes(blob)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            last_save = time.monotonic()
+        else:
+            tune.report(metrics)
+        _maybe_crash(point.step)

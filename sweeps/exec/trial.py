@@ -1,0 +1,73 @@
+"""One trial = one population: turn a planned population into trainer inputs and train it.
+
+Shared by the inline executor and the Ray Tune trainable, so both train exactly the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from sweeps.core.data import Dataset
+from sweeps.core.population import (
+    EvalPoint,
+    LaneHyperparams,
+    LaneState,
+    Structure,
+    Timing,
+    make_hyperparams,
+    train_population,
+)
+from sweeps.plan.lanes import Population
+from sweeps.spec import SweepSpec
+
+
+def structure_for(spec: SweepSpec, pop: Population, data: Dataset) -> Structure:
+    t = spec.train
+    return Structure(
+        model=spec.model,
+        loss=spec.loss,
+        optimizer=pop.optimizer,
+        schedule=pop.schedule,
+        batch_size=data.n_train if t.batch_size == "full" else t.batch_size,
+        steps=t.steps,
+        eval_every=t.eval_every,
+        diverge_factor=spec.early_stopping.diverge_factor,
+        patience=spec.early_stopping.patience,
+    )
+
+
+def hyperparams_for(pop: Population) -> LaneHyperparams:
+    lanes = pop.lanes
+    return make_hyperparams(
+        [lane.learning_rate for lane in lanes],
+        {k: [lane.optimizer_args[k] for lane in lanes] for k in lanes[0].optimizer_args},
+        {k: [lane.schedule_args[k] for lane in lanes] for k in lanes[0].schedule_args},
+    )
+
+
+def seeds_for(pop: Population) -> np.ndarray:
+    return np.array([lane.seed for lane in pop.lanes])
+
+
+def run_trial(
+    spec: SweepSpec,
+    pop: Population,
+    data: Dataset,
+    *,
+    timing: Timing | None = None,
+    start: list[LaneState] | None = None,
+    start_step: int = 0,
+) -> Iterator[EvalPoint]:
+    """Train one population; yields its eval points (see `train_population`)."""
+    return train_population(
+        structure_for(spec, pop, data),
+        data,
+        hyperparams_for(pop),
+        seeds_for(pop),
+        data_seed=spec.train.data_seed,
+        start=start,
+        start_step=start_step,
+        timing=timing,
+    )

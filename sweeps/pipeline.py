@@ -1,0 +1,265 @@
+"""`goldilocks run` and `resume` as library functions: the sweep pipeline, one way.
+
+    spec -> prepare (data, planner) -> executor (inline | Ray Tune) -> point stream
+         -> dispatcher -> (lane recorders, MLflow tracker, progress)
+         -> tracker flushed, run ids assigned -> verdict -> report.json + plots (once)
+         -> the parent MLflow run gets the final report and plots
+
+Everything lands in one sweep folder (sweeps/folder.py names its files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import folder as files
+from sweeps.core.data import DataError, Dataset, load_dataset
+from sweeps.core.losses import get_loss
+from sweeps.errors import SpecError, SweepInterrupted
+from sweeps.folder import SweepFolder
+from sweeps.plan.lanes import Lane, Population
+from sweeps.plan.planner import Planner
+from sweeps.spec import SweepSpec, check_against_data, parse_spec
+from sweeps.stream import Dispatcher, Progress, ProgressCallback
+from sweeps.verdict.analysis import analyze
+from sweeps.verdict.plots import write_sweep_plots
+from sweeps.verdict.report import build_report, write_report
+
+EXECUTORS = ("ray", "inline")
+
+
+@dataclass
+class Prepared:
+    """A validated spec, its data and its plan: everything a run needs, nothing written yet."""
+
+    spec: SweepSpec
+    data: Dataset
+    planner: Planner
+    base_dir: Path | None = None
+
+    @property
+    def lanes(self) -> list[Lane]:
+        """The lanes planned so far (all of them for grid and random; tpe makes them as it runs)."""
+        return self.planner.lanes
+
+    @property
+    def populations(self) -> list[Population]:
+        return self.planner.populations
+
+
+def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
+    d = spec.data
+    return load_dataset(
+        name=d.name,
+        path=d.path,
+        target=d.target,
+        task=d.task,
+        val_fraction=d.val_fraction,
+        standardize=d.standardize,
+        seed=spec.train.data_seed,
+        base_dir=base_dir,
+    )
+
+
+def prepare(spec: SweepSpec, base_dir: Path | None = None) -> Prepared:
+    """Load the data and plan the sweep; every input problem raises SpecError (nothing written)."""
+    try:
+        data = load_sweep_data(spec, base_dir)
+    except DataError as err:
+        raise SpecError([str(err)]) from None
+    check_against_data(spec, data)
+    return Prepared(spec, data, Planner(spec), base_dir)
+
+
+def new_sweep_id(spec: SweepSpec) -> str:
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def progress_writer(folder: SweepFolder, forward: ProgressCallback | None) -> ProgressCallback:
+    """Writes progress.json at most twice a second (bounded I/O on the hot path), and forwards."""
+    last = [0.0]
+
+    def write(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or p.fraction >= 1.0:
+            folder.write_progress(p.as_dict())
+            last[0] = now
+        if forward:
+            forward(p)
+
+    return write
+
+
+def run_sweep(
+    prepared: Prepared,
+    out_dir: Path,
+    *,
+    executor: str = "ray",
+    sweep_id: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    ray_address: str | None = None,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) a prepared sweep; write report.json and plots into `out_dir`.
+
+    Raises `SweepInterrupted` (Ctrl-C/SIGTERM; resumable) or `SweepFailed`; either way every
+    MLflow run is closed with a true status and the sweep folder says what happened.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
+    spec, planner = prepared.spec, prepared.planner
+    folder = SweepFolder(out_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    if resume:
+        sweep_id = folder.state()["sweep_id"]
+    sweep_id = sweep_id or new_sweep_id(spec)
+    (folder / files.SPEC).write_text(spec.model_dump_json(indent=1))
+    # The folder says "running" before anything can fail, so every ending below is recorded.
+    folder.set_state(
+        sweep_id=sweep_id,
+        name=spec.name,
+        executor=executor,
+        status="running",
+        error=None,
+        base_dir=str(prepared.base_dir) if prepared.base_dir else None,
+        pid=os.getpid(),
+    )
+    tracker = None
+    t0 = time.perf_counter()
+    try:
+        planner.persist(folder / files.PLAN, resume=resume)
+        tracker, ahead = _start(
+            prepared, folder, sweep_id, executor, track, tracking_uri, ray_address
+        )
+        folder.set_state(mlflow=tracker.info if tracker else None)
+        dispatcher = Dispatcher(
+            metric=get_loss(spec.loss).metric,
+            steps=spec.train.steps,
+            expected_trials=planner.expected_trials,
+            expected_lanes=planner.expected_lanes,
+            sinks=[tracker] if tracker else [],
+            on_progress=progress_writer(folder, on_progress),
+        )
+        planner.subscribe(dispatcher.add_population)
+        runner = _executor(prepared, folder, executor, ray_address, ahead)
+        timing = runner.run(planner, dispatcher, resume=resume)
+        report = _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0)
+    except (SweepInterrupted, KeyboardInterrupt) as err:
+        reason = str(err) or "interrupted (Ctrl-C)"
+        if tracker:
+            tracker.close("KILLED", reason)
+        folder.set_state(status="interrupted", error=reason)
+        raise SweepInterrupted(reason) from None
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        if tracker:
+            # MLflow itself may be what failed; the sweep folder still tells the truth.
+            with contextlib.suppress(Exception):
+                tracker.close("FAILED", reason)
+        folder.set_state(status="failed", error=reason)
+        raise
+    folder.set_state(status="succeeded", error=None)
+    return report
+
+
+def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
+    """Open the MLflow tracker, start Ray and compile the trials' programs at once (each takes
+    seconds): (the tracker or None, the compile-ahead or None)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = (
+            pool.submit(_start_tracker, prepared.spec, folder, sweep_id, tracking_uri)
+            if track
+            else None
+        )
+        ahead = None
+        try:
+            if executor == "ray":
+                from sweeps.exec.raytune.cluster import compile_ahead, init_ray
+
+                spec = prepared.spec
+                ahead = compile_ahead(
+                    spec, prepared.data, prepared.populations, folder.path, ray_address
+                )
+                init_ray(spec, ray_address)
+            return (pending.result() if pending else None), ahead
+        except BaseException:
+            if ahead:
+                ahead.discard()
+            raise
+
+
+def _start_tracker(spec, folder, sweep_id, tracking_uri):
+    from sweeps.tracking.tracker import SweepTracker
+    from sweeps.tracking.uri import resolve_tracking_uri
+
+    tracker = SweepTracker(
+        resolve_tracking_uri(tracking_uri), spec.experiment, folder / files.MLFLOW_STATE
+    )
+    tracker.start(spec=spec, sweep_id=sweep_id)
+    return tracker
+
+
+def _executor(prepared, folder, executor, ray_address, ahead):
+    if executor == "inline":
+        from sweeps.exec.inline import InlineExecutor
+
+        return InlineExecutor(prepared.spec, prepared.data)
+    from sweeps.exec.raytune.executor import RayExecutor
+
+    return RayExecutor(prepared.spec, prepared.data, folder.path, address=ray_address, ahead=ahead)
+
+
+def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0) -> dict:
+    """The verdict, once: after every point is in MLflow, with the lanes' run ids known."""
+    spec = prepared.spec
+    results = dispatcher.results()
+    if tracker:
+        tracker.flush()
+        tracker.assign_run_ids(results)
+    verdicts, winner = analyze(
+        results,
+        loss=spec.loss,
+        diverge_factor=spec.early_stopping.diverge_factor,
+        stagnation_tolerance=spec.analysis.stagnation_tolerance,
+        zone_tolerance=spec.analysis.zone_tolerance,
+    )
+    report = build_report(
+        spec=spec,
+        sweep_id=sweep_id,
+        executor=executor,
+        results=results,
+        verdicts=verdicts,
+        winner=winner,
+        timing={
+            "wall_s": time.perf_counter() - t0,
+            "compile_s": timing.compile_s,
+            "train_s": timing.train_s,
+            # MLflow time while the sweep ran (the final report's own upload comes after)
+            "log_s": tracker.log_seconds if tracker else 0.0,
+        },
+        mlflow=tracker.info if tracker else None,
+        metric=get_loss(spec.loss).metric,
+    )
+    write_report(report, folder.path)
+    write_sweep_plots(report, folder / files.PLOTS)
+    if tracker:
+        tracker.finish(results=results, report=report, artifacts_dir=folder / files.PLOTS)
+    return report
+
+
+def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:
+    """The prepared sweep and state of an interrupted sweep folder."""
+    folder = SweepFolder(sweep_dir)
+    state = folder.state()
+    spec = parse_spec(folder.read(files.SPEC))
+    base = Path(state["base_dir"]) if state.get("base_dir") else None
+    return prepare(spec, base_dir=base), state

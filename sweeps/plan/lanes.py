@@ -1,0 +1,111 @@
+"""Lanes and populations: what a sweep trains.
+
+A *lane* is one training run: one learning rate, seed and set of numeric optimizer/schedule
+arguments. Lanes that share a compiled structure (optimizer family and schedule family; model,
+loss, batch size and steps are fixed per sweep) form a *population*, trained together in one
+XLA program. A population holds at most `resources.max_lanes_per_trial` lanes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of the search space; the planner trains it once per seed."""
+
+    optimizer: str
+    schedule: str
+    learning_rate: float
+    optimizer_args: dict[str, float] = field(hash=False)
+    schedule_args: dict[str, float] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Lane:
+    index: int
+    optimizer: str
+    schedule: str
+    learning_rate: float
+    seed: int
+    optimizer_args: dict[str, float] = field(hash=False)
+    schedule_args: dict[str, float] = field(hash=False)
+
+    @property
+    def group_key(self) -> tuple:
+        """Lanes that differ only in learning rate and seed form one Goldilocks group."""
+        return (
+            self.optimizer,
+            self.schedule,
+            tuple(sorted(self.optimizer_args.items())),
+            tuple(sorted(self.schedule_args.items())),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Lane:
+        return cls(
+            int(d["index"]), d["optimizer"], d["schedule"], float(d["learning_rate"]),
+            int(d["seed"]), dict(d["optimizer_args"]), dict(d["schedule_args"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Population:
+    id: str
+    optimizer: str
+    schedule: str
+    lanes: tuple[Lane, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "lanes": [lane.to_json() for lane in self.lanes],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Population:
+        lanes = tuple(Lane.from_json(lane) for lane in d["lanes"])
+        return cls(d["id"], d["optimizer"], d["schedule"], lanes)
+
+
+def lanes_of(points: list[Point], seeds: list[int], first_index: int = 0) -> list[Lane]:
+    """Every point once per seed, numbered from `first_index` (lane index = position)."""
+    lanes: list[Lane] = []
+    for p in points:
+        for seed in seeds:
+            index = first_index + len(lanes)
+            lanes.append(
+                Lane(index, p.optimizer, p.schedule, p.learning_rate, seed,
+                     dict(p.optimizer_args), dict(p.schedule_args))
+            )  # fmt: skip
+    return lanes
+
+
+def group_populations(lanes: list[Lane], cap: int, first: int = 0) -> list[Population]:
+    """Group lanes by compiled structure and chunk each group to the per-trial lane cap.
+
+    Balanced chunks: 300 lanes at cap 256 become 150 + 150 (sizes differ by at most one:
+    10 lanes at cap 3 are 3+3+2+2, not 3+3+3+1). Ids number on from `first`.
+    """
+    by_structure: dict[tuple[str, str], list[Lane]] = defaultdict(list)
+    for lane in lanes:
+        by_structure[(lane.optimizer, lane.schedule)].append(lane)
+    populations = []
+    for (opt, sched), members in by_structure.items():
+        n_chunks = -(-len(members) // cap)
+        base, extra = divmod(len(members), n_chunks)
+        start = 0
+        for i in range(n_chunks):
+            size = base + (i < extra)
+            pid = f"p{first + len(populations):03d}-{opt}-{sched}"
+            populations.append(Population(pid, opt, sched, tuple(members[start : start + size])))
+            start += size
+    return populations

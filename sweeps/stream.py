@@ -1,0 +1,169 @@
+"""The point stream: what executors emit, and the driver-side dispatcher that fans it out.
+
+Every executor turns training into one stream of `TrialPoint`s (one eval point of one
+population: arrays over its lanes). The `Dispatcher` is the only consumer: it records each
+lane's history (`LaneRecorder`), hands new history to its sinks (the MLflow tracker) and
+keeps the sweep's `Progress` (shown by the CLI, written for the service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from sweeps.plan.lanes import Lane, Population
+from sweeps.verdict.results import LaneRecorder, LaneResult
+
+
+@dataclass
+class TrialPoint:
+    """One eval point of one population, as host arrays over its lanes."""
+
+    population_id: str
+    step: int
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    val_metrics: dict[str, np.ndarray]
+    learning_rate: np.ndarray
+    diverged_at: np.ndarray
+    spiked: np.ndarray
+    init_loss: np.ndarray | None = None
+    compile_s: float = 0.0  # the trial's compile time so far
+
+    @classmethod
+    def of(cls, population_id: str, point: Any, compile_s: float = 0.0) -> TrialPoint:
+        """From the trainer's `EvalPoint`."""
+        return cls(
+            population_id, point.step, point.train_loss, point.val_loss, point.val_metrics,
+            point.learning_rate, point.diverged_at, point.spiked, point.init_loss, compile_s,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire format (Tune results, points.jsonl): lists, keyed by name."""
+        return {
+            "population_id": self.population_id,
+            "eval_step": self.step,
+            "train_loss": self.train_loss.tolist(),
+            "val_loss": self.val_loss.tolist(),
+            "val_metrics": {k: v.tolist() for k, v in self.val_metrics.items()},
+            "learning_rate": self.learning_rate.tolist(),
+            "diverged_at": self.diverged_at.tolist(),
+            "spiked": self.spiked.tolist(),
+            "init_loss": None if self.init_loss is None else self.init_loss.tolist(),
+            "compile_s": self.compile_s,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrialPoint:
+        init = d.get("init_loss")
+        return cls(
+            d["population_id"],
+            int(d["eval_step"]),
+            np.asarray(d["train_loss"], float),
+            np.asarray(d["val_loss"], float),
+            {k: np.asarray(v, float) for k, v in d["val_metrics"].items()},
+            np.asarray(d["learning_rate"], float),
+            np.asarray(d["diverged_at"]),
+            np.asarray(d["spiked"]),
+            None if init is None else np.asarray(init, float),
+            float(d.get("compile_s", 0.0)),
+        )
+
+
+@dataclass
+class Progress:
+    lane_steps_done: int = 0
+    lane_steps_total: int = 0
+    lanes_total: int = 0
+    trials_done: int = 0
+    trials_total: int = 0
+    trials_running: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.lane_steps_done / self.lane_steps_total if self.lane_steps_total else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fraction": round(self.fraction, 4)}
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class PointSink(Protocol):
+    """What the dispatcher feeds besides the recorder (the MLflow tracker)."""
+
+    def add_lanes(self, lanes: list[Lane], trial_id: str) -> None: ...
+
+    def log_progress(self, results: list[LaneResult]) -> None: ...
+
+
+@dataclass
+class Dispatcher:
+    """Fans the point stream out to the lane recorders, the sinks and the progress display."""
+
+    metric: str
+    steps: int
+    expected_trials: int
+    expected_lanes: int
+    sinks: list[PointSink] = field(default_factory=list)
+    on_progress: ProgressCallback | None = None
+
+    def __post_init__(self) -> None:
+        self.recorders: dict[str, LaneRecorder] = {}
+        self.running: set[str] = set()
+        self.finished: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.compile_s: dict[str, float] = {}  # per population, as its trial last reported
+        self.progress = Progress(
+            lane_steps_total=self.expected_lanes * self.steps,
+            lanes_total=self.expected_lanes,
+            trials_total=self.expected_trials,
+        )
+
+    def add_population(self, pop: Population) -> None:
+        """A population was planned: record its lanes and tell the sinks."""
+        if pop.id in self.recorders:
+            return
+        self.recorders[pop.id] = LaneRecorder(pop.lanes, pop.id, self.metric)
+        for sink in self.sinks:
+            sink.add_lanes(list(pop.lanes), pop.id)
+
+    def point(self, p: TrialPoint) -> None:
+        recorder = self.recorders[p.population_id]
+        recorder.record(p)
+        self.compile_s[p.population_id] = p.compile_s
+        for sink in self.sinks:
+            sink.log_progress(recorder.results)
+        self._update()
+
+    def trial_started(self, trial_id: str) -> None:
+        self.running.add(trial_id)
+        self._update()
+
+    def trial_ended(self, trial_id: str, error: str | None = None) -> None:
+        if error is not None:
+            self.errors[trial_id] = error
+        self.finished.add(trial_id)
+        self.running.discard(trial_id)
+        self._update()
+
+    def results(self) -> list[LaneResult]:
+        out = [r for rec in self.recorders.values() for r in rec.results if r.step]
+        return sorted(out, key=lambda r: r.lane.index)
+
+    def _update(self) -> None:
+        p = self.progress
+        p.lane_steps_done = sum(
+            r.step[-1] if r.step else 0 for rec in self.recorders.values() for r in rec.results
+        )
+        p.lanes_total = max(
+            self.expected_lanes, sum(len(r.results) for r in self.recorders.values())
+        )
+        p.trials_done = len(self.finished)
+        p.trials_running = len(self.running - self.finished)
+        if self.on_progress:
+            self.on_progress(p)

@@ -1,0 +1,193 @@
+"""The population trainer against independent references: plain optax loops, one lane at a time."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from models import MLPSpec, make_model
+from sweeps.core.optimizers import OPTIMIZERS
+from sweeps.core.population import (
+    Structure,
+    batch_plan,
+    get_program,
+    make_hyperparams,
+    train_population,
+)
+
+STEPS, BATCH, EVAL = 40, 32, 10
+MODEL = MLPSpec(name="mlp", hidden=[16])
+
+
+def _structure(optimizer: str, schedule: str = "constant", **kw) -> Structure:
+    return Structure(MODEL, "cross_entropy", optimizer, schedule, BATCH, STEPS, EVAL, **kw)
+
+
+def _hyperparams(optimizer: str, lrs, schedule_args=None, **opt_overrides):
+    n = len(lrs)
+    defaults = {**OPTIMIZERS[optimizer].defaults, **opt_overrides}
+    opt_args = {k: np.full(n, v) for k, v in defaults.items()}
+    sched = {k: np.full(n, v) for k, v in (schedule_args or {}).items()}
+    return make_hyperparams(lrs, opt_args, sched)
+
+
+def _train(structure, data, hp, seeds):
+    points = list(train_population(structure, data, hp, np.asarray(seeds)))
+    return points, points[-1].state
+
+
+def _lane_params(states, i):
+    return jax.tree.map(lambda a: a[i], states[0].params)
+
+
+def _reference(data, tx, seed):
+    """The same configuration trained alone by a plain optax loop (no vmap, no masking)."""
+    model = make_model(MODEL, n_features=data.n_features, n_outputs=data.num_classes)
+    params = model.init(jax.random.key(seed))
+    state = tx.init(params)
+    plan = batch_plan(data.n_train, BATCH, STEPS, 0)
+    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+
+    @jax.jit
+    def step(params, state, rows):
+        def loss_fn(p):
+            logits = model.apply(p, x_train[rows])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y_train[rows]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    losses = []
+    for rows in plan:
+        params, state, loss = step(params, state, jnp.asarray(rows))
+        losses.append(float(loss))
+    return params, np.array(losses)
+
+
+CASES = [
+    ("sgd", "constant", {}, lambda lr: optax.sgd(lr)),
+    ("momentum", "constant", {}, lambda lr: optax.sgd(lr, momentum=0.9)),
+    ("adam", "constant", {}, lambda lr: optax.adam(lr)),
+    (
+        "adam",
+        "cosine",
+        {"final_fraction": 0.0},
+        lambda lr: optax.adam(optax.cosine_decay_schedule(lr, STEPS)),
+    ),
+    (
+        "momentum",
+        "warmup_cosine",
+        {"warmup_fraction": 0.25, "final_fraction": 0.1},
+        lambda lr: optax.sgd(
+            optax.warmup_cosine_decay_schedule(0.0, lr, 10, STEPS, end_value=0.1 * lr), momentum=0.9
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("optimizer", "schedule", "sched_args", "reference"), CASES)
+def test_every_lane_matches_a_plain_optax_loop(iris, optimizer, schedule, sched_args, reference):
+    lrs = [3e-3, 3e-2, 0.1]
+    seeds = [0, 1, 0]
+    points, states = _train(
+        _structure(optimizer, schedule), iris, _hyperparams(optimizer, lrs, sched_args), seeds
+    )
+    train_losses = np.concatenate([p.step_losses for p in points[1:]], axis=1)
+    for i, (lr, seed) in enumerate(zip(lrs, seeds, strict=True)):
+        ref_params, ref_losses = _reference(iris, reference(lr), seed)
+        np.testing.assert_allclose(train_losses[i], ref_losses, rtol=2e-4, atol=1e-6)
+        got = jax.tree.leaves(_lane_params(states, i))
+        want = jax.tree.leaves(ref_params)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=2e-4, atol=5e-5)
+
+
+def test_a_nan_lane_leaves_every_other_lane_bit_identical(iris):
+    structure = _structure("sgd")
+    calm = _hyperparams("sgd", [1e-2, 1e-1, 0.5])
+    wild = _hyperparams("sgd", [1e-2, 1e-1, 1e9])  # lane 2 overflows to inf/NaN at once
+    calm_points, calm_states = _train(structure, iris, calm, [0, 1, 2])
+    wild_points, wild_states = _train(structure, iris, wild, [0, 1, 2])
+
+    assert wild_points[-1].diverged_at[2] >= 0
+    assert calm_points[-1].diverged_at[2] == -1
+    for i in (0, 1):
+        for a, b in zip(
+            jax.tree.leaves(_lane_params(calm_states, i)),
+            jax.tree.leaves(_lane_params(wild_states, i)),
+            strict=True,
+        ):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        for pa, pb in zip(calm_points, wild_points, strict=True):
+            assert np.array_equal(pa.val_loss[i], pb.val_loss[i])
+    # The frozen lane is masked from its divergence on: no loss recorded, no update applied.
+    at = int(wild_points[-1].diverged_at[2])
+    losses = np.concatenate([p.step_losses[2] for p in wild_points[1:]])
+    assert np.all(np.isnan(losses[at:])) and np.all(np.isfinite(losses[:at]))
+    after = [p.val_loss[2] for p in wild_points if p.step > at]
+    assert len(after) >= 2 and all(np.array_equal(v, after[0], equal_nan=True) for v in after)
+
+
+def test_a_second_population_with_other_numbers_does_not_recompile(iris):
+    structure = _structure("adam", "warmup_cosine")
+    sched = {"warmup_fraction": 0.1, "final_fraction": 0.0}
+    list(
+        train_population(
+            structure, iris, _hyperparams("adam", [1e-3, 1e-2], sched), np.array([0, 1])
+        )
+    )
+    program = get_program(structure, iris)
+    compiles_before = program.compiles
+
+    backend_compiles = []
+
+    def listener(event, duration, **kwargs):
+        if "backend_compile" in event:
+            backend_compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        other = _hyperparams(
+            "adam", [5e-2, 7e-4], {"warmup_fraction": 0.3, "final_fraction": 0.2}, b1=0.8
+        )
+        points = list(train_population(structure, iris, other, np.array([3, 4])))
+    finally:
+        jax.monitoring.clear_event_listeners()
+    assert program.compiles == compiles_before
+    assert backend_compiles == []
+    assert np.all(np.isfinite(points[-1].val_loss))
+
+
+def test_a_transient_spike_is_not_frozen_but_a_sustained_one_is(iris):
+    """patience decides: a lane above the threshold for fewer steps than patience trains on."""
+    # A huge LR for plain SGD on a tiny MLP: loss shoots up and stays up.
+    structure = _structure("sgd", patience=5, diverge_factor=1.5)
+    points, _ = _train(structure, iris, _hyperparams("sgd", [1e-2, 30.0]), [0, 0])
+    last = points[-1]
+    assert last.diverged_at[0] == -1 and not last.spiked[0]
+    assert last.diverged_at[1] >= 0 and last.spiked[1]
+
+
+def test_eval_points_stream_every_eval_every_steps(iris):
+    structure = Structure(MODEL, "cross_entropy", "sgd", "constant", BATCH, 35, 10)
+    points = list(train_population(structure, iris, _hyperparams("sgd", [0.1]), np.array([0])))
+    assert [p.step for p in points] == [0, 10, 20, 30, 35]
+    assert [p.step_losses.shape[1] for p in points] == [0, 10, 10, 10, 5]
+    assert points[0].val_loss[0] > points[-1].val_loss[0]
+
+
+def test_wide_populations_are_sliced_to_the_backend_width(iris, monkeypatch):
+    from sweeps.core import population
+
+    monkeypatch.setattr(population, "lane_width", lambda n: 2)
+    structure = _structure("adam")
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1]
+    sliced, sliced_states = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])
+    monkeypatch.undo()
+    whole, _ = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])
+    assert len(sliced_states) == 3
+    np.testing.assert_allclose(sliced[-1].val_loss, whole[-1].val_loss, rtol=1e-5)

@@ -1,0 +1,157 @@
+"""Sweeps as Ray Tune trials on a real local Ray: same answers as inline, one trial per population."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_spec_dict
+from mlflow.tracking import MlflowClient
+
+from sweeps.exec.inline import train_inline
+from sweeps.pipeline import prepare, run_sweep
+from sweeps.spec import parse_spec
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray with 2 CPUs, started as `goldilocks run` starts it."""
+    import ray
+
+    from sweeps.exec.raytune.cluster import init_ray
+
+    assert init_ray(parse_spec(tiny_spec_dict())) == "local"
+    assert ray.cluster_resources()["CPU"] == 2
+    yield
+    ray.shutdown()
+
+
+def test_local_ray_starts_no_idle_workers(local_ray):
+    """Ray's idle workers for the first driver are never used by Tune's trial actors (their
+    runtime env differs): on a small machine they would only take CPU from the trials."""
+    import time
+
+    import psutil
+    import ray
+
+    time.sleep(2)  # Ray would have started them when this driver connected
+    raylet = next(
+        p for p in psutil.process_iter(["cmdline"]) if "raylet" in " ".join(p.info["cmdline"] or [])
+    )
+    workers = [" ".join(p.cmdline()) for p in raylet.children(recursive=True)]
+    assert ray.is_initialized()
+    assert not [w for w in workers if w.startswith("ray::IDLE")], workers
+
+
+def _points(sweep) -> list[dict]:
+    rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
+    return [r for r in rows if "eval_step" in r]
+
+
+def _spec(**search):
+    return parse_spec(
+        tiny_spec_dict(
+            search={
+                "learning_rate": {"min": 1e-3, "max": 10.0, "num": 5},
+                "optimizer": ["sgd", "adam"],
+                **search,
+            }
+        )
+    )
+
+
+def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
+    spec = _spec()
+    prepared = prepare(spec)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    report = run_sweep(prepared, tmp_path / "sweep", executor="ray", tracking_uri=uri)
+
+    assert report["executor"] == "ray"
+    assert len(report["lanes"]) == 10
+    # Each Ray trial trained one whole population: trial ids are the planned populations.
+    assert {lane["trial_id"] for lane in report["lanes"]} == {p.id for p in prepared.populations}
+    points = _points(tmp_path / "sweep")
+    assert {p["population_id"] for p in points} == {p.id for p in prepared.populations}
+    assert all(len(p["lane_indices"]) == 5 for p in points)
+    # The driver compiled the programs while Ray started; the first trial compiled nothing.
+    first = prepared.populations[0].id
+    assert {p["compiles"] for p in points if p["population_id"] == first} == {0}
+    assert report["timing"]["compile_s"] > 0  # the driver's compile (and any trial's) counted
+
+    # Same numbers as the inline executor (same program, same batches, same seeds).
+    inline = train_inline(spec, prepared.data)
+    ray_loss = [lane["best_val_loss"] for lane in report["lanes"]]
+    inline_loss = [r.best_val_loss for r in inline]
+    np.testing.assert_allclose(
+        np.nan_to_num(ray_loss, nan=np.inf), np.nan_to_num(inline_loss, nan=np.inf), rtol=1e-5
+    )
+
+    client = MlflowClient(uri)
+    parent = client.get_run(report["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    for lane in report["lanes"]:
+        run = client.get_run(lane["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["status"] == lane["status"]
+        assert run.info.status == "FINISHED"  # diverged lanes too: a result, not a failure
+        history = client.get_metric_history(lane["run_id"], "val_loss")
+        steps = [m.step for m in history]
+        assert len(steps) == len(set(steps)) and max(steps) == spec.train.steps
+
+
+def test_random_search_samples_are_grouped_into_populations(local_ray, tmp_path):
+    spec = _spec(method="random", num_samples=8, seed=3)
+    prepared = prepare(spec)
+    report = run_sweep(prepared, tmp_path / "sweep", executor="ray", track=False)
+    lrs = [lane["learning_rate"] for lane in report["lanes"]]
+    assert len(lrs) == 8 and len(set(lrs)) == 8 and all(1e-3 <= lr <= 10 for lr in lrs)
+    # Two optimizer families at most: at most two trials for eight points.
+    assert len({lane["trial_id"] for lane in report["lanes"]}) <= 2
+
+
+def test_tpe_trains_each_point_over_all_seeds(local_ray, tmp_path):
+    spec = parse_spec(
+        tiny_spec_dict(
+            train={"steps": 20, "batch_size": 32, "eval_every": 10, "seeds": [0, 1]},
+            search={
+                "method": "tpe",
+                "num_samples": 4,
+                "learning_rate": {"min": 1e-3, "max": 1.0},
+                "optimizer": ["adam"],
+            },
+            resources={"max_concurrent_trials": 2},
+        )
+    )
+    report = run_sweep(prepare(spec), tmp_path / "sweep", executor="ray", track=False)
+    lanes = report["lanes"]
+    assert len(lanes) == 8
+    by_trial: dict[str, list] = {}
+    for lane in lanes:
+        by_trial.setdefault(lane["trial_id"], []).append(lane)
+    assert len(by_trial) == 4
+    for members in by_trial.values():
+        assert sorted(m["seed"] for m in members) == [0, 1]
+        assert len({m["learning_rate"] for m in members}) == 1
+
+
+def test_asha_stops_bad_populations_early_without_nan_scores(local_ray, tmp_path):
+    spec = parse_spec(
+        tiny_spec_dict(
+            train={"steps": 60, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+            search={
+                "learning_rate": {"min": 1e-4, "max": 1.0, "num": 3},
+                "optimizer": ["sgd", "adam", "momentum", "rmsprop"],
+            },
+            scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+            resources={"max_concurrent_trials": 1},
+        )
+    )
+    report = run_sweep(prepare(spec), tmp_path / "sweep", executor="ray", track=False)
+    points = _points(tmp_path / "sweep")
+    last_step = {}
+    for p in points:
+        last_step[p["population_id"]] = max(last_step.get(p["population_id"], 0), p["eval_step"])
+    assert max(last_step.values()) == 60
+    assert min(last_step.values()) < 60  # ASHA cut at least one population short
+    assert report["winner"] is not None

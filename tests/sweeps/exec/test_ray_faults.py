@@ -1,0 +1,189 @@
+"""Ray in real topologies and under faults, through the real CLI in subprocesses:
+a two-node cluster on loopback, a worker killed mid-trial, a driver interrupted and resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_spec_dict
+from mlflow.tracking import MlflowClient
+from ray_cluster import alive_nodes, base_env, ray_cluster
+
+GOLDILOCKS = [sys.executable, "-m", "sweeps.cli"]
+
+
+def _spec_file(folder: Path, **overrides) -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec_dict(**overrides)))
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return base_env(**extra)
+
+
+def _points(sweep: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
+    return [r for r in rows if "eval_step" in r]
+
+
+def _lane_runs(uri: str, sweep: Path) -> tuple[object, list]:
+    state = json.loads((sweep / "mlflow_state.json").read_text())
+    client = MlflowClient(uri)
+    parent = client.get_run(state["parent_run_id"])
+    children = client.search_runs(
+        [state["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{state['parent_run_id']}'",
+        max_results=1000,
+    )
+    return parent, children
+
+
+def _assert_one_complete_run_per_lane(uri: str, sweep: Path, steps: int) -> None:
+    report = json.loads((sweep / "report.json").read_text())
+    parent, children = _lane_runs(uri, sweep)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == len(report["lanes"])  # no duplicates across retries / resume
+    assert {r.info.run_id for r in children} == {lane["run_id"] for lane in report["lanes"]}
+    client = MlflowClient(uri)
+    for run in children:
+        assert run.info.status == "FINISHED"
+        history = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert len(history) == len(set(history)), "a metric point was logged twice"
+        assert max(history) == steps
+
+
+@pytest.fixture
+def two_node_cluster():
+    """`ray start --head` plus a second node with its own resources, on loopback."""
+    with ray_cluster(worker_cpus=[1]) as cluster:
+        yield cluster
+
+
+def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_path):
+    address, auth = two_node_cluster
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 30, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
+    )
+    sweep = tmp_path / "sweep"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=_env(RAY_ADDRESS=address, MLFLOW_TRACKING_URI=uri, **auth),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nodes = alive_nodes(address, auth)
+    assert len(nodes) == 2
+    used = {p["node_id"] for p in _points(sweep)}
+    # Two one-CPU trials at once on two one-CPU nodes: both nodes trained a population.
+    assert used == nodes
+    _assert_one_complete_run_per_lane(uri, sweep, 30)
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 40, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["adam"]},
+        resources={"max_failures": 1},
+    )
+    sweep, marker = tmp_path / "sweep", tmp_path / "crashed"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=_env(
+            MLFLOW_TRACKING_URI=uri,
+            GOLDILOCKS_TEST_CRASH_AT_STEP="20",
+            GOLDILOCKS_TEST_CRASH_MARKER=str(marker),
+            GOLDILOCKS_CHECKPOINT_EVERY_S="0",
+        ),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert marker.exists(), "the worker was never killed"
+    steps = [p["eval_step"] for p in _points(sweep)]
+    # Resumed, not restarted: every eval point arrived exactly once, none replayed from 0.
+    assert steps == [0, 10, 20, 30, 40]
+    _assert_one_complete_run_per_lane(uri, sweep, 40)
+    # Both worker processes, the first and the retry, ran the driver's compiled programs.
+    assert {p["compiles"] for p in _points(sweep)} == {0}
+    assert "os.fork()" not in proc.stderr  # JAX's fork warning: Ray forks, then execs
+
+
+def test_an_interrupted_sweep_resumes_without_duplicate_or_stale_runs(tmp_path):
+    # An eval (and a checkpoint) every 4 steps: 100 round trips to the driver keep the second
+    # trial training for seconds, even with its programs compiled ahead, so the SIGTERM
+    # below lands while it trains, not after the sweep is done.
+    spec = _spec_file(
+        tmp_path,
+        train={"steps": 400, "batch_size": 32, "eval_every": 4, "seeds": [0]},
+        search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
+        resources={"max_concurrent_trials": 1},
+    )
+    sweep = tmp_path / "sweep"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = _env(MLFLOW_TRACKING_URI=uri, GOLDILOCKS_CHECKPOINT_EVERY_S="0")
+    proc = subprocess.Popen(
+        [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        progress = sweep / "progress.json"
+        # Interrupt once the first population has finished and the second is training: resume
+        # must keep the finished trial's results and restore only the other.
+        if progress.exists() and json.loads(progress.read_text())["trials_done"] >= 1:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-3000:]
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "interrupted"
+    parent, children = _lane_runs(uri, sweep)
+    assert parent.info.status == "KILLED"
+    assert children and all(r.info.status == "KILLED" for r in children)
+
+    resumed = subprocess.run(
+        [*GOLDILOCKS, "resume", str(sweep)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((sweep / "sweep.json").read_text())["status"] == "succeeded"
+    _assert_one_complete_run_per_lane(uri, sweep, 400)
+
+
+def test_starting_ray_keeps_the_callers_sigterm_handler():
+    # ray.init installs sys.exit(15) for SIGTERM; a cancel landing outside Tuner.fit must still
+    # reach the CLI's handler and end the sweep "interrupted" (exit 130), not "failed" (15).
+    script = """
+import signal, ray
+from conftest import tiny_spec_dict
+from sweeps.spec import parse_spec
+from sweeps.exec.raytune.cluster import init_ray
+
+def mine(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, mine)
+init_ray(parse_spec(tiny_spec_dict()))
+kept = signal.getsignal(signal.SIGTERM) is mine
+ray.shutdown()
+print("kept" if kept else "replaced")
+"""
+    env = _env()
+    env["PYTHONPATH"] += ":" + str(Path(__file__).resolve().parents[1])  # for conftest
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "kept"
