@@ -26,7 +26,7 @@ the same data split, minibatches and learning-rate grid, the same Ray init optio
 this shared machine), the same worker thread settings (`worker_env`: one XLA/BLAS thread per one-CPU trial, so the
 comparison is not about oversubscribed cores). Neither Ray variant gets a warm persistent
 compile cache: (a) points `GOLDILOCKS_COMPILE_CACHE` at an empty folder, (b) runs without one.
-(a) compiles its programs in this process while Ray starts (`sweeps/precompile.py`), so each
+(a) compiles its programs in this process while Ray starts (`sweeps/exec/precompile.py`), so each
 variant first forgets every program compiled here before (`forget_programs`): (c) compiles
 cold, as a fresh `goldilocks run --executor inline` would.
 One-time in-process costs (importing MLflow and its SQLite store, starting JAX's CPU client) are
@@ -82,10 +82,12 @@ from models import MLPSpec, make_model  # noqa: E402
 from sweeps.core.data import Dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
 from sweeps.core.population import batch_plan, forget_programs  # noqa: E402
-from sweeps.exec.raytune import executor as ray_executor  # noqa: E402
-from sweeps.exec.raytune.executor import worker_env  # noqa: E402
+from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
+from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
+from sweeps.exec.raytune.collector import PointLog  # noqa: E402
 from sweeps.pipeline import prepare, run_sweep  # noqa: E402
-from sweeps.plan.lanes import learning_rates  # noqa: E402
+from sweeps.plan.search import learning_rates  # noqa: E402
+from sweeps.settings import get_settings  # noqa: E402
 from sweeps.spec import SweepSpec, parse_spec  # noqa: E402
 from sweeps.stream import Progress  # noqa: E402
 
@@ -131,7 +133,7 @@ def tracking_uri(folder: Path) -> str:
 
 
 def start_ray(env_vars: dict[str, str]) -> float:
-    """A fresh local Ray for (b), started the way `sweeps.exec.raytune.executor.init_ray` starts one,
+    """A fresh local Ray for (b), started the way `sweeps.exec.raytune.cluster.init_ray` starts one,
     except `address="local"`: on a shared machine a bare `ray.init()` joins whatever cluster
     another process left running (and then refuses `num_cpus`). Returns the seconds it took."""
     ray.shutdown()
@@ -237,7 +239,7 @@ def count_runs(uri: str) -> int:
 
 def trial_compiles(sweep_dir: Path) -> int:
     """Programs the Ray trials compiled themselves (0: all came compiled from the driver)."""
-    rows = ray_executor.PointLog(sweep_dir / "points.jsonl").read()
+    rows = PointLog(sweep_dir / "points.jsonl").read()
     last = {r["population_id"]: r.get("compiles", 0) for r in rows if "population_id" in r}
     return sum(last.values())
 
@@ -248,6 +250,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path) -> dict:
     uri = tracking_uri(tmp / "a-mlflow")
     previous = os.environ.get("GOLDILOCKS_COMPILE_CACHE")
     os.environ["GOLDILOCKS_COMPILE_CACHE"] = str(tmp / "a-jax-cache")  # empty: no warm cache
+    get_settings.cache_clear()  # settings are read once; read them again with this cache
     try:
         ray.shutdown()
         forget_programs()
@@ -255,7 +258,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path) -> dict:
         timeline = Timeline(t0)
         # run_sweep starts Ray itself, as `goldilocks run` does (at the same time as the
         # MLflow runs); timed through the function it calls.
-        with _timed(ray_executor, "init_ray") as ray_init:
+        with _timed(ray_cluster, "init_ray") as ray_init:
             sweep = run_sweep(
                 prepare(spec), tmp / "a", executor="ray", tracking_uri=uri, on_progress=timeline
             )
@@ -267,6 +270,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path) -> dict:
             os.environ.pop("GOLDILOCKS_COMPILE_CACHE", None)
         else:
             os.environ["GOLDILOCKS_COMPILE_CACHE"] = previous
+        get_settings.cache_clear()
     return {
         "wall_s": wall,
         "mlflow_runs": count_runs(uri),

@@ -26,6 +26,8 @@ import os
 import signal
 import sys
 
+from sweeps.errors import EXIT_INTERRUPTED
+
 PR_SET_PDEATHSIG = 1
 DEATH_SIGNAL = signal.SIGHUP
 STOP_TIMEOUT_S = float(os.environ.get("GOLDILOCKS_DRIVER_STOP_TIMEOUT_S", "60"))
@@ -39,7 +41,7 @@ def _die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL, 0, 0, 0)
     # The parent may have died before prctl: then nobody would ever send that signal.
     if os.getppid() != parent_pid:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _parent_died(signum: int, frame: object) -> None:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
         app(args=rest, prog_name="goldilocks")  # exits with the CLI's own code
     except KeyboardInterrupt:  # before the CLI took over (imports, argument parsing)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -91,10 +91,6 @@ def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
             resolve_data_path(spec.data.path, settings)
         except ValueError as err:
             raise _invalid([str(err)]) from None
-    if settings.executor == "inline" and spec.search.method == "tpe":
-        raise _invalid(
-            ["search.method: tpe needs Ray Tune, and this service runs the inline executor"]
-        )
     try:
         prepare(spec, base_dir=settings.datasets_path)
     except SpecError as err:

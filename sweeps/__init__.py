@@ -1,0 +1,89 @@
+"""Goldilocks' sweep library: the same sweeps as the CLI, from Python (a notebook, a script).
+
+    import sweeps
+    spec = sweeps.load_spec("examples/digits.yaml")
+    report = sweeps.run_sweep(sweeps.prepare(spec), "runs/nb", executor="inline")
+
+Names load on first use, so `import sweeps` (and the CLI's light commands) never pays for
+JAX, Ray or MLflow before they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    # the spec
+    "SweepSpec": "sweeps.spec",
+    "load_spec": "sweeps.spec",
+    "parse_spec": "sweeps.spec",
+    "SpecError": "sweeps.errors",
+    "SweepFailed": "sweeps.errors",
+    "SweepInterrupted": "sweeps.errors",
+    # a sweep, end to end
+    "Prepared": "sweeps.pipeline",
+    "prepare": "sweeps.pipeline",
+    "run_sweep": "sweeps.pipeline",
+    "load_for_resume": "sweeps.pipeline",
+    "read_report": "sweeps.verdict.report",
+    "lr_find": "sweeps.lrfind",
+    # its parts
+    "Planner": "sweeps.plan.planner",
+    "train_inline": "sweeps.exec.inline",
+    "Structure": "sweeps.core.population",
+    "make_hyperparams": "sweeps.core.population",
+    "train_population": "sweeps.core.population",
+    "load_dataset": "sweeps.core.data",
+    "analyze": "sweeps.verdict.analysis",
+    "classify_lane": "sweeps.verdict.analysis",
+}
+
+__all__ = [
+    "Planner",
+    "Prepared",
+    "SpecError",
+    "Structure",
+    "SweepFailed",
+    "SweepInterrupted",
+    "SweepSpec",
+    "analyze",
+    "classify_lane",
+    "load_dataset",
+    "load_for_resume",
+    "load_spec",
+    "lr_find",
+    "make_hyperparams",
+    "parse_spec",
+    "prepare",
+    "read_report",
+    "run_sweep",
+    "train_inline",
+    "train_population",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sweeps' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from sweeps.core.data import load_dataset
+    from sweeps.core.population import Structure, make_hyperparams, train_population
+    from sweeps.errors import SpecError, SweepFailed, SweepInterrupted
+    from sweeps.exec.inline import train_inline
+    from sweeps.lrfind import lr_find
+    from sweeps.pipeline import Prepared, load_for_resume, prepare, run_sweep
+    from sweeps.plan.planner import Planner
+    from sweeps.spec import SweepSpec, load_spec, parse_spec
+    from sweeps.verdict.analysis import analyze, classify_lane
+    from sweeps.verdict.report import read_report

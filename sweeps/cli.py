@@ -229,3 +229,7 @@ def register(app: typer.Typer) -> None:
 
 app = new_app()
 register(app)
+
+
+if __name__ == "__main__":
+    app()

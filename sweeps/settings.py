@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     # width, all served by one compile.
     cpu_lane_width: int = 8
     gpu_lane_width: int = 1024
-    # Compile the Ray trials' programs in the driver while Ray starts (sweeps/precompile.py).
+    # Compile the Ray trials' programs in the driver while Ray starts (sweeps/exec/precompile.py).
     precompile: bool = True
     # The persistent XLA compile cache shared by the driver and the Ray trials of this host.
     compile_cache: Path = Path.home() / ".cache" / "goldilocks" / "jax"

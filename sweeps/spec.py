@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from models import MODEL_NAMES, ModelSpec, make_model
+from sweeps.core.args import searched_args
 from sweeps.core.data import BUILTIN_DATASETS, Dataset
 from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
@@ -234,7 +235,7 @@ class SweepSpec(Strict):
 
 def _combinations(args: dict[str, Any], defaults: dict[str, float]) -> int:
     """How many argument combinations a grid makes for one optimizer or schedule."""
-    return math.prod(len(v) for k, v in args.items() if k in defaults and isinstance(v, list))
+    return math.prod(len(v) for v in searched_args(args, defaults).values())
 
 
 _TYPE_TAG = re.compile(r"^([a-z_]+\[.*\]|[a-z]+(-[a-z]+)+)$")  # list[float], constrained-int

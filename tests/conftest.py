@@ -50,3 +50,17 @@ def tiny_spec_dict(**overrides) -> dict:
 @pytest.fixture
 def tiny_spec():
     return tiny_spec_dict()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray with 2 CPUs, started as `goldilocks run` starts it."""
+    import ray
+
+    from sweeps.exec.raytune.cluster import init_ray
+    from sweeps.spec import parse_spec
+
+    assert init_ray(parse_spec(tiny_spec_dict())) == "local"
+    assert ray.cluster_resources()["CPU"] == 2
+    yield
+    ray.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     path = Path(out_dir) / REPORT
     write_json_atomic(path, report, strict=True)
     return path
+
+
+def read_report(sweep_dir: Path) -> dict[str, Any]:
+    """A finished sweep's report.json (see DESIGN's report contract)."""
+    path = Path(sweep_dir) / REPORT
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no report (the sweep has not finished)")
+    return json.loads(path.read_text())

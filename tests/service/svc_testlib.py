@@ -181,7 +181,7 @@ class ServiceProcess:
         self.log = data_dir / "service.log"
 
     def start(self) -> ServiceProcess:
-        cmd = [sys.executable, "-m", "sweeps.cli", "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)]
         cmd += ["--log-level", "info"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

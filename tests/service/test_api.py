@@ -123,7 +123,6 @@ BAD_SPECS = [
     pytest.param(_with("name", ".."), "name:", id="dots-name"),
     pytest.param(_with("data", {"path": "../../etc/passwd"}), "data.path: '../../etc/passwd' is outside", id="data-path-escapes"),
     pytest.param(_with("data", {"path": "/etc/passwd"}), "data.path: '/etc/passwd' is outside", id="data-path-absolute"),
-    pytest.param(_with("search.method", "tpe"), "search.method: tpe needs Ray Tune", id="tpe-on-inline"),
     pytest.param(["not", "a", "mapping"], "spec: expected a mapping", id="top-level-list"),
 ]  # fmt: skip
 

@@ -68,7 +68,7 @@ def compile_ahead(
 ) -> CompileAhead | None:
     """Start compiling the trials' programs in this process while Ray starts, where the trials
     can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
-    accelerator plugin would have this driver grab the device). See sweeps/precompile.py."""
+    accelerator plugin would have this driver grab the device). See sweeps/exec/precompile.py."""
     from importlib.metadata import entry_points
 
     if (

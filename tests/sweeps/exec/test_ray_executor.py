@@ -5,26 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
 
 from sweeps.exec.inline import train_inline
 from sweeps.pipeline import prepare, run_sweep
 from sweeps.spec import parse_spec
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A real local Ray with 2 CPUs, started as `goldilocks run` starts it."""
-    import ray
-
-    from sweeps.exec.raytune.cluster import init_ray
-
-    assert init_ray(parse_spec(tiny_spec_dict())) == "local"
-    assert ray.cluster_resources()["CPU"] == 2
-    yield
-    ray.shutdown()
 
 
 def test_local_ray_starts_no_idle_workers(local_ray):

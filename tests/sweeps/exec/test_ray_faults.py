@@ -16,7 +16,7 @@ from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
 from ray_cluster import alive_nodes, base_env, ray_cluster
 
-GOLDILOCKS = [sys.executable, "-m", "sweeps.cli"]
+GOLDILOCKS = [sys.executable, "-m", "service.cli"]
 
 
 def _spec_file(folder: Path, **overrides) -> Path:
@@ -181,7 +181,7 @@ ray.shutdown()
 print("kept" if kept else "replaced")
 """
     env = _env()
-    env["PYTHONPATH"] += ":" + str(Path(__file__).resolve().parents[1])  # for conftest
+    env["PYTHONPATH"] += ":" + str(Path(__file__).resolve().parents[2])  # for conftest
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
