@@ -85,6 +85,7 @@ from sweeps.core.population import batch_plan, forget_programs  # noqa: E402
 from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
 from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
 from sweeps.exec.raytune.collector import PointLog  # noqa: E402
+from sweeps.folder import POINTS  # noqa: E402
 from sweeps.pipeline import prepare, run_sweep  # noqa: E402
 from sweeps.plan.search import learning_rates  # noqa: E402
 from sweeps.settings import get_settings  # noqa: E402
@@ -239,7 +240,7 @@ def count_runs(uri: str) -> int:
 
 def trial_compiles(sweep_dir: Path) -> int:
     """Programs the Ray trials compiled themselves (0: all came compiled from the driver)."""
-    rows = PointLog(sweep_dir / "points.jsonl").read()
+    rows = PointLog(sweep_dir / POINTS).read()
     last = {r["population_id"]: r.get("compiles", 0) for r in rows if "population_id" in r}
     return sum(last.values())
 

@@ -42,7 +42,7 @@ from service.folders import ATTEMPT_MARK, log_tail, read_state
 from service.settings import ServiceSettings
 from service.store import SweepStatus
 from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from sweeps.folder import MLFLOW_STATE, SweepFolder
+from sweeps.folder import DRIVER_LOG, MLFLOW_STATE, SUBMITTED, SweepFolder
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class Runner:
             if resuming:
                 args = ["resume", str(folder)]
             else:
-                spec_file = folder / "submitted.json"
+                spec_file = folder / SUBMITTED
                 spec_file.write_text(json.dumps(driver_spec(sweep.spec, self.settings), indent=1))
                 args = [
                     "run", str(spec_file), "--out", str(folder),
@@ -281,7 +281,7 @@ class Runner:
                 sys.executable, "-m", "service.driver", "--parent-pid", str(os.getpid()), "--",
                 *args,
             ]  # fmt: skip
-            log_file = (folder / "driver.log").open("ab")
+            log_file = (folder / DRIVER_LOG).open("ab")
             log_file.write(f"{ATTEMPT_MARK}{sweep.attempts}: {' '.join(args)}\n".encode())
             log_file.flush()
             proc = subprocess.Popen(
@@ -345,7 +345,7 @@ class Runner:
             # The driver said so (sweep.json), or refused its input, or failed before its sweep
             # started: deterministic, another attempt would fail the same way.
             error = state.get("error") if said == "failed" else None
-            error = error or log_tail(folder / "driver.log") or f"driver exited with {rc}"
+            error = error or log_tail(folder / DRIVER_LOG) or f"driver exited with {rc}"
             self._close_stale_runs(sweep_id, "FAILED", error)
             self._finish(sweep_id, SweepStatus.failed, error)
         elif rc == 0:
@@ -365,7 +365,7 @@ class Runner:
         if attempts_left <= 0 or unresumable:
             why = unresumable or f"{sweep.attempts - 1} resume attempt(s) failed"
             error = f"driver stopped ({reason}); cannot resume: {why}"
-            tail = log_tail(folder / "driver.log", lines=8)
+            tail = log_tail(folder / DRIVER_LOG, lines=8)
             error += f"\nlast driver output:\n{tail}" if tail else ""
             self._close_stale_runs(sweep.id, "FAILED", error)
             self._finish(sweep.id, SweepStatus.failed, error)

@@ -11,6 +11,7 @@ A sweep's driver writes here and everyone else (`resume`, the service, a user) r
     DIR/programs.pkl       programs compiled by the driver for local Ray trials
     DIR/ray/               Ray Tune's experiment state and trial checkpoints
     DIR/report.json, DIR/plots/*.png
+    DIR/submitted.json, DIR/driver.log   (service sweeps) the spec as submitted, the driver's output
 
 Light on purpose (no JAX, no MLflow): the service and the CLI read folders with it.
 """
@@ -34,6 +35,8 @@ PROGRAMS = "programs.pkl"
 RAY = "ray"
 REPORT = "report.json"
 PLOTS = "plots"
+SUBMITTED = "submitted.json"
+DRIVER_LOG = "driver.log"
 
 
 def write_json_atomic(path: Path, value: Any, *, strict: bool = False) -> None:

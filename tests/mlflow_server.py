@@ -2,7 +2,7 @@
 
 `start_mlflow_server(backend_uri, artifacts_dir)` launches `mlflow server` on a free port and
 yields its base URL once GET /health answers; the process group is terminated on exit.
-`postgres_database()` yields the URI of a fresh, uniquely named database and drops it after, so
+`postgres_database()` (testlib.py) yields the URI of a fresh, uniquely named database and drops it after, so
 reruns start clean. The session fixture `mlflow_server` combines the two; when PostgreSQL is not
 reachable (GOLDILOCKS_TEST_PG_URL, default postgresql://postgres@127.0.0.1:5432/test) it falls
 back to a SQLite backend so the HTTP path is still tested.
@@ -13,29 +13,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testlib import free_port, pg_admin_url, postgres_database
 
-PG_ADMIN_URLS = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 STARTUP_TIMEOUT_S = 90  # a fresh database runs all of MLflow's migrations first
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -109,47 +98,11 @@ def _tail(path: Path, n: int = 4000) -> str:
         return "(no server log)"
 
 
-def _admin_url() -> str | None:
-    """The first PostgreSQL admin URL that accepts a connection, or None."""
-    import psycopg
-
-    given = os.environ.get("GOLDILOCKS_TEST_PG_URL")
-    for url in [given] if given else PG_ADMIN_URLS:
-        try:
-            with psycopg.connect(url, connect_timeout=3):
-                return url
-        except psycopg.Error:
-            continue
-    return None
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database `goldilocks_mlflow_<random>`; yields its SQLAlchemy URI, drops it after."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"goldilocks_mlflow_{uuid.uuid4().hex[:10]}"
-    # CREATE/DROP DATABASE cannot run inside a transaction
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        # psycopg 3 is installed, psycopg2 is not: name the driver explicitly
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            # FORCE: a pooled connection of the (already stopped) server may linger
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URI of a tracking server shared by the session (PostgreSQL-backed when available)."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    admin = _admin_url()
+    admin = pg_admin_url()
     with contextlib.ExitStack() as stack:
         if admin is not None:
             backend = stack.enter_context(postgres_database(admin))

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlflow_server import free_port
+from testlib import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
 ROOT = Path(__file__).resolve().parents[1]

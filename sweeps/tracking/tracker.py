@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.folder import write_json_atomic
+from sweeps.folder import REPORT, SPEC, write_json_atomic
 from sweeps.plan.lanes import Lane
 from sweeps.spec import SweepSpec, spec_to_json
 from sweeps.tracking.naming import (
@@ -174,7 +174,7 @@ class SweepTracker:
             self._writer.put(
                 Call(
                     PARENT,
-                    partial(_log_text, self._parent_id, spec_to_json(spec), "spec.json"),
+                    partial(_log_text, self._parent_id, spec_to_json(spec), SPEC),
                     "log spec.json",
                 )
             )
@@ -275,9 +275,7 @@ class SweepTracker:
         )
         parent = self._parent_id
         text = json.dumps(report, indent=1)
-        self._writer.put(
-            Call(PARENT, partial(_log_text, parent, text, "report.json"), "log report.json")
-        )
+        self._writer.put(Call(PARENT, partial(_log_text, parent, text, REPORT), "log report.json"))
         if artifacts_dir is not None and Path(artifacts_dir).is_dir():
             folder = Path(artifacts_dir)
             # logged as a folder of the same name: <out>/plots -> plots/*.png

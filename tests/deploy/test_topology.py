@@ -24,8 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import tiny_spec_dict
-from mlflow_server import _admin_url, _stop, _wait_healthy, free_port, postgres_database
+from mlflow_server import _stop, _wait_healthy
 from ray_cluster import ROOT, base_env, ray_cluster
+from testlib import free_port, pg_admin_url, postgres_database
 
 BIN = ROOT / "docker" / "bin"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -56,7 +57,7 @@ def _process(cmd: list[str], env: dict, log: Path):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    admin = _admin_url()
+    admin = pg_admin_url()
     if admin is None:
         pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
     root = tmp_path_factory.mktemp("topology")

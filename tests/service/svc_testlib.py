@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 from conftest import tiny_spec_dict
+from testlib import free_port, postgres_database  # noqa: F401 (postgres_database: re-exported)
 
 from service.app import create_app
 from service.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -166,7 +165,7 @@ class ServiceProcess:
 
     def __init__(self, data_dir: Path, **env: str):
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -210,28 +209,4 @@ class ServiceProcess:
                 self.proc.kill()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------- PostgreSQL
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on 127.0.0.1:5432 for this test session; dropped after."""
-    import psycopg
-
-    name = f"goldilocks_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}: {err}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

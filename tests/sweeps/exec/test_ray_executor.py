@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
+from testlib import sweep_points
 
 from sweeps.exec.inline import train_inline
 from sweeps.pipeline import prepare, run_sweep
@@ -28,11 +27,6 @@ def test_local_ray_starts_no_idle_workers(local_ray):
     workers = [" ".join(p.cmdline()) for p in raylet.children(recursive=True)]
     assert ray.is_initialized()
     assert not [w for w in workers if w.startswith("ray::IDLE")], workers
-
-
-def _points(sweep) -> list[dict]:
-    rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
-    return [r for r in rows if "eval_step" in r]
 
 
 def _spec(**search):
@@ -57,7 +51,7 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     assert len(report["lanes"]) == 10
     # Each Ray trial trained one whole population: trial ids are the planned populations.
     assert {lane["trial_id"] for lane in report["lanes"]} == {p.id for p in prepared.populations}
-    points = _points(tmp_path / "sweep")
+    points = sweep_points(tmp_path / "sweep")
     assert {p["population_id"] for p in points} == {p.id for p in prepared.populations}
     assert all(len(p["lane_indices"]) == 5 for p in points)
     # The driver compiled the programs while Ray started; the first trial compiled nothing.
@@ -134,7 +128,7 @@ def test_asha_stops_bad_populations_early_without_nan_scores(local_ray, tmp_path
         )
     )
     report = run_sweep(prepare(spec), tmp_path / "sweep", executor="ray", track=False)
-    points = _points(tmp_path / "sweep")
+    points = sweep_points(tmp_path / "sweep")
     last_step = {}
     for p in points:
         last_step[p["population_id"]] = max(last_step.get(p["population_id"], 0), p["eval_step"])

@@ -15,6 +15,7 @@ import yaml
 from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
 from ray_cluster import alive_nodes, base_env, ray_cluster
+from testlib import sweep_points
 
 GOLDILOCKS = [sys.executable, "-m", "service.cli"]
 
@@ -27,11 +28,6 @@ def _spec_file(folder: Path, **overrides) -> Path:
 
 def _env(**extra: str) -> dict[str, str]:
     return base_env(**extra)
-
-
-def _points(sweep: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (sweep / "points.jsonl").read_text().splitlines()]
-    return [r for r in rows if "eval_step" in r]
 
 
 def _lane_runs(uri: str, sweep: Path) -> tuple[object, list]:
@@ -85,7 +81,7 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     nodes = alive_nodes(address, auth)
     assert len(nodes) == 2
-    used = {p["node_id"] for p in _points(sweep)}
+    used = {p["node_id"] for p in sweep_points(sweep)}
     # Two one-CPU trials at once on two one-CPU nodes: both nodes trained a population.
     assert used == nodes
     _assert_one_complete_run_per_lane(uri, sweep, 30)
@@ -112,12 +108,12 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert marker.exists(), "the worker was never killed"
-    steps = [p["eval_step"] for p in _points(sweep)]
+    steps = [p["eval_step"] for p in sweep_points(sweep)]
     # Resumed, not restarted: every eval point arrived exactly once, none replayed from 0.
     assert steps == [0, 10, 20, 30, 40]
     _assert_one_complete_run_per_lane(uri, sweep, 40)
     # Both worker processes, the first and the retry, ran the driver's compiled programs.
-    assert {p["compiles"] for p in _points(sweep)} == {0}
+    assert {p["compiles"] for p in sweep_points(sweep)} == {0}
     assert "os.fork()" not in proc.stderr  # JAX's fork warning: Ray forks, then execs
 
 

@@ -14,7 +14,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow_server import _admin_url, postgres_database
+from testlib import pg_admin_url, postgres_database
 
 from sweeps.tracking import sql as tracking_sql
 from sweeps.tracking.sql import BulkWriter, bulk_writer_for
@@ -22,7 +22,7 @@ from sweeps.tracking.sql import BulkWriter, bulk_writer_for
 
 @pytest.fixture(scope="module")
 def postgres_uri() -> Iterator[str]:
-    admin = _admin_url()
+    admin = pg_admin_url()
     if admin is None:
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     with postgres_database(admin) as uri:
