@@ -37,6 +37,8 @@ class ModelFns:
     init: Callable[[jax.Array], PyTree]
     apply: Callable[[PyTree, jax.Array], jax.Array]
     num_params: int
+    # every parameter array's shape: what a memory estimate needs (kernels' output widths)
+    param_shapes: tuple[tuple[int, ...], ...] = ()
 
 
 def _linear(
@@ -98,7 +100,8 @@ def make_model(
     # batch stats) must never end up in the params pytree.
     if jax.tree.leaves(other):
         raise TypeError(f"model {spec.name!r} has non-Param state; ModelFns cannot represent it")
-    num_params = sum(leaf.size for leaf in jax.tree.leaves(abstract_params))
+    leaves = jax.tree.leaves(abstract_params)
+    num_params = sum(leaf.size for leaf in leaves)
 
     def init(key: jax.Array) -> PyTree:
         module = factory(nnx.Rngs(params=key))
@@ -108,4 +111,5 @@ def make_model(
         # merge runs at trace time only; under jit it costs nothing per step.
         return nnx.merge(graphdef, params)(x)
 
-    return ModelFns(init=init, apply=apply, num_params=num_params)
+    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
+    return ModelFns(init=init, apply=apply, num_params=num_params, param_shapes=shapes)

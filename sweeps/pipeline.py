@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import folder as files
+from sweeps.budget import check_budget
 from sweeps.core.data import DataError, Dataset, load_dataset
 from sweeps.core.losses import get_loss
 from sweeps.errors import SpecError, SweepInterrupted
@@ -75,7 +76,9 @@ def prepare(spec: SweepSpec, base_dir: Path | None = None) -> Prepared:
     except DataError as err:
         raise SpecError([str(err)]) from None
     check_against_data(spec, data)
-    return Prepared(spec, data, Planner(spec), base_dir)
+    planner = Planner(spec)
+    check_budget(spec, data, planner)  # steps, lane-steps, memory: before anything exists
+    return Prepared(spec, data, planner, base_dir)
 
 
 def new_sweep_id(spec: SweepSpec) -> str:

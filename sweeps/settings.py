@@ -15,6 +15,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOLDILOCKS_", extra="ignore")
 
     max_lanes: int = 4096  # refuse sweeps with more lanes than this
+    # Budgets (sweeps/budget.py), checked before anything is created:
+    max_steps: int = 1_000_000  # train.steps
+    max_lane_steps: int = 2_000_000_000  # lanes x steps of one sweep (~hours on a CPU)
+    # Memory one trial may use; unset: this machine's RAM shared by the concurrent CPU trials
+    # (GPU trials are not estimated unless this is set: the driver cannot see their devices).
+    trial_memory_bytes: int | None = None
     # Lanes trained side by side in one compiled step on a CPU. Measured on 2 cores
     # (benchmarks/population_vs_loop.py, 64 Adam lanes): widths 4-12 match or beat a loop of
     # the jitted single-lane scan, 32-64 run 25-45 % slower (the lanes' optimizer state no

@@ -124,6 +124,9 @@ BAD_SPECS = [
     pytest.param(_with("data", {"path": "../../etc/passwd"}), "data.path: '../../etc/passwd' is outside", id="data-path-escapes"),
     pytest.param(_with("data", {"path": "/etc/passwd"}), "data.path: '/etc/passwd' is outside", id="data-path-absolute"),
     pytest.param(["not", "a", "mapping"], "spec: expected a mapping", id="top-level-list"),
+    pytest.param(_with("train.steps", 10**12), "train.steps: 1,000,000,000,000 is above the cap", id="steps-over-budget"),
+    pytest.param(_with("train.steps", 10**23), "train.steps: 100,000,000,000,000,000,000,000 is above the cap", id="steps-beyond-int64"),
+    pytest.param(_with("model", {"name": "mlp", "hidden": [100000, 100000]}), "model: one trial needs about", id="model-cannot-fit"),
 ]  # fmt: skip
 
 

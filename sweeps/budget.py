@@ -1,0 +1,136 @@
+"""Budgets checked before anything is created: steps, lane-steps and a trial's memory.
+
+A sweep that cannot finish (10^12 steps) or cannot fit (a 10^10-parameter MLP times 64 lanes)
+is refused at `validate` / submit time with the field and the numbers, instead of taking a
+running slot for hours or dying with "Out of memory" after Ray and MLflow are up.
+
+The memory estimate is for one trial (one population on one device): every lane's
+parameters, gradients and optimizer state stay resident, plus one slice of lanes'
+activations for a batch, plus the dataset (it lives on the device). It is an estimate: it
+is meant to catch a sweep off by orders of magnitude, not to squeeze the last gigabyte.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from models import make_model
+from sweeps.core.data import Dataset
+from sweeps.core.losses import get_loss
+from sweeps.errors import SpecError
+from sweeps.plan.planner import Planner
+from sweeps.settings import get_settings
+from sweeps.spec import SweepSpec
+
+BYTES = 4  # float32
+# Optimizer state in parameter-sized arrays (optax): momentum and Lion keep one, Adam two;
+# optimizers not listed are counted as three (prodigy, D-adaptation and friends keep more).
+STATE_ARRAYS = {"sgd": 0, "momentum": 1, "nesterov": 1, "lion": 1, "adagrad": 1, "rmsprop": 1}
+STATE_ARRAYS.update(dict.fromkeys(("adam", "adamw", "nadam", "adabelief", "amsgrad"), 2))
+ACTIVATION_COPIES = 3  # forward activations kept for the backward pass, and their gradients
+
+
+def check_budget(spec: SweepSpec, data: Dataset, planner: Planner) -> None:
+    """Raise SpecError naming the field when the sweep is over a budget."""
+    s = get_settings()
+    errors = []
+    steps = spec.train.steps
+    if steps > s.max_steps:
+        errors.append(
+            f"train.steps: {steps:,} is above the cap of {s.max_steps:,} steps "
+            "(GOLDILOCKS_MAX_STEPS)"
+        )
+    lane_steps = planner.expected_lanes * steps
+    if lane_steps > s.max_lane_steps:
+        errors.append(
+            f"search: {planner.expected_lanes:,} lanes x {steps:,} steps = {lane_steps:,} "
+            f"lane-steps, above the cap of {s.max_lane_steps:,} (GOLDILOCKS_MAX_LANE_STEPS); "
+            "fewer steps, LRs or seeds"
+        )
+    if not errors:
+        memory = _memory_error(spec, data, planner)
+        if memory:
+            errors.append(memory)
+    if errors:
+        raise SpecError(errors)
+
+
+def trial_lanes(spec: SweepSpec, planner: Planner) -> int:
+    """Lanes of the largest population: all their state is resident at once."""
+    if planner.adaptive:
+        return len(spec.train.seeds)
+    return max((len(p.lanes) for p in planner.populations), default=0)
+
+
+def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> dict[str, float]:
+    """Bytes one trial needs, by part."""
+    loss = get_loss(spec.loss)
+    fns = make_model(
+        spec.model,
+        n_features=data.n_features,
+        n_outputs=loss.num_outputs(data.num_classes, data.n_targets),
+        image_shape=data.image_shape,
+    )
+    lanes = trial_lanes(spec, planner)
+    state_arrays = max(STATE_ARRAYS.get(name, 3) for name in spec.search.optimizer)
+    # parameters, their gradients, the optimizer's state: per lane, every lane resident
+    state = BYTES * fns.num_params * (2 + state_arrays) * lanes
+    batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
+    s = get_settings()
+    width = min(lanes, s.gpu_lane_width if spec.resources.gpus_per_trial else s.cpu_lane_width)
+    pixels = data.image_shape[0] * data.image_shape[1] if data.image_shape else 1
+    # one value per output unit of each layer (a conv kernel's outputs at every pixel)
+    per_example = sum(
+        shape[-1] * (pixels if len(shape) == 4 else 1)
+        for shape in fns.param_shapes
+        if len(shape) >= 2
+    )
+    activations = BYTES * ACTIVATION_COPIES * batch * width * per_example
+    arrays = data.x_train.nbytes + data.y_train.nbytes + data.x_val.nbytes + data.y_val.nbytes
+    return {
+        "params": float(fns.num_params),
+        "lanes": float(lanes),
+        "state": float(state),
+        "activations": float(activations),
+        "data": float(arrays),
+        "total": float(state + activations + arrays),
+    }
+
+
+def trial_memory_limit(spec: SweepSpec, planner: Planner) -> int | None:
+    """What one trial may use: GOLDILOCKS_TRIAL_MEMORY_BYTES, else (CPU trials) this machine's
+    memory shared by the trials that run at once; None when unknown (GPU trials)."""
+    s = get_settings()
+    if s.trial_memory_bytes is not None:
+        return s.trial_memory_bytes
+    if spec.resources.gpus_per_trial:
+        return None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    concurrent = max(1, min(spec.resources.max_concurrent_trials, planner.expected_trials or 1))
+    return total // concurrent
+
+
+def _memory_error(spec: SweepSpec, data: Dataset, planner: Planner) -> str | None:
+    limit = trial_memory_limit(spec, planner)
+    if limit is None:
+        return None
+    est = estimate_trial_bytes(spec, data, planner)
+    if est["total"] <= limit:
+        return None
+    return (
+        f"model: one trial needs about {_gb(est['total'])} ({est['lanes']:.0f} lanes x "
+        f"{est['params']:.3g} parameters: {_gb(est['state'])} of parameters, gradients and "
+        f"optimizer state, {_gb(est['activations'])} of activations, {_gb(est['data'])} of "
+        f"data), above the {_gb(limit)} a trial has here (GOLDILOCKS_TRIAL_MEMORY_BYTES); "
+        "use a smaller model or fewer lanes per trial (resources.max_lanes_per_trial)"
+    )
+
+
+def _gb(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{math.ceil(n / 1e3)} kB"
