@@ -56,7 +56,7 @@ from sweeps.tracking.naming import (
     truncate,
     winner_tags,
 )
-from sweeps.tracking.uri import sqlite_path
+from sweeps.tracking.uri import check_reachable, sqlite_path
 from sweeps.tracking.writer import (
     PARENT,
     RETRIES,
@@ -75,6 +75,12 @@ log = logging.getLogger(__name__)
 # With a tracking server, MlflowClient.set_terminated prints two "View run ... at" lines per run
 # (and fetches the run to do it): hundreds of lines per sweep. The user can still opt back in.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# A tracking server that goes away mid-sweep: MLflow's HTTP client retries each call 5 times
+# with backoff 1, 2, 4, 8, 16 s (about 30 s, where its defaults wait over 4 minutes), each try
+# waiting at most 30 s for an answer; then the sweep fails, its folder kept for `resume`.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 class SweepTracker:
@@ -142,6 +148,7 @@ class SweepTracker:
     def start(self, *, spec: SweepSpec, sweep_id: str) -> None:
         """Create (or, from the state file, reuse) the parent run; lanes come with `add_lanes`."""
         state = self._load_state()
+        check_reachable(self.tracking_uri)  # seconds, not MLflow's minutes of retries
         self._experiment_id = self._sync(self._get_or_create_experiment, spec.experiment)
         resumed = state is not None and self._can_resume(state)
         if resumed:

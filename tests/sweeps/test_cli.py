@@ -326,3 +326,18 @@ def test_console_script_is_installed():
     assert "Usage:" in proc.stdout
     for command in ("validate", "run"):
         assert command in proc.stdout
+
+
+def test_run_with_an_unreachable_tracking_server_fails_fast_and_truthfully(tmp_path):
+    from testlib import free_port
+
+    spec = write_spec(tmp_path, cli_spec_dict())
+    uri = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    out = tmp_path / "out"
+    args = ["run", str(spec), "--out", str(out), "--executor", "inline", "--tracking-uri", uri]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"MLflow tracking server {uri} is unreachable" in one_line(result.stderr)
+    state = json.loads((out / "sweep.json").read_text())
+    assert state["status"] == "failed" and uri in state["error"]
+    assert not (out / "report.json").exists()
