@@ -62,6 +62,7 @@ class Driver:
     killed: bool = False
     mlflow_recorded: bool = False
     started: float = field(default_factory=time.monotonic)
+    overtime: bool = False  # stopped by us for running past max_sweep_s
 
     def exited(self) -> tuple[bool, int | None]:
         """(has it exited, its exit code: negative for a signal, None if unknowable)."""
@@ -217,14 +218,25 @@ class Runner:
                     driver.sweep_id, read_state(driver.folder)
                 )
             exited, rc = driver.exited()
+            now = time.monotonic()
             if exited:
                 del self._drivers[driver.sweep_id]
                 driver.close_log()
-                self._after_exit(driver.sweep_id, rc)
+                self._after_exit(driver.sweep_id, rc, overtime=driver.overtime)
+            elif driver.proc is not None and now - driver.started > self.settings.max_sweep_s:
+                if driver.term_sent is None:
+                    log.warning(
+                        "sweep %s: running for over %g s (GOLDILOCKS_MAX_SWEEP_S); stopping it",
+                        driver.sweep_id,
+                        self.settings.max_sweep_s,
+                    )
+                    driver.overtime = True
+                    driver.terminate()
+                elif not driver.killed and now - driver.term_sent > grace:
+                    driver.kill()
             elif driver.proc is None:
                 # A previous service's driver was told to stop when that service died; one
                 # that is still here after the grace period is stopped by us, then resumed.
-                now = time.monotonic()
                 if driver.term_sent is None and now - driver.started > grace:
                     log.warning(
                         "sweep %s: old driver %d still running; SIGTERM",
@@ -322,7 +334,7 @@ class Runner:
             )
         return True
 
-    def _after_exit(self, sweep_id: str, rc: int | None) -> None:
+    def _after_exit(self, sweep_id: str, rc: int | None, *, overtime: bool = False) -> None:
         """A driver is gone (rc None: adopted, or found gone at start-up): record the truth."""
         folder = self.folder(sweep_id)
         state = read_state(folder)
@@ -332,7 +344,15 @@ class Runner:
         if sweep is None or sweep.terminal:
             return
         said = state.get("status")
-        if said == "succeeded" and rc in (0, None):
+        if overtime and said != "succeeded":
+            error = (
+                f"stopped after running for over {self.settings.max_sweep_s:g} s, the "
+                "service's cap on a sweep's wall time (GOLDILOCKS_MAX_SWEEP_S); what it trained "
+                "is in its folder and its MLflow runs"
+            )
+            self._close_stale_runs(sweep_id, "FAILED", error)
+            self._finish(sweep_id, SweepStatus.failed, error)
+        elif said == "succeeded" and rc in (0, None):
             self._finish(sweep_id, SweepStatus.succeeded)
         elif sweep.cancel_requested:
             self._end_cancelled(sweep_id)

@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     cancel_grace_s: float = Field(15.0, gt=0)  # SIGTERM, then SIGKILL after this long
     cancel_wait_s: float = Field(10.0, ge=0)  # POST .../cancel waits this long for the end
     max_resume_attempts: int = Field(2, ge=0)  # after a crash or a restart
+    # A driver attempt running longer is stopped (SIGTERM, then SIGKILL) and its sweep ends
+    # failed with the reason: a runaway sweep cannot hold a running slot for ever.
+    max_sweep_s: float = Field(24 * 3600.0, gt=0)
     poll_interval_s: float = Field(0.5, gt=0)
 
     # Handed to every driver. Not prefixed: they are the libraries' own variables.

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
 
     max_lanes: int = 4096  # refuse sweeps with more lanes than this
     # Budgets (sweeps/budget.py), checked before anything is created:
-    max_steps: int = 1_000_000  # train.steps
+    max_steps: int = 10_000_000  # train.steps
     max_lane_steps: int = 2_000_000_000  # lanes x steps of one sweep (~hours on a CPU)
     # Memory one trial may use; unset: this machine's RAM shared by the concurrent CPU trials
     # (GPU trials are not estimated unless this is set: the driver cannot see their devices).

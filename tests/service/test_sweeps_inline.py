@@ -196,3 +196,21 @@ def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, 
     assert sweep["status"] == "failed" and "data.path: file not found" in sweep["error"]
     assert "--- attempt" not in sweep["error"]
     assert api.get("/healthz").json()["ready"] is True
+
+
+def test_a_sweep_over_the_wall_time_cap_ends_failed_with_the_reason(tmp_path, mlflow_client):
+    with live_server(make_settings(tmp_path, max_sweep_s=8.0, cancel_grace_s=10.0)) as server:
+        api = server.client()
+        raw = service_spec("overtime", steps=2_000_000, eval_every=20_000)  # hours of work
+        sweep_id = api.post("/sweeps", json=raw).json()["id"]
+        sweep = wait_for(
+            lambda: (s := server.sweep(sweep_id))["status"] in ("succeeded", "failed") and s,
+            120,
+            "the runaway sweep to be stopped",
+        )
+    assert sweep["status"] == "failed", sweep
+    assert "GOLDILOCKS_MAX_SWEEP_S" in sweep["error"] and "over 8 s" in sweep["error"]
+    assert sweep["attempts"] == 1  # stopped, not resumed: the cap is the reason
+    if sweep["mlflow"]:  # what it logged before the stop is closed, none left RUNNING
+        runs = sweep_runs(mlflow_client, sweep) + sweep_runs(mlflow_client, sweep, kind="sweep")
+        assert runs and "RUNNING" not in {r.info.status for r in runs}

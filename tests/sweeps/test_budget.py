@@ -27,7 +27,7 @@ def _refused(**change) -> str:
 
 def test_steps_and_lane_steps_have_caps():
     text = _refused(train={"steps": 10**12, "batch_size": 32, "eval_every": 10})
-    assert "train.steps: 1,000,000,000,000 is above the cap of 1,000,000" in text
+    assert "train.steps: 1,000,000,000,000 is above the cap of 10,000,000" in text
     assert "14 lanes x 1,000,000,000,000 steps = 14,000,000,000,000 lane-steps" in text
 
 
