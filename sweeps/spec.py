@@ -173,12 +173,42 @@ class SchedulerSpec(Strict):
     reduction_factor: float = Field(3.0, gt=1.0)
 
 
+TPU_CHIPS = (0, 1, 2, 4, 8)
+
+
 class ResourcesSpec(Strict):
     cpus_per_trial: PositiveFloat = 1.0
-    gpus_per_trial: float = Field(0.0, ge=0.0)
+    gpus_per_trial: float = Field(0.0, ge=0.0)  # below 1: trials share a GPU
+    tpus_per_trial: int = Field(0, ge=0)  # Ray's "TPU" resource, whole chips
     max_concurrent_trials: PositiveInt = 2
     max_lanes_per_trial: PositiveInt = 256
     max_failures: int = Field(1, ge=-1)
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _gpu_share(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError("a fraction of a GPU is below 1; above 1, whole GPUs (2, 3, ...)")
+        return v
+
+    @field_validator("tpus_per_trial")
+    @classmethod
+    def _whole_chips(cls, v: int) -> int:
+        if v not in TPU_CHIPS:
+            # JAX takes every chip it can see: a fraction of a TPU cannot be shared safely.
+            raise ValueError(f"{v} TPU chips: use one of {', '.join(map(str, TPU_CHIPS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_accelerator(self) -> ResourcesSpec:
+        if self.gpus_per_trial and self.tpus_per_trial:
+            raise ValueError("gpus_per_trial and tpus_per_trial: choose one accelerator")
+        return self
+
+    @property
+    def accelerator(self) -> Literal["cpu", "cuda", "tpu"]:
+        """The JAX platform the trials must run on."""
+        return "tpu" if self.tpus_per_trial else "cuda" if self.gpus_per_trial else "cpu"
 
 
 class SweepSpec(Strict):

@@ -43,8 +43,7 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     }
-    if spec.resources.gpus_per_trial == 0:
-        env["JAX_PLATFORMS"] = "cpu"
+    env.update(accelerator_env(spec))
     # Trainer knobs (and test fault injection) travel to the workers; secrets such as the
     # API token or the database URL must not end up in Ray's cluster state.
     env.update(
@@ -55,6 +54,31 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
         }
     )
     return env
+
+
+def accelerator_env(spec: SweepSpec) -> dict[str, str]:
+    """What makes a trial run on the device it was given, by construction.
+
+    `JAX_PLATFORMS` names the platform, so a trial whose accelerator is missing fails
+    instead of falling back to the CPU in silence (the trial checks the backend too). Trials
+    that share a GPU (`gpus_per_trial` < 1) must not each preallocate 75 % of it: they
+    allocate on demand. (Only XLA_PYTHON_CLIENT_PREALLOCATE is set: jaxlib 0.10 raises when
+    its XLA_CLIENT_MEM_FRACTION and the deprecated XLA_PYTHON_CLIENT_MEM_FRACTION are both set.)
+    """
+    platform = spec.resources.accelerator
+    env = {"JAX_PLATFORMS": platform}
+    if platform == "cuda" and spec.resources.gpus_per_trial < 1:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """One trial's Ray resources: CPUs, GPUs (fractions share one), TPU chips (whole)."""
+    r = spec.resources
+    resources: dict[str, float] = {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
+    if r.tpus_per_trial:
+        resources["TPU"] = r.tpus_per_trial
+    return resources
 
 
 def compile_cache_dir() -> Path:
@@ -74,7 +98,7 @@ def compile_ahead(
     if (
         not get_settings().precompile
         or cluster_address(address)
-        or spec.resources.gpus_per_trial
+        or spec.resources.accelerator != "cpu"
         or not populations  # tpe: points come from the searcher as it runs
         or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
     ):

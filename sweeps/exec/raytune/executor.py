@@ -22,7 +22,7 @@ from sweeps.errors import SweepFailed, SweepInterrupted
 from sweeps.exec.precompile import CompileAhead
 from sweeps.exec.raytune import collector as collectors
 from sweeps.exec.raytune import tune_config as tune_setup
-from sweeps.exec.raytune.cluster import init_ray, sigterm_stops_tune
+from sweeps.exec.raytune.cluster import init_ray, sigterm_stops_tune, trial_resources
 from sweeps.exec.raytune.collector import Collector, CollectorCallback, PointLog
 from sweeps.exec.raytune.trainable import population_trainable
 from sweeps.folder import POINTS, RAY
@@ -72,8 +72,7 @@ class RayExecutor:
             data=self.data,
             programs=self.ahead.take() if self.ahead else None,
         )
-        resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
-        trainable = tune.with_resources(trainable, resources)
+        trainable = tune.with_resources(trainable, trial_resources(spec))
         run_config = tune.RunConfig(
             name="tune",
             storage_path=str(storage),

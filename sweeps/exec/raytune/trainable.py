@@ -33,6 +33,19 @@ def population_from_config(config: dict, populations: list[Population]) -> Popul
     return populations[ref] if isinstance(ref, int) else Population.from_json(ref)
 
 
+# JAX_PLATFORMS name -> what jax.default_backend() answers on it
+BACKEND_OF = {"cpu": "cpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
+
+
+def check_backend(platform: str, backend: str) -> None:
+    """Fail loudly when the trial's JAX is not on the device Ray gave it."""
+    if BACKEND_OF.get(platform, platform) != backend:
+        raise RuntimeError(
+            f"this trial was given {platform} but JAX runs on {backend}: install the matching "
+            "jax extra on the workers (jax[cuda12], jax[tpu]) and check the devices they see"
+        )
+
+
 def _maybe_crash(step: int) -> None:
     """Fault injection for tests: kill this worker once when it reaches a given step."""
     at = os.environ.get("GOLDILOCKS_TEST_CRASH_AT_STEP")
@@ -58,6 +71,7 @@ def population_trainable(
     from sweeps.spec import SweepSpec
 
     spec = SweepSpec.model_validate_json(spec_json)
+    check_backend(spec.resources.accelerator, jax.default_backend())
     pop = population_from_config(config, populations)
     install_programs(programs, data)  # compiled by the driver while Ray started, if it could
     timing = Timing()
