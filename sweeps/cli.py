@@ -69,9 +69,14 @@ def validate(spec: SpecArg) -> None:
         prepared = prepare(parsed, base_dir=spec.parent)
     except SpecError as err:
         _fail_input(err)
+    planner = prepared.planner
+    plan = (
+        _lane_text(prepared)  # tpe makes its lanes as it runs: say how many it will make
+        if planner.adaptive
+        else f"{len(planner.lanes)} lanes in {len(planner.populations)} populations"
+    )
     console.print(
-        f"[green]ok[/] {parsed.name}: {len(prepared.lanes)} lanes in "
-        f"{len(prepared.populations)} populations, data '{prepared.data.name}' "
+        f"[green]ok[/] {parsed.name}: {plan}, data '{prepared.data.name}' "
         f"({prepared.data.n_train} train / {prepared.data.n_val} validation rows)"
     )
     for name in parsed.search.unused_args():

@@ -203,6 +203,15 @@ def test_validate_prints_the_lane_count(tmp_path):
     assert list(tmp_path.iterdir()) == [spec]  # validate writes nothing
 
 
+def test_validate_counts_the_points_a_tpe_search_will_make(tmp_path):
+    raw = cli_spec_dict()
+    raw["search"].update(method="tpe", num_samples=6)
+    raw["train"]["seeds"] = [0, 1]
+    result = CliRunner().invoke(app, ["validate", str(write_spec(tmp_path, raw))])
+    assert result.exit_code == 0, result.output
+    assert "ok cli-tiny: tpe: 6 points x 2 seeds" in result.stdout
+
+
 # ---------------------------------------------------------------- bad input: exit 2
 
 
