@@ -63,12 +63,16 @@ def blew_up(r: LaneResult, diverge_factor: float) -> bool:
 
 
 def no_better_than_start(r: LaneResult, higher_is_better: bool = True) -> bool:
-    """Training loss not meaningfully below the initial loss, or the metric at chance level."""
+    """Training loss not meaningfully below the initial loss, nor the validation loss ever
+    below its start, or the metric at chance level."""
     final, init = _final_train(r), r.initial_train_loss
     if not (math.isfinite(final) and math.isfinite(init)):
         return True
     if init - final < COLLAPSE_GAIN * abs(init):
         return True
+    v0 = r.initial_val_loss
+    if math.isfinite(v0) and v0 - r.best_val_loss < COLLAPSE_GAIN * abs(v0):
+        return True  # its validation loss never got meaningfully below the start
     metric = [v for v in r.val_metric if math.isfinite(v)]
     if len(r.val_metric) >= 2 and math.isfinite(r.val_metric[0]) and metric:
         gain = metric[-1] - r.val_metric[0]
@@ -102,6 +106,15 @@ def _climbed(losses: list[float], margin: float) -> bool:
             return True
         lowest = min(lowest, v)
     return False
+
+
+def first_crossing(r: LaneResult, diverge_factor: float) -> int | None:
+    """The first eval step whose training loss was above the divergence threshold."""
+    threshold = diverge_factor * r.initial_train_loss
+    for step, v in zip(r.step[1:], r.train_loss[1:], strict=True):
+        if math.isfinite(v) and v > threshold:
+            return step
+    return None
 
 
 def ended_above_since(r: LaneResult, diverge_factor: float) -> int | None:
@@ -159,7 +172,10 @@ def analyze(
     verdicts = {key: _group_verdict(m, loss, zone_tolerance, higher) for key, m in groups.items()}
     for r in results:
         if r.status == "diverged" and r.diverged_at_step is None:
-            r.diverged_at_step = ended_above_since(r, diverge_factor)
+            # ended above the threshold: since when; collapsed: where it first blew up
+            r.diverged_at_step = ended_above_since(r, diverge_factor) or first_crossing(
+                r, diverge_factor
+            )
     ranked = sorted(
         (key for key, v in verdicts.items() if v.best_val_loss is not None),
         key=lambda key: verdicts[key].best_val_loss,

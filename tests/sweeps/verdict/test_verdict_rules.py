@@ -187,3 +187,14 @@ def test_verdict_invariants(results):
     for r in results:
         if r.spiked and r.train_loss[-1] >= 0.95 * r.initial_train_loss:
             assert r.status == "diverged"
+
+
+def test_a_blow_up_whose_validation_loss_never_improved_is_diverged():
+    """schedules, adam at 0.2: training loss came back down, validation loss never went below
+    its start. It did not train: diverged, with the step where it blew up."""
+    results = [
+        lane(1e-3, [1.0, 0.3, 0.1], [LN10, 0.6, 0.2, 0.1], [0.1, 0.8, 0.95, 0.97]),
+        lane(0.2, [40.0, 1.2, 0.9], [LN10, 6.0, 4.0, 3.99], [0.1, 0.3, 0.5, 0.55], spiked=True),
+    ]
+    analyze(results, loss="cross_entropy")
+    assert results[1].status == "diverged" and results[1].diverged_at_step == 10
