@@ -18,6 +18,7 @@ from sweeps import folder as files
 from sweeps.console import (
     console,
     err_console,
+    plural,
     print_lr_find,
     print_mlflow,
     print_verdict,
@@ -146,7 +147,7 @@ def _lane_text(prepared) -> str:
     if planner.adaptive:
         n = prepared.spec.search.num_samples
         return f"{prepared.spec.search.method}: {n} points x {len(prepared.spec.train.seeds)} seeds"
-    return f"{len(planner.lanes)} lanes, {len(planner.populations)} populations"
+    return f"{plural(len(planner.lanes), 'lane')}, {plural(len(planner.populations), 'population')}"
 
 
 def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):

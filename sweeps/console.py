@@ -29,8 +29,14 @@ def progress_bar() -> Progress:
 
 
 def progress_text(p) -> str:
+    """Lane-steps (what the bar measures, so a one-trial sweep moves too) and trials."""
     running = f", {p.trials_running} running" if p.trials_running else ""
-    return f"trials {p.trials_done}/{p.trials_total}{running}"
+    steps = f"{p.lane_steps_done:,}/{p.lane_steps_total:,} lane-steps"
+    return f"{steps} · trials {p.trials_done}/{p.trials_total}{running}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def fmt(v: Any, spec: str = ".3g") -> str:
@@ -65,12 +71,22 @@ def print_verdict(report: dict) -> None:
     console.print(table)
     w = report.get("winner")
     if w:
+        seeds = w.get("seeds_at_lr", 1)
+        basis = f"best of {seeds} seeds; the table shows their mean" if seeds > 1 else ""
         console.print(
             f"[bold green]winner:[/] {w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
-            f"(seed {w['seed']}): val loss {fmt(w['best_val_loss'], '.4f')}, "
-            f"{report.get('metric', 'metric')} {fmt(w['val_metric'], '.4f')}"
+            f"(seed {w['seed']}{'; ' + basis if basis else ''}): val loss "
+            f"{fmt(w['best_val_loss'], '.4f')}, {report.get('metric', 'metric')} "
+            f"{fmt(w['val_metric'], '.4f')}"
         )
     for g in report["groups"]:
+        erratic = g.get("erratic_above_edge") or []
+        if erratic:
+            console.print(
+                f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: "
+                f"{', '.join(fmt(lr) for lr in erratic)} ended finite above the stability edge "
+                f"({fmt(g['min_diverged_lr'])}); not trustworthy, so not counted as stable."
+            )
         if g["edge"]:
             console.print(
                 f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "

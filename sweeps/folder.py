@@ -10,7 +10,7 @@ A sweep's driver writes here and everyone else (`resume`, the service, a user) r
     DIR/points.jsonl       every eval point received (Ray executor), for resume
     DIR/programs.pkl       programs compiled by the driver for local Ray trials
     DIR/ray/               Ray Tune's experiment state and trial checkpoints
-    DIR/report.json, DIR/plots/*.png
+    DIR/report.json, DIR/verdict.md, DIR/plots/*.png
     DIR/submitted.json, DIR/driver.log   (service sweeps) the spec as submitted, the driver's output
 
 Light on purpose (no JAX, no MLflow): the service and the CLI read folders with it.
@@ -34,6 +34,7 @@ POINTS = "points.jsonl"
 PROGRAMS = "programs.pkl"
 RAY = "ray"
 REPORT = "report.json"
+VERDICT = "verdict.md"
 PLOTS = "plots"
 SUBMITTED = "submitted.json"
 DRIVER_LOG = "driver.log"

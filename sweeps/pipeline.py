@@ -31,7 +31,7 @@ from sweeps.spec import SweepSpec, check_against_data, parse_spec
 from sweeps.stream import Dispatcher, Progress, ProgressCallback
 from sweeps.verdict.analysis import analyze
 from sweeps.verdict.plots import write_sweep_plots
-from sweeps.verdict.report import build_report, write_report
+from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
 EXECUTORS = ("ray", "inline")
 
@@ -253,6 +253,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         metric=get_loss(spec.loss).metric,
     )
     write_report(report, folder.path)
+    (folder / files.VERDICT).write_text(verdict_markdown(report))
     write_sweep_plots(report, folder / files.PLOTS)
     if tracker:
         tracker.finish(results=results, report=report, artifacts_dir=folder / files.PLOTS)

@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.folder import REPORT, SPEC, write_json_atomic
+from sweeps.folder import REPORT, SPEC, VERDICT, write_json_atomic
 from sweeps.plan.lanes import Lane
 from sweeps.spec import SweepSpec, spec_to_json
 from sweeps.tracking.naming import (
@@ -68,6 +68,7 @@ from sweeps.tracking.writer import (
     Writer,
     with_retries,
 )
+from sweeps.verdict.report import verdict_markdown
 from sweeps.verdict.results import LaneResult
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,8 @@ class SweepTracker:
         parent = self._parent_id
         text = json.dumps(report, indent=1)
         self._writer.put(Call(PARENT, partial(_log_text, parent, text, REPORT), "log report.json"))
+        verdict = verdict_markdown(report)
+        self._writer.put(Call(PARENT, partial(_log_text, parent, verdict, VERDICT), "log verdict"))
         if artifacts_dir is not None and Path(artifacts_dir).is_dir():
             folder = Path(artifacts_dir)
             # logged as a folder of the same name: <out>/plots -> plots/*.png

@@ -1,17 +1,32 @@
-"""The Goldilocks verdict: a status per lane, a zone per group, and a winner.
+"""The Goldilocks verdict: a status per lane, edges and a zone per group, and a winner.
 
-Pure functions over `LaneResult`s. The rules, in order (documented in the README):
+Pure functions over `LaneResult`s. A lane's status (the rules, with their numbers, are in the
+README) is decided in two passes: what the lane did on its own, then where it ended against
+its group (same optimizer, schedule and arguments; other LRs and seeds).
 
-- **diverged**: the trainer froze the lane (non-finite loss, or above `diverge_factor` x its
-  initial loss for `patience` steps), or it ended above that threshold.
-- **unstable**: it crossed the threshold and came back, or its training loss climbed more than
-  `UNSTABLE_RISE` x its initial loss above the lowest value it had reached.
-- **stagnated**: its training loss fell by less than `stagnation_tolerance` of the initial loss.
-- **converged**: everything else.
+On its own:
+- **diverged**: the trainer froze it (non-finite loss, or above `diverge_factor` x its initial
+  loss for `patience` steps), it ended above that threshold, or it *collapsed*: it blew up
+  (crossed the threshold, or climbed more than `UNSTABLE_RISE` x its initial loss above its
+  low) and ended no better than it started: its training loss less than `COLLAPSE_GAIN` below
+  the initial loss, or its validation metric within `CHANCE_MARGIN` of its untrained value.
+- **unstable**: it blew up and still ended clearly better than it started.
 
-A group's LRs are compared by their validation loss averaged over seeds. The **zone** is the
-contiguous run of LRs around the best whose loss achieves at least (1 - `zone_tolerance`) of
-the best LR's improvement over the initial validation loss, with no diverged seed.
+Against its group (the best LR: the lowest validation loss averaged over seeds, among LRs
+with no diverged seed):
+- at an LR above the best, a lane that ended no better than it started is **diverged** too
+  (collapsed without a spike: a learning rate too hot to train, not too slow);
+- **converged** only when its best validation loss is within `NEAR_BEST` of the group's best
+  improvement over the initial loss;
+- otherwise **stagnated** below the best LR (too slow: it had not got there in the steps
+  given) and **unstable** above it (too hot: it trained, but far from the best).
+
+Edges: `min_diverged_lr` is the first LR above the best with a diverged seed, `max_stable_lr`
+the LR just below it (so max_stable_lr < min_diverged_lr always); LRs above the edge that
+ended finite anyway are `erratic_above_edge`, listed rather than allowed to move the edge.
+The **zone** is the contiguous run of LRs around the best whose averaged validation loss is
+within `zone_tolerance` of the best improvement over the initial loss, with every seed
+converged (no unstable, stagnated or diverged LR inside).
 """
 
 from __future__ import annotations
@@ -23,23 +38,62 @@ from typing import Any
 
 import numpy as np
 
+from sweeps.core.losses import LOSSES
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.verdict.results import LaneResult
 
-UNSTABLE_RISE = 0.25
+UNSTABLE_RISE = 0.25  # a climb this far (x initial loss) above the lane's low is a blow-up
+COLLAPSE_GAIN = 0.10  # ended less than 10 % below its initial training loss: no better
+CHANCE_MARGIN = 0.02  # validation metric within 0.02 of its untrained value: chance level
+NEAR_BEST = 0.10  # converged: within 10 % of the group's best improvement
 STATUS_ORDER = ("converged", "stagnated", "unstable", "diverged")  # worst last
 
 
+# --------------------------------------------------------------------------- one lane
+def _final_train(r: LaneResult) -> float:
+    trained = r.train_loss[1:]
+    return trained[-1] if trained else math.nan
+
+
+def blew_up(r: LaneResult, diverge_factor: float) -> bool:
+    """Crossed the divergence threshold, or climbed far above its own low."""
+    trained = [v for v in r.train_loss[1:] if math.isfinite(v)]
+    crossed = any(v > diverge_factor * r.initial_train_loss for v in trained)
+    return r.spiked or crossed or _climbed(trained, UNSTABLE_RISE * r.initial_train_loss)
+
+
+def no_better_than_start(r: LaneResult, higher_is_better: bool = True) -> bool:
+    """Training loss not meaningfully below the initial loss, nor the validation loss ever
+    below its start, or the metric at chance level."""
+    final, init = _final_train(r), r.initial_train_loss
+    if not (math.isfinite(final) and math.isfinite(init)):
+        return True
+    if init - final < COLLAPSE_GAIN * abs(init):
+        return True
+    v0 = r.initial_val_loss
+    if math.isfinite(v0) and v0 - r.best_val_loss < COLLAPSE_GAIN * abs(v0):
+        return True  # its validation loss never got meaningfully below the start
+    metric = [v for v in r.val_metric if math.isfinite(v)]
+    if len(r.val_metric) >= 2 and math.isfinite(r.val_metric[0]) and metric:
+        gain = metric[-1] - r.val_metric[0]
+        return (gain if higher_is_better else -gain) < CHANCE_MARGIN
+    return False
+
+
 def classify_lane(
-    r: LaneResult, *, diverge_factor: float = 4.0, stagnation_tolerance: float = 0.05
+    r: LaneResult,
+    *,
+    diverge_factor: float = 4.0,
+    stagnation_tolerance: float = 0.05,
+    higher_is_better: bool = True,
 ) -> str:
-    init = r.initial_train_loss
-    trained = [v for v in r.train_loss[1:]]
-    final = trained[-1] if trained else math.nan
+    """What the lane did on its own: diverged, unstable, stagnated (barely moved) or converged
+    (`analyze` then refines converged and stagnated against the lane's group)."""
+    init, final = r.initial_train_loss, _final_train(r)
     if r.diverged_at_step is not None or not math.isfinite(final) or final > diverge_factor * init:
         return "diverged"
-    if r.spiked or _climbed(trained, UNSTABLE_RISE * init):
-        return "unstable"
+    if blew_up(r, diverge_factor):
+        return "diverged" if no_better_than_start(r, higher_is_better) else "unstable"
     if init - final < stagnation_tolerance * init:
         return "stagnated"
     return "converged"
@@ -54,6 +108,15 @@ def _climbed(losses: list[float], margin: float) -> bool:
     return False
 
 
+def first_crossing(r: LaneResult, diverge_factor: float) -> int | None:
+    """The first eval step whose training loss was above the divergence threshold."""
+    threshold = diverge_factor * r.initial_train_loss
+    for step, v in zip(r.step[1:], r.train_loss[1:], strict=True):
+        if math.isfinite(v) and v > threshold:
+            return step
+    return None
+
+
 def ended_above_since(r: LaneResult, diverge_factor: float) -> int | None:
     """For a lane that ended above the threshold without being frozen: where that began."""
     threshold = diverge_factor * r.initial_train_loss
@@ -63,6 +126,7 @@ def ended_above_since(r: LaneResult, diverge_factor: float) -> int | None:
     return since
 
 
+# --------------------------------------------------------------------------- a group
 @dataclass
 class GroupVerdict:
     optimizer: str
@@ -80,6 +144,7 @@ class GroupVerdict:
     best_val_metric: float | None
     seed_spread: dict[str, float] | None
     status_counts: dict[str, int]
+    erratic_above_edge: list[float] = field(default_factory=list)
     curve: dict[str, list[Any]] = field(default_factory=dict)
     rank: int | None = None
 
@@ -90,19 +155,27 @@ def analyze(
     loss: str,
     diverge_factor: float = 4.0,
     stagnation_tolerance: float = 0.05,
-    zone_tolerance: float = 0.2,
+    zone_tolerance: float = 0.05,
 ) -> tuple[list[GroupVerdict], LaneResult | None]:
     """Classify lanes (in place), build one verdict per group, rank groups, pick the winner."""
+    higher = LOSSES[loss].higher_is_better if loss in LOSSES else True
     for r in results:
         r.status = classify_lane(
-            r, diverge_factor=diverge_factor, stagnation_tolerance=stagnation_tolerance
+            r,
+            diverge_factor=diverge_factor,
+            stagnation_tolerance=stagnation_tolerance,
+            higher_is_better=higher,
         )
-        if r.status == "diverged" and r.diverged_at_step is None:
-            r.diverged_at_step = ended_above_since(r, diverge_factor)
     groups: dict[tuple, list[LaneResult]] = defaultdict(list)
     for r in results:
         groups[r.lane.group_key].append(r)
-    verdicts = {key: _group_verdict(m, loss, zone_tolerance) for key, m in groups.items()}
+    verdicts = {key: _group_verdict(m, loss, zone_tolerance, higher) for key, m in groups.items()}
+    for r in results:
+        if r.status == "diverged" and r.diverged_at_step is None:
+            # ended above the threshold: since when; collapsed: where it first blew up
+            r.diverged_at_step = ended_above_since(r, diverge_factor) or first_crossing(
+                r, diverge_factor
+            )
     ranked = sorted(
         (key for key, v in verdicts.items() if v.best_val_loss is not None),
         key=lambda key: verdicts[key].best_val_loss,
@@ -117,20 +190,56 @@ def analyze(
     return list(verdicts.values()), winner
 
 
-def _group_verdict(members: list[LaneResult], loss: str, zone_tolerance: float) -> GroupVerdict:
+def _best_index(lrs, by_lr, mean_loss, *, converged_only: bool = False) -> int | None:
+    """The LR with the lowest seed-averaged validation loss: among LRs with no diverged seed
+    (first pass), or among LRs whose every seed converged (the verdict's best LR)."""
+
+    def eligible(lr):
+        statuses = {r.status for r in by_lr[lr]}
+        return statuses == {"converged"} if converged_only else "diverged" not in statuses
+
+    candidates = [i for i, lr in enumerate(lrs) if math.isfinite(mean_loss[i]) and eligible(lr)]
+    return min(candidates, key=lambda i: mean_loss[i]) if candidates else None
+
+
+def _refine(members, by_lr, lrs, best, higher) -> None:
+    """The second pass: each lane against its group's best LR (see the module docstring)."""
+    best_lr = lrs[best]
+    group_best = min(r.best_val_loss for r in by_lr[best_lr])
+    initial = _mean([r.initial_val_loss for r in members])
+    gain = initial - group_best
+    for r in members:
+        lr = r.lane.learning_rate
+        if r.status in ("diverged", "unstable"):
+            continue
+        if lr > best_lr and no_better_than_start(r, higher):
+            r.status = "diverged"  # collapsed without a spike: too hot to train at all
+            continue
+        near = gain > 0 and r.best_val_loss - group_best <= NEAR_BEST * gain
+        if r.status == "converged" and not near:
+            r.status = "stagnated" if lr < best_lr else "unstable"
+
+
+def _group_verdict(
+    members: list[LaneResult], loss: str, zone_tolerance: float, higher: bool = True
+) -> GroupVerdict:
     lane0 = members[0].lane
     by_lr: dict[float, list[LaneResult]] = defaultdict(list)
     for r in members:
         by_lr[r.lane.learning_rate].append(r)
     lrs = sorted(by_lr)
-    diverged = [any(r.status == "diverged" for r in by_lr[lr]) for lr in lrs]
     mean_loss = [_mean([r.best_val_loss for r in by_lr[lr]]) for lr in lrs]
+    best = _best_index(lrs, by_lr, mean_loss)
+    if best is not None and len(lrs) > 1:
+        _refine(members, by_lr, lrs, best, higher)
+    # The verdict's best LR trained cleanly on every seed; failing that (nothing converged),
+    # the best LR with no diverged seed, and then there is no zone.
+    best = _best_index(lrs, by_lr, mean_loss, converged_only=True)
+    if best is None:
+        best = _best_index(lrs, by_lr, mean_loss)
     std_loss = [_std([r.best_val_loss for r in by_lr[lr]]) for lr in lrs]
     worst = [max((r.status for r in by_lr[lr]), key=STATUS_ORDER.index) for lr in lrs]
-    candidates = [i for i in range(len(lrs)) if not diverged[i] and math.isfinite(mean_loss[i])]
-    best = min(candidates, key=lambda i: mean_loss[i]) if candidates else None
-    stable = [lr for lr, d in zip(lrs, diverged, strict=True) if not d]
-    diverged_lrs = [lr for lr, d in zip(lrs, diverged, strict=True) if d]
+    diverged = [w == "diverged" for w in worst]
     counts = {s: sum(r.status == s for r in members) for s in STATUS_ORDER}
     verdict = GroupVerdict(
         optimizer=lane0.optimizer,
@@ -141,8 +250,8 @@ def _group_verdict(members: list[LaneResult], loss: str, zone_tolerance: float) 
         lr_free=OPTIMIZERS[lane0.optimizer].lr_free,
         best_lr=None,
         zone=None,
-        max_stable_lr=max(stable) if stable else None,
-        min_diverged_lr=min(diverged_lrs) if diverged_lrs else None,
+        max_stable_lr=None,
+        min_diverged_lr=None,
         edge=None,
         best_val_loss=None,
         best_val_metric=None,
@@ -156,6 +265,8 @@ def _group_verdict(members: list[LaneResult], loss: str, zone_tolerance: float) 
         },
     )
     if best is None:
+        diverged_lrs = [lr for lr, d in zip(lrs, diverged, strict=True) if d]
+        verdict.min_diverged_lr = min(diverged_lrs) if diverged_lrs else None
         return verdict
     at_best = by_lr[lrs[best]]
     verdict.best_lr = lrs[best]
@@ -167,21 +278,31 @@ def _group_verdict(members: list[LaneResult], loss: str, zone_tolerance: float) 
             "val_loss_std": std_loss[best],
             "val_metric_std": _std([r.best_val_metric for r in at_best]),
         }
+    # The stability edge: the first diverged LR above the best, and the LR just below it.
+    edge_i = next((i for i in range(best + 1, len(lrs)) if diverged[i]), None)
+    if edge_i is None:
+        verdict.max_stable_lr = lrs[-1]
+    else:
+        verdict.min_diverged_lr = lrs[edge_i]
+        verdict.max_stable_lr = lrs[edge_i - 1]
+        verdict.erratic_above_edge = [
+            lrs[i] for i in range(edge_i + 1, len(lrs)) if not diverged[i]
+        ]
     if len(lrs) > 1:
         verdict.edge = "low" if best == 0 else "high" if best == len(lrs) - 1 else None
         initial = _mean([r.initial_val_loss for r in members])
-        verdict.zone = _zone(lrs, mean_loss, diverged, best, initial, zone_tolerance)
+        verdict.zone = _zone(lrs, mean_loss, worst, best, initial, zone_tolerance)
     return verdict
 
 
-def _zone(lrs, losses, diverged, best, initial, tolerance) -> dict[str, float] | None:
+def _zone(lrs, losses, worst, best, initial, tolerance) -> dict[str, float] | None:
     gain = initial - losses[best]
-    if not gain > 0:
-        return None  # nothing improved on the starting point: there is no zone
+    if not gain > 0 or worst[best] != "converged":
+        return None  # nothing improved on the start, or nothing trained cleanly: no zone
     bar = losses[best] + tolerance * gain
 
     def inside(i):
-        return not diverged[i] and math.isfinite(losses[i]) and losses[i] <= bar
+        return worst[i] == "converged" and math.isfinite(losses[i]) and losses[i] <= bar
 
     lo = hi = best
     while lo > 0 and inside(lo - 1):

@@ -63,10 +63,65 @@ def build_report(
             (group_entry(v) for v in verdicts), key=lambda g: (g["rank"] is None, g["rank"])
         ),
         "lanes": [lane_entry(r) for r in results],
-        "winner": lane_entry(winner, with_history=False) if winner else None,
+        "winner": _winner_entry(winner, results) if winner else None,
         "timing": {k: round(v, 3) for k, v in timing.items()},
     }
     return json_safe(report)
+
+
+def _winner_entry(winner: LaneResult, results: list[LaneResult]) -> dict[str, Any]:
+    """The best single lane: at its group's best LR, the seed with the lowest validation loss.
+    The table shows that LR's mean over seeds; `seeds_at_lr` says how many it averaged."""
+    seeds = sum(
+        r.lane.group_key == winner.lane.group_key
+        and r.lane.learning_rate == winner.lane.learning_rate
+        for r in results
+    )
+    return {**lane_entry(winner, with_history=False), "seeds_at_lr": seeds}
+
+
+def verdict_markdown(report: dict[str, Any]) -> str:
+    """The verdict table as Markdown: what the MLflow parent run shows as `verdict.md`."""
+
+    def f(v: Any, spec: str = ".3g") -> str:
+        return "—" if v is None else format(v, spec)
+
+    metric = report.get("metric") or "metric"
+    lines = [
+        f"# Goldilocks verdict — {report['name']}",
+        "",
+        f"| # | optimizer | schedule | best LR | zone | max stable | min diverged "
+        f"| best val loss | val {metric} | lanes c/s/u/d |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in report["groups"]:
+        zone = g.get("zone")
+        c = g["status_counts"]
+        best = f(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else "")
+        lines.append(
+            f"| {f(g['rank'], 'd')} | {g['optimizer']} | {g['schedule']} | {best} "
+            f"| {f(zone['low']) + ' – ' + f(zone['high']) if zone else '—'} "
+            f"| {f(g['max_stable_lr'])} | {f(g['min_diverged_lr'])} "
+            f"| {f(g['best_val_loss'], '.4f')} | {f(g['best_val_metric'], '.4f')} "
+            f"| {c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']} |"
+        )
+    w = report.get("winner")
+    if w:
+        lines += [
+            "",
+            f"**winner:** {w['optimizer']} · {w['schedule']} at LR {f(w['learning_rate'])} "
+            f"(seed {w['seed']}): val loss {f(w['best_val_loss'], '.4f')}, "
+            f"{metric} {f(w['val_metric'], '.4f')}",
+        ]
+    for g in report["groups"]:
+        if g.get("erratic_above_edge"):
+            lines.append(
+                f"- {g['optimizer']} · {g['schedule']}: "
+                f"{', '.join(f(lr) for lr in g['erratic_above_edge'])} ended finite above the "
+                "stability edge (not counted as stable)"
+            )
+    lines += ["", "Statuses: c converged, s stagnated (too slow), u unstable, d diverged."]
+    return "\n".join(lines) + "\n"
 
 
 def json_safe(value: Any) -> Any:

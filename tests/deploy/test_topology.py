@@ -198,6 +198,7 @@ def test_sweep_over_http_lands_in_the_mlflow_server_and_its_ui(stack):
         assert len(children) == 6 and all(r.info.status == "FINISHED" for r in children)
         artifacts = [a.path for a in client.list_artifacts(parent_id, "plots")]
         assert "plots/goldilocks.png" in artifacts
+        assert "verdict.md" in {a.path for a in client.list_artifacts(parent_id)}
     finally:
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             os.environ.pop(key, None)
@@ -229,5 +230,10 @@ def test_sweep_over_http_lands_in_the_mlflow_server_and_its_ui(stack):
         else:
             raise AssertionError("the Goldilocks plot did not render in the MLflow UI")
         driver.save_screenshot(str(ARTIFACTS / "mlflow-ui-goldilocks-plot.png"))
+
+        # The verdict table, readable in the UI's artifact viewer (verdict.md on the parent).
+        driver.get(f"{stack['mlflow']}/#/experiments/{eid}/runs/{parent_id}/artifacts/verdict.md")
+        _wait_for_text(driver, "Goldilocks verdict — topology-sweep", "min diverged", "winner")
+        driver.save_screenshot(str(ARTIFACTS / "mlflow-ui-verdict.png"))
     finally:
         driver.quit()

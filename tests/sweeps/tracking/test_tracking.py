@@ -240,7 +240,17 @@ def test_sweep_is_logged(tracking_uri: str, tmp_path: Path) -> None:
     } <= set(pm)
     assert parent.data.tags["winner.run_id"] == report["winner"]["run_id"]
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"report.json", "spec.json", "plots"} <= files
+    assert {"report.json", "spec.json", "verdict.md", "plots"} <= files
+    verdict = mlflow.artifacts.download_artifacts(
+        run_id=parent.info.run_id,
+        artifact_path="verdict.md",
+        dst_path=str(tmp_path / "dl-verdict"),
+        tracking_uri=tracking_uri,
+    )
+    table = Path(verdict).read_text()
+    assert table.startswith(f"# Goldilocks verdict — {spec.name}")
+    for g in report["groups"]:  # one row per group, in rank order
+        assert f"| {g['rank']} | {g['optimizer']} | {g['schedule']} |" in table
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == [
         "plots/zone.png"
     ]
