@@ -207,8 +207,14 @@ def _load_file(path: Path, target: str | None, task: str | None, base_dir: Path 
             f"unsupported file type {path.suffix or '(none)'!r}; use one of: "
             + ", ".join(_FILE_SUFFIXES),
         )
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError("data.path", f"{path} is a directory, not a {suffix} file")
+    if not path.exists():
         raise DataError("data.path", f"file not found: {path}")
+    if not path.is_file():
+        raise DataError("data.path", f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise DataError("data.path", f"{path} is empty (0 bytes)")
 
     if suffix == ".npz":
         x, y, features, image_shape, target_name = _read_npz(path, target)
@@ -228,6 +234,9 @@ def _read_table(
         raise DataError("data.path", f"could not read {path}: {e}") from e
     df.columns = [str(c) for c in df.columns]
     columns = list(df.columns)
+    if len(df) == 0:  # else every column reads as non-numeric (an empty object column)
+        header = f" (only a header: {', '.join(columns)})" if columns else ""
+        raise DataError("data.path", f"{path} has no rows{header}")
     if target is None:
         target = next((c for c in ("target", "y") if c in columns), None)
         if target is None:
