@@ -15,7 +15,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,14 +29,19 @@ from pydantic import (
     model_validator,
 )
 
-from models import MODEL_NAMES, ModelSpec, make_model
+# Light imports only (no JAX): the registries' names and defaults load without it, so a spec
+# is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
+from models.specs import MODEL_NAMES, ModelSpec
 from sweeps.core.args import searched_args
-from sweeps.core.data import BUILTIN_DATASETS, Dataset
+from sweeps.core.data import BUILTIN_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
 from sweeps.core.schedules import SCHEDULE_NAMES, SCHEDULES
 from sweeps.errors import SpecError
 from sweeps.settings import get_settings
+
+if TYPE_CHECKING:
+    from sweeps.core.data import Dataset
 
 
 class Strict(BaseModel):
@@ -438,6 +443,8 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def check_against_data(spec: SweepSpec, data: Dataset) -> None:
     """The checks that need the loaded data: loss vs task, batch size vs rows."""
+    from models import make_model  # JAX: the data is loaded, a sweep is about to run
+
     errors = []
     loss = LOSSES[spec.loss]
     if loss.task != data.task:
