@@ -373,6 +373,10 @@ def test_cli_client_submit_status_list_cancel_report(server, tmp_path):
     assert result.exit_code == 0 and f"cancelled {sid}" in result.stdout
     result = runner.invoke(cli_app, ["cancel", sid])
     assert result.exit_code == 1 and "already cancelled" in result.stderr
+    result = runner.invoke(cli_app, ["cancel", sid, "--wait"])  # its goal is met: 0
+    assert result.exit_code == 0 and f"cancelled {sid}" in result.stdout, result.output
+    result = runner.invoke(cli_app, ["status", sid])
+    assert result.exit_code == 3 and "cancelled" in result.stdout, result.output
     result = runner.invoke(cli_app, ["status", "0" * 32])
     assert result.exit_code == 2 and "no sweep" in result.stderr
 
