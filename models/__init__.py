@@ -1,7 +1,17 @@
-"""Model package: pydantic specs, NNX modules and pure init/apply functions."""
+"""Model package: pydantic specs, NNX modules and pure init/apply functions.
 
-from models.registry import ModelFns, make_model
+The specs (`models.specs`) are light; `make_model` and `ModelFns` (JAX, Flax) load on first
+use, so validating a spec never imports JAX.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from models.specs import MODEL_NAMES, CNNSpec, LinearSpec, MLPSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from models.registry import ModelFns, make_model
 
 __all__ = [
     "MODEL_NAMES",
@@ -12,3 +22,11 @@ __all__ = [
     "ModelSpec",
     "make_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ModelFns", "make_model"):
+        from models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

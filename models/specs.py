@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "silu", "elu"]
 
-# Strict configs: a typo'd key should fail loudly instead of being ignored.
-_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+# Strict configs: a typo'd key should fail loudly instead of being ignored, and a quoted "16"
+# is a string, not a width.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class LinearSpec(BaseModel):

@@ -83,8 +83,11 @@ class GoldilocksClient:
             params["status"] = status
         return self._json("GET", "/sweeps", params=params)
 
-    def cancel(self, sweep_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/sweeps/{sweep_id}/cancel")
+    def cancel(self, sweep_id: str, *, wait: bool = True) -> dict[str, Any]:
+        """Cancel; `wait=False` answers once the cancel is recorded, else the server waits a
+        few seconds (its cancel_wait_s) for a running sweep to end."""
+        params = None if wait else {"wait": "false"}
+        return self._json("POST", f"/sweeps/{sweep_id}/cancel", params=params)
 
     def report(self, sweep_id: str) -> dict[str, Any]:
         return self._json("GET", f"/sweeps/{sweep_id}/report")

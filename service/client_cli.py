@@ -5,7 +5,8 @@ imported at module level: every `goldilocks` start imports this module.
 
 Client exit codes: 0 succeeded (or done), 1 the sweep failed (or the server refused: 409, 429,
 5xx), 2 bad input (422/413/415, unknown id, missing token), 3 the sweep was cancelled,
-4 the server is unreachable.
+4 the server is unreachable. `status` answers with the sweep's: 0 queued, running or
+succeeded, 1 failed, 3 cancelled (a script can `goldilocks status ID || ...`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # noqa: F401 (re
 
 EXIT_CANCELLED, EXIT_UNREACHABLE = 3, 4  # the client's own, beyond the sweep commands'
 _BAD_INPUT = {400, 401, 403, 404, 413, 415, 422}
+_TERMINAL = ("succeeded", "failed", "cancelled")
+# A sweep's status as an exit code: queued and running are not failures (yet).
+_STATUS_EXIT = {"failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
 
 ServerOpt = Annotated[
     str | None,
@@ -142,7 +146,7 @@ def _follow(client: GoldilocksClient, sweep_id: str, poll: float, out, err) -> N
             sweep = client.get(sweep_id)
             p = sweep.get("progress") or {}
             bar.update(task, completed=p.get("fraction", 0.0), description=_describe(sweep))
-            if sweep["status"] in ("succeeded", "failed", "cancelled"):
+            if sweep["status"] in _TERMINAL:
                 break
             time.sleep(poll)
     if sweep["status"] == "succeeded":
@@ -177,7 +181,8 @@ def _print_links(out, sweep: dict[str, Any]) -> None:
 
 
 def status(sweep_id: IdArg, server: ServerOpt = None) -> None:
-    """Show one sweep: status, progress, ETA, MLflow ids, error."""
+    """Show one sweep: status, progress, ETA, MLflow ids, error. Exit code: 0 queued, running or
+    succeeded; 1 failed; 3 cancelled."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -211,6 +216,8 @@ def status(sweep_id: IdArg, server: ServerOpt = None) -> None:
     if sweep.get("error"):
         table.add_row("error", escape(sweep["error"]))
     out.print(table)
+    if code := _STATUS_EXIT.get(sweep["status"]):
+        raise typer.Exit(code)
 
 
 def _cancelling(sweep: dict[str, Any]) -> bool:
@@ -239,13 +246,36 @@ def list_sweeps(
     out.print(table)
 
 
-def cancel(sweep_id: IdArg, server: ServerOpt = None) -> None:
-    """Cancel a queued or running sweep (its MLflow runs end KILLED)."""
-    out, _ = _consoles()
+def cancel(
+    sweep_id: IdArg,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Block until the sweep has ended (its driver stopped).")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between looks, with --wait.")] = 0.5,
+    server: ServerOpt = None,
+) -> None:
+    """Cancel a queued or running sweep (its MLflow runs end KILLED). Returns once the cancel is
+    recorded; a running sweep's driver then stops within seconds (--wait to see it end)."""
+    from service.client import ApiError
+
+    out, err = _consoles()
     with _handled(), _client(server) as client:
-        sweep = client.cancel(sweep_id)
+        try:
+            sweep = client.cancel(sweep_id, wait=False)
+        except ApiError as exc:
+            if not (wait and exc.status == 409):
+                raise
+            sweep = client.get(sweep_id)  # ended meanwhile: by an earlier cancel, say
+            if sweep["status"] != "cancelled":
+                raise
+        while wait and sweep["status"] not in _TERMINAL:
+            time.sleep(poll)
+            sweep = client.get(sweep_id)
     if sweep["status"] == "cancelled":
         out.print(f"cancelled {sweep_id}")
+    elif sweep["status"] in _TERMINAL:  # it ended on its own before the driver was stopped
+        err.print(f"sweep {sweep_id} {sweep['status']} before the cancel took effect")
+        raise typer.Exit(_STATUS_EXIT.get(sweep["status"], EXIT_OK))
     else:
         out.print(f"cancelling {sweep_id}: its driver is stopping (goldilocks status {sweep_id})")
 

@@ -20,15 +20,18 @@ from service import store
 from service.errors import ApiError
 from service.runner import resolve_data_path
 from service.settings import ServiceSettings
+from sweeps.errors import SpecError
+from sweeps.spec import SpecLoader, load_json, load_yaml
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"application/json"})
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors/aliases: a few hundred bytes of nested aliases expand into
-    billions of nodes once validated (the "billion laughs"); a spec never needs them."""
+class _NoAliasLoader(SpecLoader):
+    """The spec's strict YAML, without anchors/aliases: a few hundred bytes of nested aliases
+    expand into billions of nodes once validated (the "billion laughs"); a spec never needs
+    them."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -60,17 +63,10 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
     except UnicodeDecodeError as err:
         raise _invalid([f"spec: the body is not UTF-8 text (byte {err.start})"]) from None
     try:
-        if is_json:
-            return json.loads(text)
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
-    except json.JSONDecodeError as err:
-        raise _invalid(
-            [f"spec: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"]
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _invalid([f"spec: malformed YAML{where}: {getattr(err, 'problem', err)}"]) from None
+        # The CLI's loaders: a key given twice is refused the same way, naming its path.
+        return load_json(text) if is_json else load_yaml(text, _NoAliasLoader)
+    except SpecError as err:
+        raise _invalid(err.errors) from None
     except RecursionError:
         raise _invalid(["spec: nested too deeply"]) from None
 
@@ -78,7 +74,7 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
 def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
     """The canonical spec (all defaults filled in) of a valid submission, else ApiError(422)."""
     from sweeps.pipeline import prepare  # imports JAX: the app warms it at start-up
-    from sweeps.spec import SpecError, parse_spec
+    from sweeps.spec import parse_spec
 
     try:
         spec = parse_spec(raw)

@@ -30,8 +30,10 @@ from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, SpecErr
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
 
-# Heavy imports (JAX via the spec's models, Ray, MLflow) happen inside the commands that need
-# them, so `goldilocks --help`, `status` or `list` answer at once.
+# Heavy imports (JAX, Ray, MLflow) happen inside the commands that need them, so
+# `goldilocks --help`, `status` or `list` answer at once. The spec module is light (its
+# registries import JAX on first use): a command reads and validates the spec before it imports
+# the pipeline, so a typo is answered without JAX.
 
 HELP = "Goldilocks: find the learning rates that train, for every optimizer and schedule."
 
@@ -62,9 +64,9 @@ def _load(spec_path: Path) -> SweepSpec:
 
 def validate(spec: SpecArg) -> None:
     """Check a spec (and its data) without running anything."""
+    parsed = _load(spec)  # before the pipeline's import (JAX): a bad spec is answered at once
     from sweeps.pipeline import prepare
 
-    parsed = _load(spec)
     try:
         prepared = prepare(parsed, base_dir=spec.parent)
     except SpecError as err:
@@ -106,9 +108,9 @@ def run(
     sweep_id: Annotated[str | None, typer.Option(help="Use this sweep id.", hidden=True)] = None,
 ) -> None:
     """Run a sweep, print the verdict, write report.json and plots, log it all to MLflow."""
+    parsed = _load(spec)
     from sweeps.pipeline import EXECUTORS, prepare
 
-    parsed = _load(spec)
     if executor not in EXECUTORS:
         _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose ray or inline"))
     try:
@@ -200,11 +202,11 @@ def lr_find_command(
     """The LR range test: ramp the LR exponentially, suggest where to look."""
     import json
 
+    parsed = _load(spec)
     from sweeps.lrfind import config_for, lr_find
     from sweeps.pipeline import prepare
     from sweeps.verdict.plots import plot_lr_find
 
-    parsed = _load(spec)
     try:
         prepared = prepare(parsed, base_dir=spec.parent)
         config = config_for(parsed, min_lr=min_lr, max_lr=max_lr, steps=steps)

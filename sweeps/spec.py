@@ -3,6 +3,10 @@
 `load_spec` turns YAML/JSON text or a file into a `SweepSpec`, or raises `SpecError` whose
 lines each name the offending field ("search.learning_rate.min: must be > 0"). Checks that need
 the data (batch size vs rows, loss vs task) live in `check_against_data`.
+
+Input is read strictly: a key given twice is an error (YAML and JSON parsers would keep the last
+one silently), a quoted "3" is a string, not a number (pydantic's strict mode; an int is still
+a float), and `1e-5` is a number in YAML as in JSON (YAML 1.2; PyYAML's 1.1 reads a string).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,18 +29,24 @@ from pydantic import (
     model_validator,
 )
 
-from models import MODEL_NAMES, ModelSpec, make_model
+# Light imports only (no JAX): the registries' names and defaults load without it, so a spec
+# is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
+from models.specs import MODEL_NAMES, ModelSpec
 from sweeps.core.args import searched_args
-from sweeps.core.data import BUILTIN_DATASETS, Dataset
+from sweeps.core.data import BUILTIN_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
 from sweeps.core.schedules import SCHEDULE_NAMES, SCHEDULES
 from sweeps.errors import SpecError
 from sweeps.settings import get_settings
 
+if TYPE_CHECKING:
+    from sweeps.core.data import Dataset
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: "500" is not a number, "true" not a boolean (an int still fills a float field).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def _choose(kind: str, value: str, valid: tuple[str, ...]) -> str:
@@ -286,6 +296,9 @@ def _field_path(loc: tuple) -> str:
     return ".".join(parts)
 
 
+_SCALAR_TYPES = frozenset({"int_type", "float_type", "bool_type"})
+
+
 def _format_errors(err: ValidationError) -> list[str]:
     """One line per field; a union's members (int | "full") are joined with "or"."""
     by_field: dict[str, list[str]] = {}
@@ -293,6 +306,9 @@ def _format_errors(err: ValidationError) -> list[str]:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (misspelled?)"
+        elif e["type"] in _SCALAR_TYPES and isinstance(e.get("input"), str):
+            text = e["input"] if len(e["input"]) <= 40 else e["input"][:37] + "..."
+            msg = f"{msg}, not the string {text!r} (strict: write it without quotes)"
         messages = by_field.setdefault(_field_path(e["loc"]), [])
         if msg not in messages:
             messages.append(msg)
@@ -309,28 +325,157 @@ def parse_spec(raw: Any) -> SweepSpec:
         raise SpecError(_format_errors(err)) from None
 
 
-def parse_spec_text(text: str) -> SweepSpec:
-    """Validate YAML or JSON text (JSON is YAML)."""
+# ---------------------------------------------------------------- text -> Python data, strictly
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2's floats with an exponent that YAML 1.1 reads as strings: 1e-5, 1.0e5, .5E3.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)[eE][-+]?[0-9]+$")
+
+
+class _DuplicateKeys(yaml.YAMLError):
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, strict: every key given twice in a mapping is reported with the
+    path of that mapping ("search.learning_rate: duplicate key 'min' at line 7"), where PyYAML
+    would keep the last value silently. Merge keys (`<<: *base`) may still be overridden."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._paths: dict[int, str] = {}  # id(node) -> its dotted path, set by its parent
+        self._duplicates: list[str] = []
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        data = super().construct_document(node)
+        if self._duplicates:
+            raise _DuplicateKeys(self._duplicates)
+        return data
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            path = self._paths.get(id(node), "")
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class refuses it
+                    continue
+                if duplicate:
+                    line = key_node.start_mark.line + 1
+                    self._duplicates.append(
+                        f"{path or 'spec'}: duplicate key {key!r} at line {line}"
+                    )
+                self._paths.setdefault(id(value_node), _join(path, key))
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_sequence(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            path = self._paths.get(id(node), "")
+            for i, child in enumerate(node.value):
+                self._paths.setdefault(id(child), _join(path, i))
+        return super().construct_sequence(node, deep=deep)
+
+
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def load_yaml(text: str, loader: type[SpecLoader] = SpecLoader) -> Any:
+    """YAML text as Python data (strictly: see SpecLoader), else SpecError."""
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKeys as err:
+        raise SpecError(err.lines) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError([f"spec: malformed YAML{where}: {getattr(err, 'problem', err)}"]) from None
-    return parse_spec(raw)
+
+
+class _Object(dict):
+    """A JSON object that had some keys twice (the last value kept, as json does)."""
+
+    duplicates: list[str]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    duplicates = []
+    for key, value in pairs:
+        if key in obj:
+            duplicates.append(key)
+        obj[key] = value
+    if not duplicates:
+        return obj
+    marked = _Object(obj)
+    marked.duplicates = duplicates
+    return marked
+
+
+def load_json(text: str) -> Any:
+    """JSON text as Python data, refusing keys given twice (naming their path), else SpecError."""
+    try:
+        data = json.loads(text, object_pairs_hook=_json_object)
+    except json.JSONDecodeError as err:
+        raise SpecError(
+            [f"spec: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"]
+        ) from None
+    errors = []
+    todo: list[tuple[str, Any]] = [("", data)]  # a loop, not recursion: JSON nests deeply
+    while todo:
+        path, node = todo.pop()
+        if isinstance(node, _Object):
+            errors += [f"{path or 'spec'}: duplicate key {key!r}" for key in node.duplicates]
+        if isinstance(node, dict):
+            todo += [(_join(path, key), child) for key, child in node.items()]
+        elif isinstance(node, list):
+            todo += [(_join(path, i), child) for i, child in enumerate(node)]
+    if errors:
+        raise SpecError(sorted(errors))
+    return data
+
+
+def parse_spec_text(text: str, *, json_text: bool = False) -> SweepSpec:
+    """Validate YAML or JSON text (JSON is YAML; `json_text` reads it with the JSON parser)."""
+    return parse_spec(load_json(text) if json_text else load_yaml(text))
+
+
+def read_spec_text(path: Path) -> str:
+    """A spec file's text, else SpecError: unreadable, binary, or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SpecError([f"spec: cannot read {path}: {err.strerror}"]) from None
+    if b"\x00" in data:
+        raise SpecError([f"spec: {path} is a binary file, not YAML or JSON text"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            [f"spec: {path} is not UTF-8 text (byte {err.start}); save the spec as UTF-8"]
+        ) from None
 
 
 def load_spec(path: str | Path) -> SweepSpec:
+    """A spec file: `.json` read as JSON, anything else as YAML."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpecError([f"spec: cannot read {path}: {err.strerror}"]) from None
-    return parse_spec_text(text)
+    return parse_spec_text(read_spec_text(path), json_text=path.suffix.lower() == ".json")
 
 
 def check_against_data(spec: SweepSpec, data: Dataset) -> None:
     """The checks that need the loaded data: loss vs task, batch size vs rows."""
+    from models import make_model  # JAX: the data is loaded, a sweep is about to run
+
     errors = []
     loss = LOSSES[spec.loss]
     if loss.task != data.task:

@@ -158,11 +158,20 @@ def cancel_sweep(
     settings: SettingsDep,
     runner: RunnerDep,
     response: Response,
+    wait: Annotated[
+        bool,
+        Query(
+            description="Wait up to the service's cancel_wait_s for a running sweep to end "
+            "(the default); false: answer as soon as the cancel is recorded (202)."
+        ),
+    ] = True,
 ) -> SweepPublic:
     """Stop a queued or running sweep; its MLflow runs end KILLED.
 
+    The cancel is recorded at once (`cancel_requested`; a queued sweep is cancelled on the spot).
     A running sweep's driver gets SIGTERM (then SIGKILL after the grace period); the answer
-    waits up to `cancel_wait_s` for it: 200 once cancelled, else 202 while it stops.
+    waits up to `cancel_wait_s` for it (unless `wait=false`): 200 once cancelled, else 202
+    while it stops.
     """
     outcome = store.request_cancel(session, sweep_id=sweep_id)
     if outcome == CancelOutcome.not_found:
@@ -172,6 +181,7 @@ def cancel_sweep(
         raise ApiError(409, f"status: sweep {sweep_id} already {sweep.status}; nothing to cancel")
     if outcome == CancelOutcome.requested:
         runner.wake()
+    if outcome == CancelOutcome.requested and wait:
         deadline = time.monotonic() + settings.cancel_wait_s
         while time.monotonic() < deadline:
             session.commit()  # end the transaction: each look sees the runner's latest write

@@ -6,7 +6,7 @@ Every problem with the input is raised as a `DataError` naming the spec field at
 the CLI and the service can point the user at the right line of their config.
 
 This module deliberately does not import JAX: it runs in processes (API server, CLI
-validation) that never train.
+validation) that never train. pandas (a second or more) is imported when a table is read.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 BUILTIN_DATASETS: tuple[str, ...] = (
     "digits",
@@ -207,8 +206,14 @@ def _load_file(path: Path, target: str | None, task: str | None, base_dir: Path 
             f"unsupported file type {path.suffix or '(none)'!r}; use one of: "
             + ", ".join(_FILE_SUFFIXES),
         )
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError("data.path", f"{path} is a directory, not a {suffix} file")
+    if not path.exists():
         raise DataError("data.path", f"file not found: {path}")
+    if not path.is_file():
+        raise DataError("data.path", f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise DataError("data.path", f"{path} is empty (0 bytes)")
 
     if suffix == ".npz":
         x, y, features, image_shape, target_name = _read_npz(path, target)
@@ -222,12 +227,17 @@ def _load_file(path: Path, target: str | None, task: str | None, base_dir: Path 
 def _read_table(
     path: Path, suffix: str, target: str | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    import pandas as pd
+
     try:
         df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except Exception as e:  # parser errors come in many types; all mean "unreadable file"
         raise DataError("data.path", f"could not read {path}: {e}") from e
     df.columns = [str(c) for c in df.columns]
     columns = list(df.columns)
+    if len(df) == 0:  # else every column reads as non-numeric (an empty object column)
+        header = f" (only a header: {', '.join(columns)})" if columns else ""
+        raise DataError("data.path", f"{path} has no rows{header}")
     if target is None:
         target = next((c for c in ("target", "y") if c in columns), None)
         if target is None:
@@ -297,6 +307,8 @@ def _prepare_target(
     y: np.ndarray, column: str, task: str | None
 ) -> tuple[Task, np.ndarray, tuple[str, ...] | None]:
     """Resolve the task and encode y: int labels 0..k-1 (+ class names), or float (n, t)."""
+    import pandas as pd
+
     kind = y.dtype.kind
     missing = ~np.isfinite(y) if kind in "fc" else (pd.isna(y) if kind == "O" else np.zeros(0))
     if n_bad := int(np.sum(missing)):

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import jax.numpy as jnp
-import optax
+from sweeps.core.lazy import LazyModule
 
-Array = jnp.ndarray
+if TYPE_CHECKING:
+    import jax.numpy as jnp
+    import optax
+
+    Array = jnp.ndarray
+else:  # the names and tasks are read without JAX (spec validation); the functions import it
+    jnp, optax = LazyModule("jax.numpy"), LazyModule("optax")
+    Array = Any
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,24 @@ learning rate and numeric arguments (momentum, betas, weight decay, ...) are arr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax.numpy as jnp
-import optax
+from sweeps.core.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import jax.numpy as jnp
+    import optax
+else:  # the names and defaults are read without JAX (spec validation); building imports it
+    jnp, optax = LazyModule("jax.numpy"), LazyModule("optax")
 
 
 @dataclass(frozen=True)
 class Optimizer:
     name: str
-    factory: Callable[..., optax.GradientTransformation]
+    transform: str  # the optax function by name ("adam", "contrib.prodigy"): see `factory`
     defaults: dict[str, float] = field(default_factory=dict)  # numeric, per-lane, traced
     static: dict[str, Any] = field(default_factory=dict)  # structural, fixed per compile
     lr_free: bool = False  # learns its own step size: the LR grid is not searched
@@ -27,6 +33,11 @@ class Optimizer:
     # Some optimizers evaluate at other parameters than they train (schedule-free averages).
     eval_params: Callable[[Any, Any], Any] | None = None
     doc: str = ""
+
+    @property
+    def factory(self) -> Callable[..., optax.GradientTransformation]:
+        """The optax function (resolved here, so that reading the registry imports no JAX)."""
+        return functools.reduce(getattr, self.transform.split("."), optax)
 
     def build(self, values: Mapping[str, Any] | None = None) -> optax.GradientTransformation:
         """The injectable transformation. `values` may be traced per-lane arrays: `init` then
@@ -45,40 +56,38 @@ def _schedule_free_eval(opt_state, params):
 OPTIMIZERS: dict[str, Optimizer] = {
     o.name: o
     for o in [
-        Optimizer("sgd", optax.sgd, doc="plain stochastic gradient descent"),
+        Optimizer("sgd", "sgd", doc="plain stochastic gradient descent"),
         Optimizer(
             "momentum",
-            optax.sgd,
+            "sgd",
             {"momentum": 0.9},
             doc="SGD with heavy-ball momentum (optax.sgd(lr, momentum))",
         ),
         Optimizer(
-            "nesterov", optax.sgd, {"momentum": 0.9}, {"nesterov": True}, doc="Nesterov momentum"
+            "nesterov", "sgd", {"momentum": 0.9}, {"nesterov": True}, doc="Nesterov momentum"
         ),
-        Optimizer("adam", optax.adam, {"b1": 0.9, "b2": 0.999, "eps": 1e-8}),
-        Optimizer(
-            "adamw", optax.adamw, {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}
-        ),
-        Optimizer("rmsprop", optax.rmsprop, {"decay": 0.9, "eps": 1e-8}),
-        Optimizer("adagrad", optax.adagrad, {"initial_accumulator_value": 0.1, "eps": 1e-7}),
-        Optimizer("lion", optax.lion, {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
+        Optimizer("adam", "adam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8}),
+        Optimizer("adamw", "adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),
+        Optimizer("rmsprop", "rmsprop", {"decay": 0.9, "eps": 1e-8}),
+        Optimizer("adagrad", "adagrad", {"initial_accumulator_value": 0.1, "eps": 1e-7}),
+        Optimizer("lion", "lion", {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
         Optimizer(
             "schedule_free_adamw",
-            optax.contrib.schedule_free_adamw,
+            "contrib.schedule_free_adamw",
             {"b1": 0.9, "b2": 0.999, "weight_decay": 0.0},
             eval_params=_schedule_free_eval,
             doc="schedule-free AdamW (Defazio et al.): no schedule needed, evaluated at its average",
         ),
         Optimizer(
             "prodigy",
-            optax.contrib.prodigy,
+            "contrib.prodigy",
             {"weight_decay": 0.0},
             lr_free=True,
             doc="Prodigy (Mishchenko & Defazio): estimates its own step size",
         ),
         Optimizer(
             "dadapt_adamw",
-            optax.contrib.dadapt_adamw,
+            "contrib.dadapt_adamw",
             {"weight_decay": 0.0},
             lr_free=True,
             doc="D-Adaptation AdamW: estimates its own step size",

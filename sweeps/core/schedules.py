@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import jax.numpy as jnp
+from sweeps.core.lazy import LazyModule
 
-ScheduleFn = Callable[[jnp.ndarray, int, jnp.ndarray, Mapping[str, jnp.ndarray]], jnp.ndarray]
+if TYPE_CHECKING:
+    import jax.numpy as jnp
+
+    ScheduleFn = Callable[[jnp.ndarray, int, jnp.ndarray, Mapping[str, jnp.ndarray]], jnp.ndarray]
+else:  # the names and defaults are read without JAX (spec validation); the functions import it
+    jnp = LazyModule("jax.numpy")
 
 
 @dataclass(frozen=True)

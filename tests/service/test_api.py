@@ -117,6 +117,7 @@ BAD_SPECS = [
     pytest.param(_with("search.learning_rate.min", 10.0), "search.learning_rate: min (10.0) must be smaller than max", id="lr-min-above-max"),
     pytest.param(_with("train.steps", 0), "train.steps:", id="zero-steps"),
     pytest.param(_with("train.steps", "many"), "train.steps:", id="steps-not-a-number"),
+    pytest.param(_with("train.steps", "20"), "train.steps: Input should be a valid integer, not the string '20'", id="steps-quoted"),
     pytest.param(_without("search.learning_rate", "learnig_rate"), "search.learnig_rate: unknown key (misspelled?)", id="misspelled-key"),
     pytest.param(_with("train.batch_size", 500), "train.batch_size: 500 is larger than the 120 training rows", id="batch-above-rows"),
     pytest.param(_with("name", "../evil"), "name:", id="dotdot-name"),
@@ -162,6 +163,8 @@ BAD_BODIES = [
     pytest.param(b"   ", "application/json", "spec: the request body is empty", id="empty-body"),
     pytest.param(b"\xff\xfe\x00", "application/yaml", "spec: the body is not UTF-8", id="not-utf8"),
     pytest.param(b"[" * 50_000, "application/json", "spec:", id="deep-nesting"),
+    pytest.param(b'{"name": "x", "train": {"steps": 1, "steps": 2}}', "application/json", "train: duplicate key 'steps'", id="json-duplicate-key"),
+    pytest.param(b"name: x\nsearch:\n  seed: 1\n  seed: 2\n", "application/yaml", "search: duplicate key 'seed' at line 4", id="yaml-duplicate-key"),
 ]  # fmt: skip
 
 
@@ -373,6 +376,10 @@ def test_cli_client_submit_status_list_cancel_report(server, tmp_path):
     assert result.exit_code == 0 and f"cancelled {sid}" in result.stdout
     result = runner.invoke(cli_app, ["cancel", sid])
     assert result.exit_code == 1 and "already cancelled" in result.stderr
+    result = runner.invoke(cli_app, ["cancel", sid, "--wait"])  # its goal is met: 0
+    assert result.exit_code == 0 and f"cancelled {sid}" in result.stdout, result.output
+    result = runner.invoke(cli_app, ["status", sid])
+    assert result.exit_code == 3 and "cancelled" in result.stdout, result.output
     result = runner.invoke(cli_app, ["status", "0" * 32])
     assert result.exit_code == 2 and "no sweep" in result.stderr
 

@@ -65,6 +65,12 @@ def test_submit_wait_shows_progress_and_the_verdict(happy):
     assert "MLflow: experiment" in out and "#/experiments/" in out
 
 
+def test_status_of_a_succeeded_sweep_exits_0(server, happy):
+    _, sweep_id = happy
+    result = CliRunner(env={"GOLDILOCKS_SERVER": server.url}).invoke(cli_app, ["status", sweep_id])
+    assert result.exit_code == 0 and "succeeded" in result.stdout, result.output
+
+
 def test_happy_path_over_http(server, happy):
     _, sweep_id = happy
     api = server.client()
@@ -139,6 +145,41 @@ def test_cancel_running_sweep_ends_its_runs_killed_within_seconds(server, mlflow
     assert api.get(f"/sweeps/{sweep_id}/report").status_code == 404
 
 
+def test_cli_cancel_returns_once_recorded_and_wait_blocks_until_the_end(server):
+    api = server.client()
+    raw = service_spec("cli-cancel", steps=2_000_000, eval_every=20_000)
+    sweep_id = api.post("/sweeps", json=raw).json()["id"]
+    server.wait_status(sweep_id, ("running",), timeout=60)
+    runner = CliRunner(env={"GOLDILOCKS_SERVER": server.url})
+
+    t0 = time.monotonic()
+    result = runner.invoke(cli_app, ["cancel", sweep_id])
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 0, result.output
+    # Answered before the driver stopped (the server would wait up to its cancel_wait_s).
+    assert f"cancelling {sweep_id}" in result.stdout and elapsed < 5, (elapsed, result.output)
+    assert server.sweep(sweep_id)["cancel_requested"] is True
+
+    result = runner.invoke(cli_app, ["cancel", sweep_id, "--wait", "--poll", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert f"cancelled {sweep_id}" in result.stdout
+    assert server.sweep(sweep_id)["status"] == "cancelled"  # ended when --wait returned
+    result = runner.invoke(cli_app, ["status", sweep_id])
+    assert result.exit_code == 3 and "cancelled" in result.stdout, result.output
+
+
+def test_cancel_without_wait_answers_202_at_once(server):
+    api = server.client()
+    raw = service_spec("api-cancel", steps=2_000_000, eval_every=20_000)
+    sweep_id = api.post("/sweeps", json=raw).json()["id"]
+    server.wait_status(sweep_id, ("running",), timeout=60)
+    t0 = time.monotonic()
+    r = api.post(f"/sweeps/{sweep_id}/cancel", params={"wait": "false"})
+    assert r.status_code == 202 and time.monotonic() - t0 < 5, r.text
+    assert r.json()["status"] == "running" and r.json()["cancel_requested"] is True
+    assert server.wait_status(sweep_id, timeout=60)["status"] == "cancelled"
+
+
 def test_submit_wait_exits_3_when_the_sweep_is_cancelled(server, tmp_path):
     spec = tmp_path / "doomed.yaml"
     spec.write_text(yaml.safe_dump(service_spec("doomed", steps=2_000_000, eval_every=20_000)))
@@ -195,6 +236,10 @@ def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, 
     sweep = api.get("/sweeps", params={"limit": 1}).json()["items"][0]
     assert sweep["status"] == "failed" and "data.path: file not found" in sweep["error"]
     assert "--- attempt" not in sweep["error"]
+    status = CliRunner(env={"GOLDILOCKS_SERVER": server.url}).invoke(
+        cli_app, ["status", sweep["id"]]
+    )
+    assert status.exit_code == 1 and "failed" in status.stdout, status.output
     assert api.get("/healthz").json()["ready"] is True
 
 

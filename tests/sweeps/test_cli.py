@@ -238,6 +238,31 @@ def _markup_like_key(folder: Path) -> list[str]:
     return [str(write_spec(folder, raw))]
 
 
+def _binary_spec(folder: Path) -> list[str]:
+    path = folder / "sweep.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    return [str(path)]
+
+
+def _latin1_spec(folder: Path) -> list[str]:
+    path = folder / "sweep.yaml"
+    path.write_bytes(
+        yaml.safe_dump(cli_spec_dict(name="caf\xe9"), allow_unicode=True).encode("latin-1")
+    )
+    return [str(path)]
+
+
+def _duplicate_key(folder: Path) -> list[str]:
+    text = yaml.safe_dump(cli_spec_dict(), sort_keys=False) + "loss: mse\n"
+    return [str(write_spec(folder, text))]
+
+
+def _quoted_number(folder: Path) -> list[str]:
+    raw = cli_spec_dict()
+    raw["train"]["steps"] = "30"
+    return [str(write_spec(folder, raw))]
+
+
 def _missing_file(folder: Path) -> list[str]:
     return [str(folder / "nope.yaml")]
 
@@ -272,6 +297,14 @@ BAD_INPUTS = [
     ),
     pytest.param(_markup_like_key, ["[/bold]: unknown key"], id="markup-like-key"),
     pytest.param(_missing_file, ["spec: cannot read", "nope.yaml"], id="missing-spec-file"),
+    pytest.param(_binary_spec, ["sweep.yaml is a binary file, not YAML or JSON"], id="binary"),
+    pytest.param(_latin1_spec, ["sweep.yaml is not UTF-8 text (byte"], id="not-utf8"),
+    pytest.param(_duplicate_key, ["spec: duplicate key 'loss' at line"], id="duplicate-key"),
+    pytest.param(
+        _quoted_number,
+        ["train.steps: Input should be a valid integer, not the string '30'"],
+        id="quoted-number",
+    ),
     pytest.param(
         _batch_above_rows,
         ["train.batch_size: 500 is larger than the 120 training rows"],

@@ -498,3 +498,134 @@ def test_data_problem_names_the_field(datasets, raw, dataset, field, phrases):
 )
 def test_data_checks_accept_matching_data(datasets, raw, dataset):
     assert check_against_data(parse_spec(raw), datasets[dataset]) is None
+
+
+# ---------------------------------------------------------------- strict input
+
+
+DUPLICATE_KEYS = [
+    pytest.param(
+        BASE_YAML + "search:\n  learning_rate:\n    min: 1.0e-3\n    max: 1.0\n    min: 0.1\n",
+        "search.learning_rate: duplicate key 'min' at line 10",
+        id="nested",
+    ),
+    pytest.param(BASE_YAML + "loss: mse\n", "spec: duplicate key 'loss' at line 6", id="top"),
+    pytest.param(
+        BASE_YAML.replace("hidden: [16]", "hidden: [16], hidden: [8]"),
+        "model: duplicate key 'hidden' at line 3",
+        id="flow-mapping",
+    ),
+    pytest.param(
+        BASE_YAML + "x: [{a: 1}, {b: 1, b: 2}]\n",
+        "x.1: duplicate key 'b' at line 6",
+        id="in-a-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line"), DUPLICATE_KEYS)
+def test_duplicate_yaml_key_is_refused_naming_its_path(text, line):
+    assert spec_errors(text) == [line]
+
+
+def test_every_duplicate_key_is_reported():
+    text = BASE_YAML + "train: {steps: 1}\nsearch: {seed: 1, seed: 2}\n"
+    assert spec_errors(text) == [
+        "spec: duplicate key 'train' at line 6",
+        "search: duplicate key 'seed' at line 7",
+    ]
+
+
+def test_yaml_merge_key_may_still_be_overridden():
+    text = BASE_YAML + (
+        "search:\n  learning_rate:\n    <<: {min: 1.0e-3, max: 1.0}\n    max: 2.0\n"
+    )
+    assert parse_spec_text(text).search.learning_rate.max == 2.0
+
+
+def test_duplicate_json_key_is_refused_naming_its_path(tmp_path):
+    text = json.dumps(tiny_spec_dict()).replace('"min": 0.0001', '"min": 0.0001, "min": 0.1')
+    assert '"min": 0.1' in text  # the spec does have the key twice
+    assert spec_errors(text) == ["search.learning_rate: duplicate key 'min' at line 1"]
+    path = tmp_path / "sweep.json"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)  # read by the JSON parser: its own message, the same path
+    assert info.value.errors == ["search.learning_rate: duplicate key 'min'"]
+
+
+def test_json_file_is_read_as_json(tmp_path):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(tiny_spec_dict(), indent="\t"))  # tabs: not YAML, fine JSON
+    assert load_spec(path) == parse_spec(tiny_spec_dict())
+    path.write_text('{"name": "tiny",}')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert_error(info.value.errors, "spec", "malformed JSON at line 1")
+
+
+STRINGS_FOR_NUMBERS = [
+    pytest.param("search.learning_rate.num", "3", "a valid integer", id="lr-num"),
+    pytest.param("search.learning_rate.min", "0.001", "a valid number", id="lr-min"),
+    pytest.param("train.steps", "500", "a valid integer", id="steps"),
+    pytest.param("train.batch_size", "32", "a valid integer", id="batch-size"),
+    pytest.param("train.seeds", ["0"], "a valid integer", id="seed"),
+    pytest.param("data.standardize", "false", "a valid boolean", id="standardize"),
+    pytest.param("model.hidden", ["16"], "a valid integer", id="model-hidden"),
+    pytest.param("search.optimizer_args", {"b1": "0.9"}, "a valid number", id="optimizer-arg"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "phrase"), STRINGS_FOR_NUMBERS)
+def test_a_string_is_not_a_number(path, value, phrase):
+    raw = spec_with(path, value)
+    if path == "search.optimizer_args":
+        raw["search"]["optimizer"] = ["adam"]
+    assert_error(spec_errors(raw), path, phrase, "not the string", "without quotes")
+
+
+def test_quoted_number_in_yaml_is_refused():
+    text = BASE_YAML.replace("steps: 40", 'steps: "40"')
+    assert spec_errors(text) == [
+        "train.steps: Input should be a valid integer, not the string '40' "
+        "(strict: write it without quotes)"
+    ]
+
+
+def test_ints_fill_float_fields_and_yaml_exponents_are_numbers():
+    text = BASE_YAML + "search: {learning_rate: {min: 1e-5, max: 1, num: 3}}\n"
+    lr = parse_spec_text(text).search.learning_rate
+    assert (lr.min, lr.max) == (1e-5, 1.0)
+    assert isinstance(lr.max, float)
+    spec = parse_spec(spec_with("early_stopping", {"diverge_factor": 5}))
+    assert spec.early_stopping.diverge_factor == 5.0
+    for text_value, value in [("1.0e5", 1e5), (".5E-3", 5e-4), ("-2e+2", -200.0)]:
+        raw = parse_spec_text(BASE_YAML + f"search: {{optimizer_args: {{b1: {text_value}}}}}\n")
+        assert raw.search.optimizer_args == {"b1": value}
+
+
+def test_http_style_json_still_validates():
+    # What the service receives: JSON numbers, ints where floats go.
+    raw = json.loads(json.dumps(spec_with("search.learning_rate", {"min": 1, "max": 10})))
+    assert parse_spec(raw).search.learning_rate.min == 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "phrase"),
+    [
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is a binary file", id="binary"),
+        pytest.param("name: tïny\n".encode("latin-1"), "is not UTF-8 text (byte 7)", id="latin-1"),
+    ],
+)
+def test_binary_or_non_utf8_spec_file_is_refused(tmp_path, data, phrase):
+    path = tmp_path / "sweep.yaml"
+    path.write_bytes(data)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert_error(info.value.errors, "spec", str(path), phrase)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "sweep.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(tiny_spec_dict()).encode())
+    assert load_spec(path).name == "tiny"

@@ -308,6 +308,25 @@ def test_error_missing_file(tmp_path: Path) -> None:
     _raises("data.path", "file not found", path="nope.parquet", base_dir=tmp_path)
 
 
+def test_error_directory_is_not_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").mkdir()
+    err = _raises("data.path", "is a directory, not a .csv file", path=tmp_path / "x.csv")
+    assert "not found" not in str(err)
+
+
+def test_error_header_only_csv_has_no_rows(tmp_path: Path) -> None:
+    (tmp_path / "h.csv").write_text("f0,f1,target\n")
+    err = _raises("data.path", "has no rows", path=tmp_path / "h.csv")
+    assert "only a header: f0, f1, target" in str(err) and "non-numeric" not in str(err)
+    pd.DataFrame({"f0": [], "target": []}).to_parquet(tmp_path / "h.parquet")
+    _raises("data.path", "h.parquet has no rows", path=tmp_path / "h.parquet")
+
+
+def test_error_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_bytes(b"")
+    _raises("data.path", r"e.csv is empty \(0 bytes\)", path=tmp_path / "e.csv")
+
+
 def test_error_unsupported_extension(tmp_path: Path) -> None:
     (tmp_path / "d.txt").write_text("a,b\n1,2\n")
     _raises("data.path", "unsupported", path=tmp_path / "d.txt")
