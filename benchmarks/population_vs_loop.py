@@ -6,7 +6,8 @@ log-spaced learning rates from 1e-5 to 1; `--quick`: 100 steps, 16 lanes):
 (a) population: the real trainer, `sweeps.core.population.train_population`, with everything a sweep
     pays for: an evaluation of every lane on the validation set every 25 steps, divergence
     bookkeeping and update masking, host copies of the losses after each chunk, and lanes sliced
-    by `lane_width` (the CPU/GPU width setting).
+    at the width the trainer chooses (on a CPU measured per structure and machine and cached:
+    sweeps/core/lane_width.py; `--width` or GOLDILOCKS_CPU_LANE_WIDTH set it).
 (b) loop: a sequential Python loop over the learning rates of ONE jitted single-lane function
     `run(params, opt_state, lr, batch_idx) -> (params, loss_history)`: a `lax.scan` over every
     step, compiled once, with the LR a traced argument (`optax.inject_hyperparams(optax.adam)`).
@@ -168,7 +169,8 @@ def run_population(structure: Structure, data: Dataset, lrs: np.ndarray, repeats
         "population_train_s": warm.train_s,  # chunks only (no init, no step-0 eval)
         "population_compile_s": cold.compile_s,
         "population_cold_train_s": cold.train_s,
-        "width": population.lane_width(len(lrs)),
+        "width": last.width,  # what the trainer chose here (measured, cached or set)
+        "width_choice": population.lane_choice(structure, data),
         "final_loss": last.step_losses[:, -1],
         "diverged_at": last.diverged_at,
     }
@@ -284,7 +286,7 @@ def _child(args: argparse.Namespace) -> None:
     (wall, cpu), timing, _ = _train_once(structure, data, lrs)
     print(json.dumps({"seconds": wall, "cpu_s": cpu, "compile_s": timing.compile_s,
                       "train_s": timing.train_s,
-                      "width": population.lane_width(args.lanes),
+                      "width": population.lane_choice(structure, data)["width"],
                       "peak_rss_mb": peak_rss_mb()}))  # fmt: skip
 
 
@@ -397,6 +399,9 @@ def main(argv=None) -> dict:
         "steps": args.steps,
         "batch": BATCH,
         "width": pop["width"],
+        # seconds per lane-step of each candidate width, as this machine measured them
+        "width_measured": pop["width_choice"].get("measured"),
+        "width_source": pop["width_choice"].get("source"),
         "population_s": pop["population_s"],
         "population_train_s": pop["population_train_s"],
         "loop_s": loop["loop_s"],

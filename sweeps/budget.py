@@ -17,6 +17,7 @@ import os
 
 from models import make_model
 from sweeps.core.data import Dataset
+from sweeps.core.lane_width import CANDIDATES
 from sweeps.core.losses import get_loss
 from sweeps.errors import SpecError
 from sweeps.plan.planner import Planner
@@ -78,7 +79,9 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     state = BYTES * fns.num_params * (2 + state_arrays) * lanes
     batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
     s = get_settings()
-    width = min(lanes, s.gpu_lane_width if spec.resources.gpus_per_trial else s.cpu_lane_width)
+    # the widest slice the trial may run (on a CPU: the widest width the tuner may choose)
+    cpu = s.cpu_lane_width or max(CANDIDATES)
+    width = min(lanes, s.gpu_lane_width if spec.resources.accelerator != "cpu" else cpu)
     pixels = data.image_shape[0] * data.image_shape[1] if data.image_shape else 1
     # one value per output unit of each layer (a conv kernel's outputs at every pixel)
     per_example = sum(

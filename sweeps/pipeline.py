@@ -248,6 +248,8 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             "train_s": timing.train_s,
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
+            "tune_s": timing.tune_s,
+            **lane_width_report(prepared, dispatcher),
         },
         mlflow=tracker.info if tracker else None,
         metric=get_loss(spec.loss).metric,
@@ -258,6 +260,26 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
     if tracker:
         tracker.finish(results=results, report=report, artifacts_dir=folder / files.PLOTS)
     return report
+
+
+def lane_width_report(prepared: Prepared, dispatcher: Dispatcher) -> dict[str, Any]:
+    """The width each population trained at, and what this host measured for its structure
+    (seconds per lane-step by candidate width), where known here."""
+    from sweeps.core.population import lane_choice
+    from sweeps.exec.trial import structure_for
+
+    measured = {}
+    for pop in prepared.populations:
+        structure = structure_for(prepared.spec, pop, prepared.data)
+        choice = lane_choice(structure, prepared.data, measure=False)
+        if choice:
+            label = f"{pop.optimizer}-{pop.schedule}"
+            measured[label] = {
+                "width": choice["width"],
+                "source": choice["source"],
+                "seconds_per_lane_step": choice.get("measured"),
+            }
+    return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}
 
 
 def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:

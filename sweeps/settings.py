@@ -21,12 +21,10 @@ class Settings(BaseSettings):
     # Memory one trial may use; unset: this machine's RAM shared by the concurrent CPU trials
     # (GPU trials are not estimated unless this is set: the driver cannot see their devices).
     trial_memory_bytes: int | None = None
-    # Lanes trained side by side in one compiled step on a CPU. Measured on 2 cores
-    # (benchmarks/population_vs_loop.py, 64 Adam lanes): widths 4-12 match or beat a loop of
-    # the jitted single-lane scan, 32-64 run 25-45 % slower (the lanes' optimizer state no
-    # longer fits in cache). Wider populations are split into sequential slices of this
-    # width, all served by one compile.
-    cpu_lane_width: int = 8
+    # Lanes trained side by side in one compiled step on a CPU: unset, measured per structure
+    # and machine (sweeps/core/lane_width.py); set, that width. Wider populations are split
+    # into sequential slices of this width, all served by one compile.
+    cpu_lane_width: int | None = None
     gpu_lane_width: int = 1024
     # Compile the Ray trials' programs in the driver while Ray starts (sweeps/exec/precompile.py).
     precompile: bool = True

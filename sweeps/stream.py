@@ -32,6 +32,7 @@ class TrialPoint:
     spiked: np.ndarray
     init_loss: np.ndarray | None = None
     compile_s: float = 0.0  # the trial's compile time so far
+    width: int = 0  # lanes per compiled slice
 
     @classmethod
     def of(cls, population_id: str, point: Any, compile_s: float = 0.0) -> TrialPoint:
@@ -39,6 +40,7 @@ class TrialPoint:
         return cls(
             population_id, point.step, point.train_loss, point.val_loss, point.val_metrics,
             point.learning_rate, point.diverged_at, point.spiked, point.init_loss, compile_s,
+            point.width,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class TrialPoint:
             "spiked": self.spiked.tolist(),
             "init_loss": None if self.init_loss is None else self.init_loss.tolist(),
             "compile_s": self.compile_s,
+            "width": self.width,
         }
 
     @classmethod
@@ -70,6 +73,7 @@ class TrialPoint:
             np.asarray(d["spiked"]),
             None if init is None else np.asarray(init, float),
             float(d.get("compile_s", 0.0)),
+            int(d.get("width", 0)),
         )
 
 
@@ -118,6 +122,7 @@ class Dispatcher:
         self.finished: set[str] = set()
         self.errors: dict[str, str] = {}
         self.compile_s: dict[str, float] = {}  # per population, as its trial last reported
+        self.widths: dict[str, int] = {}  # per population: lanes per compiled slice
         self.progress = Progress(
             lane_steps_total=self.expected_lanes * self.steps,
             lanes_total=self.expected_lanes,
@@ -136,6 +141,7 @@ class Dispatcher:
         recorder = self.recorders[p.population_id]
         recorder.record(p)
         self.compile_s[p.population_id] = p.compile_s
+        self.widths[p.population_id] = p.width
         for sink in self.sinks:
             sink.log_progress(recorder.results)
         self._update()

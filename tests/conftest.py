@@ -11,6 +11,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 _SCRATCH = tempfile.mkdtemp(prefix="goldilocks-tests-")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SCRATCH}/mlflow.db"
 os.environ.setdefault("GOLDILOCKS_COMPILE_CACHE", f"{_SCRATCH}/jax-cache")
+# One fixed lane width: measuring it for every structure of the suite would cost minutes.
+# tests/sweeps/core/test_lane_width.py measures it (and the width a sweep reports) itself.
+os.environ.setdefault("GOLDILOCKS_CPU_LANE_WIDTH", "8")
 
 import pytest  # noqa: E402
 

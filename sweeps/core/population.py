@@ -17,6 +17,7 @@ structure and shape: a second population with other numbers reuses the compile.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class EvalPoint:
     # Device LaneStates (one per slice) after this chunk, for checkpoints. Valid only until
     # the generator resumes: the next chunk donates these buffers.
     state: Any = None
+    width: int = 0  # lanes per compiled slice
 
 
 @dataclass
@@ -91,12 +93,19 @@ class Timing:
     compile_s: float = 0.0
     train_s: float = 0.0
     compiles: int = 0  # programs compiled here (0 when every one came precompiled)
+    tune_s: float = 0.0  # measuring the lane width (sweeps/core/lane_width.py), when it did
 
 
-def lane_width(num_lanes: int) -> int:
-    """Lanes per compiled slice: wide on accelerators, narrower on a CPU (measured)."""
-    s = get_settings()
-    cap = s.cpu_lane_width if jax.default_backend() == "cpu" else s.gpu_lane_width
+DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
+
+
+def lane_width(num_lanes: int, cap: int | None = None) -> int:
+    """Lanes per compiled slice: at most `cap` (by default the backend's setting), the
+    population cut into equal slices (10 lanes at cap 8 are 5 + 5, not 8 + 2)."""
+    if cap is None:
+        s = get_settings()
+        cpu = s.cpu_lane_width or DEFAULT_CPU_WIDTH
+        cap = cpu if jax.default_backend() == "cpu" else s.gpu_lane_width
     slices = -(-num_lanes // cap)
     return -(-num_lanes // slices)
 
@@ -252,6 +261,74 @@ def forget_programs() -> None:
     _PROGRAMS.clear()
 
 
+# --------------------------------------------------------------------------- lane width
+_CHOICES: dict[tuple, dict[str, Any]] = {}
+
+
+def structure_id(structure: Structure, data: Dataset) -> str:
+    """What the per-lane-step cost depends on: the program and the data shapes (not steps)."""
+    s = structure
+    return json.dumps(
+        [s.model.model_dump(mode="json"), s.loss, s.optimizer, s.schedule, s.batch_size,
+         s.eval_every, list(data.x_train.shape), list(data.x_val.shape), data.num_classes]
+    )  # fmt: skip
+
+
+def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) -> dict[str, Any]:
+    """The slice width for this structure here: a setting, this process's earlier choice, the
+    host's cached measurement, or a new measurement (sweeps/core/lane_width.py; with
+    `measure=False`, {} instead)."""
+    from sweeps.core import lane_width as tuner
+
+    s = get_settings()
+    backend = jax.default_backend()
+    if backend != "cpu":
+        return {"width": s.gpu_lane_width, "source": "setting"}
+    if s.cpu_lane_width:
+        return {"width": s.cpu_lane_width, "source": "setting"}
+    key = (structure, data.x_train.shape, data.x_val.shape, data.num_classes, data.image_shape)
+    if key not in _CHOICES:
+        sid = structure_id(structure, data)
+        disk_key = tuner.cache_key(sid, backend)
+        cache = tuner.WidthCache(s.compile_cache)
+        entry = cache.get(disk_key)
+        if entry is None and not measure:
+            return {}
+        if entry is None:
+            entry = tuner.choose(lambda w: _seconds_per_lane_step(structure, data, w))
+            cache.put(disk_key, {**entry, "structure": sid, "machine": tuner.machine()})
+            entry = {**entry, "source": "measured", "unpaid_s": entry["tune_s"]}
+        else:
+            entry = {"width": entry["width"], "measured": entry.get("measured"), "source": "cache"}
+        _CHOICES[key] = entry
+    return _CHOICES[key]
+
+
+def _seconds_per_lane_step(structure: Structure, data: Dataset, width: int) -> float:
+    """One chunk of `width` lanes, compiled (the same program a sweep at this width runs),
+    run once to warm up, then timed."""
+    prog = get_program(structure, data)
+    opt = prog.optimizer
+    hp = make_hyperparams(
+        np.full(width, 1e-3),
+        {k: np.full(width, v) for k, v in opt.defaults.items()},
+        {k: np.full(width, v) for k, v in prog.schedule.defaults.items()},
+    )
+    keys, idx = _init_inputs(np.zeros(width, np.int64), [(0, width)], width)
+    state = prog.compiled("init", keys, idx[0], hp)(keys, idx[0], hp)
+    x, y, xv, yv = _device_data(data)
+    plan = batch_plan(data.n_train, structure.batch_size, structure.eval_every, 0)
+    _, inputs = _chunk_inputs(plan, 0, structure)
+    run = prog.compiled("chunk", state, hp, x, y, xv, yv, *inputs)
+    state, *out = run(state, hp, x, y, xv, yv, *inputs)
+    jax.block_until_ready(out)
+    t0 = time.perf_counter()
+    state, *out = run(state, hp, x, y, xv, yv, *inputs)
+    jax.block_until_ready(out)
+    real = min(structure.eval_every, structure.steps)
+    return (time.perf_counter() - t0) / (width * real)
+
+
 # --------------------------------------------------------------------------- the driver
 def make_hyperparams(
     learning_rates, optimizer_args: Mapping[str, Any], schedule_args: Mapping[str, Any]
@@ -275,10 +352,10 @@ def _slice_tree(tree, start: int, stop: int, width: int):
     return jax.tree.map(take, tree)
 
 
-def _lane_slices(hyperparams: LaneHyperparams):
-    """The population cut into slices of `lane_width` lanes: (width, bounds, hyperparams)."""
+def _lane_slices(hyperparams: LaneHyperparams, cap: int):
+    """The population cut into slices of at most `cap` lanes: (width, bounds, hyperparams)."""
     n = int(np.shape(hyperparams.learning_rate)[0])
-    width = lane_width(n)
+    width = lane_width(n, cap)
     bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
     return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
 
@@ -316,7 +393,7 @@ def compile_population(
     The same calls with the same argument shapes, so the keys match; nothing is trained
     (only the first slice is initialised, to give the later programs a real state)."""
     prog = get_program(structure, data)
-    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, lane_choice(structure, data)["width"])
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
     state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
@@ -344,7 +421,9 @@ def train_population(
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    n, width, bounds, hp_slices = _lane_slices(hyperparams)
+    choice = lane_choice(structure, data)
+    timing.tune_s += choice.pop("unpaid_s", 0.0)  # the first population here pays for it
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
     x, y, xv, yv = _device_data(data)
 
     def compiled(name, *args):
@@ -412,6 +491,7 @@ def _eval_point(step, bounds, width, evals, losses, lrs, states, structure, n) -
         spiked=cat([s.spiked for s in states]),
         init_loss=None if losses is None else cat([s.init_loss for s in states]),
         state=states,
+        width=width,
     )
 
 

@@ -64,7 +64,7 @@ def build_report(
         ),
         "lanes": [lane_entry(r) for r in results],
         "winner": _winner_entry(winner, results) if winner else None,
-        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "timing": {k: round(v, 3) if isinstance(v, float) else v for k, v in timing.items()},
     }
     return json_safe(report)
 
