@@ -171,7 +171,11 @@ def test_report_json_follows_the_contract(report):
 
     timing = report["timing"]
     assert {"wall_s", "compile_s", "train_s", "log_s"} <= set(timing)
-    assert all(isinstance(v, int | float) and v >= 0 for v in timing.values())
+    seconds = {k: v for k, v in timing.items() if k.endswith("_s")}
+    assert all(isinstance(v, int | float) and v >= 0 for v in seconds.values())
+    # the lanes per compiled slice each population trained at
+    assert set(timing["lane_width"]) == {lane["trial_id"] for lane in lanes}
+    assert all(isinstance(w, int) and w >= 1 for w in timing["lane_width"].values())
     assert timing["wall_s"] > 0
 
 

@@ -67,7 +67,9 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     address, auth = two_node_cluster
     spec = _spec_file(
         tmp_path,
-        train={"steps": 30, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        # long enough (30 reports) that the first trial is still training when the second
+        # node's trial process is up: Tune would otherwise reuse the first actor for both
+        train={"steps": 300, "batch_size": 32, "eval_every": 10, "seeds": [0]},
         search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["sgd", "adam"]},
         resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
     )
@@ -84,7 +86,7 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     used = {p["node_id"] for p in sweep_points(sweep)}
     # Two one-CPU trials at once on two one-CPU nodes: both nodes trained a population.
     assert used == nodes
-    _assert_one_complete_run_per_lane(uri, sweep, 30)
+    _assert_one_complete_run_per_lane(uri, sweep, 300)
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
