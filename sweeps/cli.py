@@ -25,7 +25,7 @@ from sweeps.console import (
     progress_bar,
     progress_text,
 )
-from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, SpecError
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, FolderError, SpecError
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -130,10 +130,13 @@ def resume(
     from sweeps.pipeline import load_for_resume
 
     if not files.SweepFolder(sweep_dir).has_run():
-        _fail_input(ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no sweep.json)"))
+        missing = [n for n in (files.STATE, files.SPEC) if not (sweep_dir / n).exists()]
+        _fail_input(
+            ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no {' or '.join(missing)})")
+        )
     try:
         prepared, state = load_for_resume(sweep_dir)
-    except SpecError as err:
+    except (FolderError, SpecError) as err:  # a damaged folder, or data gone: nothing written
         _fail_input(err)
     if state.get("status") == "succeeded":
         _fail_input(ValueError(f"sweep_dir: sweep {state['sweep_id']} already succeeded"))

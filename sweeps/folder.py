@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps.errors import FolderError
+
 SPEC = "spec.json"
 STATE = "sweep.json"
 PROGRESS = "progress.json"
@@ -60,6 +62,23 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def read_object(path: Path) -> dict[str, Any]:
+    """A JSON object file; a FolderError naming the file and what is wrong with it (missing,
+    unreadable, truncated or garbage, not an object)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FolderError(f"{path.name} is missing") from None
+    except OSError as err:
+        raise FolderError(f"{path.name} cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise FolderError(f"{path.name} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise FolderError(f"{path.name} is not a JSON object (it holds {type(value).__name__})")
+    return value
+
+
 class SweepFolder:
     """One sweep's folder and its small state files."""
 
@@ -74,7 +93,8 @@ class SweepFolder:
         return (self.path / STATE).exists() and (self.path / SPEC).exists()
 
     def read(self, name: str) -> dict:
-        return json.loads((self.path / name).read_text())
+        """One of the folder's JSON files; FolderError if it is missing or not a JSON object."""
+        return read_object(self.path / name)
 
     def state(self) -> dict:
         return self.read(STATE)

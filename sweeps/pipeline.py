@@ -23,7 +23,7 @@ from sweeps import folder as files
 from sweeps.budget import check_budget
 from sweeps.core.data import DataError, Dataset, load_dataset
 from sweeps.core.losses import get_loss
-from sweeps.errors import SpecError, SweepInterrupted
+from sweeps.errors import FolderError, SpecError, SweepInterrupted
 from sweeps.folder import SweepFolder
 from sweeps.plan.lanes import Lane, Population
 from sweeps.plan.planner import Planner
@@ -282,10 +282,34 @@ def lane_width_report(prepared: Prepared, dispatcher: Dispatcher) -> dict[str, A
     return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}
 
 
+# Besides sweep.json and spec.json, what `resume` reads where the first attempt wrote it.
+RESUME_READS = (files.MLFLOW_STATE, files.PLAN)
+
+
 def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:
-    """The prepared sweep and state of an interrupted sweep folder."""
+    """The prepared sweep and state of an interrupted sweep folder.
+
+    Every state file is read before anything is written: a truncated or garbage one raises
+    FolderError naming it, and the folder and its MLflow runs stay as they were. (Read
+    leniently, a lost mlflow_state.json would start a second set of runs and a lost plan.json
+    a different search.)"""
     folder = SweepFolder(sweep_dir)
-    state = folder.state()
-    spec = parse_spec(folder.read(files.SPEC))
+
+    def refuse(problem: str) -> FolderError:
+        return FolderError(f"sweep_dir: {problem}; the folder cannot be resumed")
+
+    try:
+        state, raw_spec = folder.read(files.STATE), folder.read(files.SPEC)
+        for name in RESUME_READS:
+            if (folder / name).exists():
+                folder.read(name)
+    except FolderError as err:
+        raise refuse(str(err)) from None
+    if not isinstance(state.get("sweep_id"), str) or not state["sweep_id"]:
+        raise refuse(f"{files.STATE} has no sweep_id")
+    try:
+        spec = parse_spec(raw_spec)
+    except SpecError as err:
+        raise refuse(f"{files.SPEC} is not a valid sweep spec ({'; '.join(err.errors)})") from None
     base = Path(state["base_dir"]) if state.get("base_dir") else None
     return prepare(spec, base_dir=base), state

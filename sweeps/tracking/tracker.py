@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.folder import REPORT, SPEC, VERDICT, write_json_atomic
+from sweeps.folder import REPORT, SPEC, VERDICT, read_object, write_json_atomic
 from sweeps.plan.lanes import Lane
 from sweeps.spec import SweepSpec, spec_to_json
 from sweeps.tracking.naming import (
@@ -417,9 +417,11 @@ class SweepTracker:
         self._writer.stop()
 
     def _load_state(self) -> dict[str, Any] | None:
+        """The state file, None if there is none; FolderError if it is truncated or garbage:
+        its runs would be unknown, and carrying on would log the sweep twice."""
         if not self.state_path.exists():
             return None
-        return json.loads(self.state_path.read_text())
+        return read_object(self.state_path)
 
     def _save_state(self) -> None:
         """Atomically: tmp file + os.replace, so a crash never leaves half a file."""
