@@ -181,12 +181,19 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
                 ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
             )  # fmt: skip
     except SweepInterrupted as err:
-        err_console.print(f"[yellow]stopped:[/] {err}\nresume with: goldilocks resume {out}")
+        err_console.print(
+            f"[yellow]stopped:[/] {escape(str(err))}\nresume with: goldilocks resume {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SpecError as err:
         _fail_input(err)
     except (SweepFailed, Exception) as err:
-        err_console.print(f"[bold red]sweep failed:[/] {escape(str(err))}")
+        # unwrapped, like _fail_input's: the path in an OSError stays whole in logs
+        err_console.print(
+            f"[bold red]sweep failed:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILED) from None
     print_verdict(report)
     console.print(f"report: {out / files.REPORT}   plots: {out / files.PLOTS}")

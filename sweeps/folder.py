@@ -49,8 +49,14 @@ def write_json_atomic(path: Path, value: Any, *, strict: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, allow_nan=not strict))
-    os.replace(tmp, path)
+    text = json.dumps(value, indent=1, allow_nan=not strict)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk leaves half a tmp file: never leave it behind (the old file stays whole)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

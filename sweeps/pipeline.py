@@ -11,6 +11,7 @@ Everything lands in one sweep folder (sweeps/folder.py names its files).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import uuid
@@ -34,6 +35,8 @@ from sweeps.verdict.plots import write_sweep_plots
 from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
 EXECUTORS = ("ray", "inline")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,7 +163,7 @@ def run_sweep(
         reason = str(err) or "interrupted (Ctrl-C)"
         if tracker:
             tracker.close("KILLED", reason)
-        folder.set_state(status="interrupted", error=reason)
+        _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
@@ -168,10 +171,25 @@ def run_sweep(
             # MLflow itself may be what failed; the sweep folder still tells the truth.
             with contextlib.suppress(Exception):
                 tracker.close("FAILED", reason)
-        folder.set_state(status="failed", error=reason)
+        _record_ending(folder, "failed", reason)
         raise
     folder.set_state(status="succeeded", error=None)
     return report
+
+
+def _record_ending(folder: SweepFolder, status: str, reason: str) -> None:
+    """sweep.json says how the sweep ended, if it can: a folder that cannot be written (a full
+    disk, very often the very error being recorded) must not hide the sweep's own error."""
+    try:
+        folder.set_state(status=status, error=reason)
+    except (OSError, FolderError) as err:
+        log.error(
+            "%s could not record that the sweep %s (%s): it still says %s",
+            folder / files.STATE,
+            status,
+            err,
+            (files.read_json(folder / files.STATE) or {}).get("status", "nothing"),
+        )
 
 
 def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
