@@ -9,6 +9,7 @@ tests/service/svc_testlib.py: `import svc_testlib` after this module is imported
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -56,11 +57,12 @@ def output(result) -> str:
 
 
 def run_cli_sweep(tmp: Path, raw: dict, out: Path):
-    """`goldilocks run SPEC --out OUT --executor inline` with its own SQLite MLflow store;
-    (the CLI result, the tracking URI)."""
+    """`goldilocks run SPEC --out OUT --executor inline --tracking-uri URI`; (the CLI result,
+    URI). The store is the session's scratch SQLite (tests/conftest.py): creating MLflow's
+    tables costs seconds per new store, and each fault spec has an experiment of its own."""
     spec = tmp / f"{raw['name']}.json"
     spec.write_text(json.dumps(raw))
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = os.environ["MLFLOW_TRACKING_URI"]
     result = goldilocks("run", spec, "--out", out, "--executor", "inline", "--tracking-uri", uri)
     return result, uri
 
