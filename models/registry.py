@@ -92,16 +92,12 @@ def make_model(
     if n_features < 1 or n_outputs < 1:
         raise ValueError(f"n_features and n_outputs must be >= 1, got {n_features}, {n_outputs}")
     factory = MODELS[spec.name](spec, n_features, n_outputs, image_shape)
-
-    # Abstract build: shapes only, so make_model stays cheap for big models.
-    abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-    graphdef, abstract_params, other = nnx.split(abstract, nnx.Param, ...)
-    # optax will update every leaf, so non-trainable state (RNG counters,
-    # batch stats) must never end up in the params pytree.
-    if jax.tree.leaves(other):
-        raise TypeError(f"model {spec.name!r} has non-Param state; ModelFns cannot represent it")
-    leaves = jax.tree.leaves(abstract_params)
-    num_params = sum(leaf.size for leaf in leaves)
+    key = (spec.model_dump_json(), n_features, n_outputs, image_shape)
+    if (built := _ABSTRACT.get(key)) is None:
+        built = _ABSTRACT[key] = _abstract_build(spec, factory)
+        while len(_ABSTRACT) > _ABSTRACT_MAX:  # oldest first
+            _ABSTRACT.pop(next(iter(_ABSTRACT)), None)
+    graphdef, shapes, num_params = built
 
     def init(key: jax.Array) -> PyTree:
         module = factory(nnx.Rngs(params=key))
@@ -111,5 +107,23 @@ def make_model(
         # merge runs at trace time only; under jit it costs nothing per step.
         return nnx.merge(graphdef, params)(x)
 
-    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
     return ModelFns(init=init, apply=apply, num_params=num_params, param_shapes=shapes)
+
+
+# The abstract builds made so far, by (spec, data shape): tracing a model's shapes costs tens of
+# ms, and every spec check (each API submit among them) builds its model twice.
+_ABSTRACT: dict[tuple, tuple[Any, tuple[tuple[int, ...], ...], int]] = {}
+_ABSTRACT_MAX = 256
+
+
+def _abstract_build(spec: ModelSpec, factory: ModuleFactory) -> tuple:
+    """Shapes only, no FLOPs (cheap for big models): (graphdef, param shapes, param count)."""
+    abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
+    graphdef, abstract_params, other = nnx.split(abstract, nnx.Param, ...)
+    # optax will update every leaf, so non-trainable state (RNG counters,
+    # batch stats) must never end up in the params pytree.
+    if jax.tree.leaves(other):
+        raise TypeError(f"model {spec.name!r} has non-Param state; ModelFns cannot represent it")
+    leaves = jax.tree.leaves(abstract_params)
+    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
+    return graphdef, shapes, sum(leaf.size for leaf in leaves)

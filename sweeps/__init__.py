@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_spec": "sweeps.spec",
     "parse_spec": "sweeps.spec",
     "SpecError": "sweeps.errors",
+    "FolderError": "sweeps.errors",
     "SweepFailed": "sweeps.errors",
     "SweepInterrupted": "sweeps.errors",
     # a sweep, end to end
@@ -41,6 +42,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "FolderError",
     "Planner",
     "Prepared",
     "SpecError",
@@ -79,7 +81,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from sweeps.core.data import load_dataset
     from sweeps.core.population import Structure, make_hyperparams, train_population
-    from sweeps.errors import SpecError, SweepFailed, SweepInterrupted
+    from sweeps.errors import FolderError, SpecError, SweepFailed, SweepInterrupted
     from sweeps.exec.inline import train_inline
     from sweeps.lrfind import lr_find
     from sweeps.pipeline import Prepared, load_for_resume, prepare, run_sweep

@@ -25,7 +25,7 @@ from sweeps.console import (
     progress_bar,
     progress_text,
 )
-from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, SpecError
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, FolderError, SpecError
 
 if TYPE_CHECKING:
     from sweeps.spec import SweepSpec
@@ -130,10 +130,13 @@ def resume(
     from sweeps.pipeline import load_for_resume
 
     if not files.SweepFolder(sweep_dir).has_run():
-        _fail_input(ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no sweep.json)"))
+        missing = [n for n in (files.STATE, files.SPEC) if not (sweep_dir / n).exists()]
+        _fail_input(
+            ValueError(f"sweep_dir: {sweep_dir} is not a sweep folder (no {' or '.join(missing)})")
+        )
     try:
         prepared, state = load_for_resume(sweep_dir)
-    except SpecError as err:
+    except (FolderError, SpecError) as err:  # a damaged folder, or data gone: nothing written
         _fail_input(err)
     if state.get("status") == "succeeded":
         _fail_input(ValueError(f"sweep_dir: sweep {state['sweep_id']} already succeeded"))
@@ -178,12 +181,19 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
                 ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
             )  # fmt: skip
     except SweepInterrupted as err:
-        err_console.print(f"[yellow]stopped:[/] {err}\nresume with: goldilocks resume {out}")
+        err_console.print(
+            f"[yellow]stopped:[/] {escape(str(err))}\nresume with: goldilocks resume {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SpecError as err:
         _fail_input(err)
     except (SweepFailed, Exception) as err:
-        err_console.print(f"[bold red]sweep failed:[/] {escape(str(err))}")
+        # unwrapped, like _fail_input's: the path in an OSError stays whole in logs
+        err_console.print(
+            f"[bold red]sweep failed:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILED) from None
     print_verdict(report)
     console.print(f"report: {out / files.REPORT}   plots: {out / files.PLOTS}")

@@ -9,6 +9,11 @@ class SpecError(ValueError):
         super().__init__("invalid sweep spec:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
+class FolderError(ValueError):
+    """A sweep folder whose state files cannot be read (missing, truncated, not JSON): the
+    message names the file. Bad input, like a bad spec: `resume` refuses it and exits 2."""
+
+
 class SweepInterrupted(Exception):
     """Stopped (Ctrl-C, SIGTERM, a cancel) before every trial finished; `resume` continues it."""
 

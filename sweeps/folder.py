@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps.errors import FolderError
+
 SPEC = "spec.json"
 STATE = "sweep.json"
 PROGRESS = "progress.json"
@@ -47,8 +49,14 @@ def write_json_atomic(path: Path, value: Any, *, strict: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, allow_nan=not strict))
-    os.replace(tmp, path)
+    text = json.dumps(value, indent=1, allow_nan=not strict)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk leaves half a tmp file: never leave it behind (the old file stays whole)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -58,6 +66,23 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_object(path: Path) -> dict[str, Any]:
+    """A JSON object file; a FolderError naming the file and what is wrong with it (missing,
+    unreadable, truncated or garbage, not an object)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FolderError(f"{path.name} is missing") from None
+    except OSError as err:
+        raise FolderError(f"{path.name} cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise FolderError(f"{path.name} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise FolderError(f"{path.name} is not a JSON object (it holds {type(value).__name__})")
+    return value
 
 
 class SweepFolder:
@@ -74,7 +99,8 @@ class SweepFolder:
         return (self.path / STATE).exists() and (self.path / SPEC).exists()
 
     def read(self, name: str) -> dict:
-        return json.loads((self.path / name).read_text())
+        """One of the folder's JSON files; FolderError if it is missing or not a JSON object."""
+        return read_object(self.path / name)
 
     def state(self) -> dict:
         return self.read(STATE)

@@ -11,6 +11,7 @@ Everything lands in one sweep folder (sweeps/folder.py names its files).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import uuid
@@ -23,7 +24,7 @@ from sweeps import folder as files
 from sweeps.budget import check_budget
 from sweeps.core.data import DataError, Dataset, load_dataset
 from sweeps.core.losses import get_loss
-from sweeps.errors import SpecError, SweepInterrupted
+from sweeps.errors import FolderError, SpecError, SweepInterrupted
 from sweeps.folder import SweepFolder
 from sweeps.plan.lanes import Lane, Population
 from sweeps.plan.planner import Planner
@@ -34,6 +35,8 @@ from sweeps.verdict.plots import write_sweep_plots
 from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
 EXECUTORS = ("ray", "inline")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,7 +163,7 @@ def run_sweep(
         reason = str(err) or "interrupted (Ctrl-C)"
         if tracker:
             tracker.close("KILLED", reason)
-        folder.set_state(status="interrupted", error=reason)
+        _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
@@ -168,10 +171,25 @@ def run_sweep(
             # MLflow itself may be what failed; the sweep folder still tells the truth.
             with contextlib.suppress(Exception):
                 tracker.close("FAILED", reason)
-        folder.set_state(status="failed", error=reason)
+        _record_ending(folder, "failed", reason)
         raise
     folder.set_state(status="succeeded", error=None)
     return report
+
+
+def _record_ending(folder: SweepFolder, status: str, reason: str) -> None:
+    """sweep.json says how the sweep ended, if it can: a folder that cannot be written (a full
+    disk, very often the very error being recorded) must not hide the sweep's own error."""
+    try:
+        folder.set_state(status=status, error=reason)
+    except (OSError, FolderError) as err:
+        log.error(
+            "%s could not record that the sweep %s (%s): it still says %s",
+            folder / files.STATE,
+            status,
+            err,
+            (files.read_json(folder / files.STATE) or {}).get("status", "nothing"),
+        )
 
 
 def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
@@ -282,10 +300,34 @@ def lane_width_report(prepared: Prepared, dispatcher: Dispatcher) -> dict[str, A
     return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}
 
 
+# Besides sweep.json and spec.json, what `resume` reads where the first attempt wrote it.
+RESUME_READS = (files.MLFLOW_STATE, files.PLAN)
+
+
 def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:
-    """The prepared sweep and state of an interrupted sweep folder."""
+    """The prepared sweep and state of an interrupted sweep folder.
+
+    Every state file is read before anything is written: a truncated or garbage one raises
+    FolderError naming it, and the folder and its MLflow runs stay as they were. (Read
+    leniently, a lost mlflow_state.json would start a second set of runs and a lost plan.json
+    a different search.)"""
     folder = SweepFolder(sweep_dir)
-    state = folder.state()
-    spec = parse_spec(folder.read(files.SPEC))
+
+    def refuse(problem: str) -> FolderError:
+        return FolderError(f"sweep_dir: {problem}; the folder cannot be resumed")
+
+    try:
+        state, raw_spec = folder.read(files.STATE), folder.read(files.SPEC)
+        for name in RESUME_READS:
+            if (folder / name).exists():
+                folder.read(name)
+    except FolderError as err:
+        raise refuse(str(err)) from None
+    if not isinstance(state.get("sweep_id"), str) or not state["sweep_id"]:
+        raise refuse(f"{files.STATE} has no sweep_id")
+    try:
+        spec = parse_spec(raw_spec)
+    except SpecError as err:
+        raise refuse(f"{files.SPEC} is not a valid sweep spec ({'; '.join(err.errors)})") from None
     base = Path(state["base_dir"]) if state.get("base_dir") else None
     return prepare(spec, base_dir=base), state

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from service import store, submit, views
-from service.deps import AuthDep, RunnerDep, SessionDep, SettingsDep
+from service.deps import AuthDep, RunnerDep, SettingsDep, in_session
 from service.errors import ApiError
 from service.folders import BadName, plot_path, sweep_folder
 from service.schemas import ErrorResponse, SweepCreated, SweepList, SweepPublic
@@ -117,17 +117,21 @@ async def submit_sweep(
 
 
 @router.get("", response_model=SweepList)
-def list_sweeps(
-    session: SessionDep,
+async def list_sweeps(
+    request: Request,
     status: Annotated[SweepStatus | None, Query(description="Only sweeps in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> SweepList:
     """Sweeps, newest first."""
-    items, total = store.list_sweeps(session, status=status, limit=limit, offset=offset)
-    return SweepList(
-        items=[views.summary(s) for s in items], total=total, limit=limit, offset=offset
-    )
+
+    def work(session) -> SweepList:
+        items, total = store.list_sweeps(session, status=status, limit=limit, offset=offset)
+        return SweepList(
+            items=[views.summary(s) for s in items], total=total, limit=limit, offset=offset
+        )
+
+    return await in_session(request, work)
 
 
 def _get(session, sweep_id: str) -> store.Sweep:
@@ -138,9 +142,11 @@ def _get(session, sweep_id: str) -> store.Sweep:
 
 
 @router.get("/{sweep_id}", response_model=SweepPublic, responses=_NOT_FOUND)
-def get_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> SweepPublic:
+async def get_sweep(sweep_id: SweepId, request: Request, settings: SettingsDep) -> SweepPublic:
     """Status, spec, progress (with an ETA), timestamps, error, MLflow ids and links."""
-    return views.public(_get(session, sweep_id), settings)
+    return await in_session(
+        request, lambda session: views.public(_get(session, sweep_id), settings)
+    )
 
 
 @router.post(
@@ -152,9 +158,9 @@ def get_sweep(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> 
         409: {"model": ErrorResponse, "description": "The sweep already finished."},
     },
 )
-def cancel_sweep(
+async def cancel_sweep(
     sweep_id: SweepId,
-    session: SessionDep,
+    request: Request,
     settings: SettingsDep,
     runner: RunnerDep,
     response: Response,
@@ -173,25 +179,32 @@ def cancel_sweep(
     waits up to `cancel_wait_s` for it (unless `wait=false`): 200 once cancelled, else 202
     while it stops.
     """
-    outcome = store.request_cancel(session, sweep_id=sweep_id)
-    if outcome == CancelOutcome.not_found:
-        raise ApiError(404, f"id: no sweep '{sweep_id}'")
-    if outcome == CancelOutcome.finished:
+
+    def work(session) -> tuple[SweepPublic, bool]:
+        outcome = store.request_cancel(session, sweep_id=sweep_id)
+        if outcome == CancelOutcome.not_found:
+            raise ApiError(404, f"id: no sweep '{sweep_id}'")
+        if outcome == CancelOutcome.finished:
+            sweep = _get(session, sweep_id)
+            raise ApiError(
+                409, f"status: sweep {sweep_id} already {sweep.status}; nothing to cancel"
+            )
+        if outcome == CancelOutcome.requested:
+            runner.wake()
+        if outcome == CancelOutcome.requested and wait:
+            deadline = time.monotonic() + settings.cancel_wait_s
+            while time.monotonic() < deadline:
+                session.commit()  # end the transaction: each look sees the runner's latest write
+                if _get(session, sweep_id).terminal:
+                    break
+                time.sleep(0.1)
         sweep = _get(session, sweep_id)
-        raise ApiError(409, f"status: sweep {sweep_id} already {sweep.status}; nothing to cancel")
-    if outcome == CancelOutcome.requested:
-        runner.wake()
-    if outcome == CancelOutcome.requested and wait:
-        deadline = time.monotonic() + settings.cancel_wait_s
-        while time.monotonic() < deadline:
-            session.commit()  # end the transaction: each look sees the runner's latest write
-            if _get(session, sweep_id).terminal:
-                break
-            time.sleep(0.1)
-    sweep = _get(session, sweep_id)
-    if not sweep.terminal:
+        return views.public(sweep, settings), sweep.terminal
+
+    public, terminal = await in_session(request, work)
+    if not terminal:
         response.status_code = 202
-    return views.public(sweep, settings)
+    return public
 
 
 def _folder(settings, sweep_id: str):
@@ -208,11 +221,11 @@ def _folder(settings, sweep_id: str):
         404: {"model": ErrorResponse, "description": "No such sweep, or no report yet."},
     },
 )
-def get_report(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) -> FileResponse:
+async def get_report(sweep_id: SweepId, request: Request, settings: SettingsDep) -> FileResponse:
     """The sweep's report.json (see DESIGN.md): 404 until the sweep succeeded."""
-    sweep = _get(session, sweep_id)
+    sweep = await in_session(request, lambda session: _get(session, sweep_id))
     path = _folder(settings, sweep_id) / REPORT
-    if sweep.status != SweepStatus.succeeded or not path.is_file():
+    if sweep.status != SweepStatus.succeeded or not await run_in_threadpool(path.is_file):
         raise ApiError(404, f"report: sweep {sweep_id} has no report yet (status {sweep.status})")
     return FileResponse(path, media_type="application/json")
 
@@ -224,18 +237,18 @@ def get_report(sweep_id: SweepId, session: SessionDep, settings: SettingsDep) ->
         404: {"model": ErrorResponse, "description": "No such sweep, or no such plot yet."},
     },
 )
-def get_plot(
+async def get_plot(
     sweep_id: SweepId,
     name: Annotated[str, Path(description="goldilocks, training_curves, metric_vs_lr (.png)")],
-    session: SessionDep,
+    request: Request,
     settings: SettingsDep,
 ) -> FileResponse:
     """A plot PNG of the sweep (the names are listed in the sweep's `plot_urls`)."""
-    _get(session, sweep_id)
+    await in_session(request, lambda session: _get(session, sweep_id))
     try:
         path = plot_path(_folder(settings, sweep_id), name)
     except BadName as err:
         raise ApiError(422, str(err)) from None
-    if not path.is_file():
+    if not await run_in_threadpool(path.is_file):
         raise ApiError(404, f"name: sweep {sweep_id} has no plot '{name}' (yet)")
     return FileResponse(path, media_type="image/png")

@@ -7,6 +7,8 @@ told its losses before it is asked for the next.
 
 from __future__ import annotations
 
+from itertools import chain
+
 from sweeps.core.data import Dataset
 from sweeps.core.population import Timing
 from sweeps.exec.trial import run_trial
@@ -24,9 +26,13 @@ class InlineExecutor:
 
     def run(self, planner: Planner, dispatcher: Dispatcher, *, resume: bool = False) -> Timing:
         # Nothing of an interrupted inline sweep is kept but its MLflow runs: `resume` trains
-        # it again from the start (the tracker reuses the runs and skips logged steps).
+        # it again from the start (the tracker reuses the runs and skips logged steps). An
+        # adaptive plan restored from plan.json asks only for new points: the populations it
+        # already made (scored, or cut short by the stop) are trained again first, or their
+        # lanes would end FAILED and leave the report.
         timing = Timing()
-        while (pop := planner.ask()) is not None:
+        again = list(planner.populations) if resume and planner.adaptive else []
+        for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
             last = None
             for point in run_trial(self.spec, pop, self.data, timing=timing):

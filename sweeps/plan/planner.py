@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweeps.folder import read_json, write_json_atomic
+from sweeps.folder import read_object, write_json_atomic
 from sweeps.plan.lanes import Lane, Population, group_populations, lanes_of
 from sweeps.plan.search import Searcher, make_searcher, trial_score
 from sweeps.spec import SweepSpec
@@ -81,7 +81,9 @@ class Planner:
         if not self.adaptive:
             return
         self._save_to = Path(path)
-        saved = read_json(self._save_to) if resume else None
+        # A plan that is there but unreadable raises (FolderError): planning afresh would
+        # run another search under the runs of this one.
+        saved = read_object(self._save_to) if resume and self._save_to.exists() else None
         if saved:
             self.searcher.restore(saved["searcher"])
             for d in saved["populations"]:

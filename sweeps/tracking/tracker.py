@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.folder import REPORT, SPEC, VERDICT, write_json_atomic
+from sweeps.folder import REPORT, SPEC, VERDICT, read_object, write_json_atomic
 from sweeps.plan.lanes import Lane
 from sweeps.spec import SweepSpec, spec_to_json
 from sweeps.tracking.naming import (
@@ -156,6 +156,8 @@ class SweepTracker:
             self._parent_id = state["parent_run_id"]
             self._runs = {int(k): v for k, v in state.get("runs", {}).items()}
             self._logged = {int(k): int(v) for k, v in state.get("logged", {}).items()}
+            for lane, step in self._sync(self._steps_in_store).items():
+                self._logged[lane] = max(step, self._logged.get(lane, -1))
             self._queued = dict(self._logged)
             self._sync(self._client.update_run, self._parent_id, status="RUNNING")
             for key, run_id in self._runs.items():  # a finished or failed attempt runs again
@@ -298,7 +300,7 @@ class SweepTracker:
             )
         self._end_all([PARENT], "FINISHED")
         self._writer.flush(timeout=600)
-        self._save_state()
+        self._save_state_or_retry()  # every run has ended: the file is no longer needed
         self._shutdown()
 
     def close(self, status: str, reason: str | None = None) -> None:
@@ -324,7 +326,7 @@ class SweepTracker:
             self._writer.flush()
         except TrackingError as err:
             log.warning("closing the MLflow runs of %s: %s", self.state_path, err)
-        self._save_state()
+        self._save_state_or_retry()
         self._shutdown()
 
     def flush(self, timeout: float = 60) -> None:
@@ -382,12 +384,38 @@ class SweepTracker:
             return False
         return run.info.lifecycle_stage == "active"
 
+    def _steps_in_store(self) -> dict[int, int]:
+        """The last step MLflow holds for each lane run of the state file. The file's `logged`
+        can lag behind the store (the sweep stopped before it was saved again, or the disk was
+        full): trusting it alone, a resume would log those points a second time."""
+        lane_of = {run_id: lane for lane, run_id in self._runs.items()}
+        found: dict[int, int] = {}
+        token = None
+        for _ in range(2 + len(lane_of) // 1000):  # pages of 1000 children, bounded
+            page = self._client.search_runs(
+                [self._experiment_id],
+                filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self._parent_id}'",
+                max_results=1000,
+                page_token=token,
+            )
+            for run in page:
+                lane = lane_of.get(run.info.run_id)
+                steps = [m.step for m in run.data.to_proto().metrics]  # each key's latest
+                if lane is not None and steps:
+                    found[lane] = max(steps)
+            token = page.token
+            if not token:
+                break
+        return found
+
     def _create_child(self, client: MlflowClient, index: int, name: str, tags: dict) -> None:
         run = client.create_run(self._experiment_id, run_name=name, tags=tags)
         with self._lock:
             self._runs[index] = run.info.run_id
-        # saved at once: a crash right after must still let close_stale_runs find this run
-        self._save_state()
+        # saved at once: a crash right after must still let close_stale_runs find this run.
+        # The run exists whatever happens to the file (a full disk): not an MLflow failure,
+        # and the writer tries the file again after its cycle.
+        self._save_state_or_retry()
 
     def _resolve(self, key: RunKey) -> str:
         if key == PARENT:
@@ -417,9 +445,22 @@ class SweepTracker:
         self._writer.stop()
 
     def _load_state(self) -> dict[str, Any] | None:
+        """The state file, None if there is none; FolderError if it is truncated or garbage:
+        its runs would be unknown, and carrying on would log the sweep twice."""
         if not self.state_path.exists():
             return None
-        return json.loads(self.state_path.read_text())
+        return read_object(self.state_path)
+
+    def _save_state_or_retry(self) -> None:
+        """Save the state file now if possible; else log it and leave it to the next cycle
+        (for the failure paths and the writer: the state file must not hide a sweep's own
+        outcome or error)."""
+        try:
+            self._save_state()
+        except OSError as err:
+            with self._lock:
+                self._dirty = True
+            log.error("could not save the tracking state %s: %s", self.state_path, err)
 
     def _save_state(self) -> None:
         """Atomically: tmp file + os.replace, so a crash never leaves half a file."""
