@@ -373,8 +373,10 @@ def test_logging_throughput(sqlite_uri: str, tmp_path: Path) -> None:
         f"log_progress x20 {enqueue_s:.2f} s; MLflow {tracker.log_seconds:.2f} s in {calls} "
         f"calls (256 create_run + 256 set_terminated + log_batch); wall {wall:.2f} s"
     )
-    assert start_s < 2.0  # children are created by the writer, not by start()
-    assert enqueue_s < 2.0
+    # Guards against pathologies (a store call per lane or per value would take minutes), not
+    # a stopwatch: a loaded 2-core CI box measured 2.04 s here where a quiet one takes ~0.3 s.
+    assert start_s < 5.0  # children are created by the writer, not by start()
+    assert enqueue_s < 5.0
     assert calls < 5 * len(lanes)  # merged: not one log_batch per lane per eval point (5120)
     assert tracker.log_seconds < 90  # ~15 s idle-ish, ~40 s at load average 7 on 2 cores
     client = MlflowClient(tracking_uri=sqlite_uri)
