@@ -286,6 +286,8 @@ def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) ->
         return {"width": s.gpu_lane_width, "source": "setting"}
     if s.cpu_lane_width:
         return {"width": s.cpu_lane_width, "source": "setting"}
+    if not s.tune_lane_width:
+        return {"width": DEFAULT_CPU_WIDTH, "source": "default"}
     key = (structure, data.x_train.shape, data.x_val.shape, data.num_classes, data.image_shape)
     if key not in _CHOICES:
         sid = structure_id(structure, data)

@@ -27,6 +27,7 @@ STRUCTURE = Structure(
 def measuring(monkeypatch, tmp_path):
     """No width setting, an empty cache of our own, no choice remembered in this process."""
     monkeypatch.delenv("GOLDILOCKS_CPU_LANE_WIDTH", raising=False)
+    monkeypatch.setenv("GOLDILOCKS_TUNE_LANE_WIDTH", "1")
     monkeypatch.setenv("GOLDILOCKS_COMPILE_CACHE", str(tmp_path / "cache"))
     get_settings.cache_clear()
     monkeypatch.setattr(population, "_CHOICES", {})
@@ -83,6 +84,17 @@ def test_the_trainer_slices_at_the_chosen_width(measuring, iris, monkeypatch):
     points = list(train_population(STRUCTURE, iris, hp, np.zeros(n, np.int64)))
     assert {p.width for p in points} == {population.lane_width(n, 2)} == {2}
     assert len(points[-1].state) == 3  # 5 lanes at width 2: three slices
+
+
+def test_without_tuning_the_width_is_the_default(monkeypatch, iris, tmp_path):
+    monkeypatch.delenv("GOLDILOCKS_CPU_LANE_WIDTH", raising=False)
+    monkeypatch.delenv("GOLDILOCKS_TUNE_LANE_WIDTH", raising=False)
+    monkeypatch.setattr(population, "_CHOICES", {})
+    get_settings.cache_clear()
+    try:
+        assert lane_choice(STRUCTURE, iris) == {"width": 8, "source": "default"}
+    finally:
+        get_settings.cache_clear()
 
 
 def test_a_setting_overrides_the_measurement(monkeypatch, iris, tmp_path):
