@@ -168,6 +168,22 @@ def _edge_lr(group: dict) -> float | None:
     return float(diverged)
 
 
+def _best_star(ax: Any, x: float, y: float, colour: Any, *, size: float) -> None:
+    """The best LR: a black-edged star in the group's colour (gid "best" for the tests)."""
+    ax.plot(
+        [x],
+        [y],
+        ls="",
+        marker="*",
+        ms=size,
+        color=colour,
+        mec="black",
+        mew=0.8,
+        zorder=5,
+        gid="best",
+    )
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -410,18 +426,7 @@ def _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen) -> None:
         best_y = ys[on_curve][0]
     if np.isfinite(best) and best > 0 and np.isfinite(best_y):
         seen.add("best")
-        ax.plot(
-            [best],
-            [best_y],
-            ls="",
-            marker="*",
-            ms=16,
-            color=colour,
-            mec="black",
-            mew=0.8,
-            zorder=5,
-            gid="best",
-        )
+        _best_star(ax, best, best_y, colour, size=16)
     # What the panel says, in words, top right: best LR, zone, edge.
     parts = [f"best {_fmt(best)}" if np.isfinite(best) else "no LR trained cleanly"]
     if np.isfinite(best) and np.isfinite(best_y):
@@ -862,18 +867,7 @@ def _strip_row(strip, row, g, lrs, statuses, colour, best, seen) -> None:
             )
     if np.isfinite(best) and best > 0:
         seen.add("best")
-        strip.plot(
-            [best],
-            [row],
-            ls="",
-            marker="*",
-            ms=12,
-            color=colour,
-            mec="black",
-            mew=0.8,
-            zorder=5,
-            gid="best",
-        )
+        _best_star(strip, best, row, colour, size=12)
 
 
 def plot_metric_vs_lr(report: dict, path: Path) -> Path:
