@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.specs import MODEL_NAMES, CNNSpec, LinearSpec, MLPSpec, ModelSpec
+from models.specs import (
+    MODEL_NAMES,
+    CNNSpec,
+    ImportModelSpec,
+    LinearSpec,
+    MLPSpec,
+    ModelSpec,
+    ResNetSpec,
+    TransformerSpec,
+)
 
 if TYPE_CHECKING:
     from models.registry import ModelFns, make_model
@@ -16,10 +25,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MODEL_NAMES",
     "CNNSpec",
+    "ImportModelSpec",
     "LinearSpec",
     "MLPSpec",
     "ModelFns",
     "ModelSpec",
+    "ResNetSpec",
+    "TransformerSpec",
     "make_model",
 ]
 

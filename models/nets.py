@@ -1,7 +1,8 @@
-"""Flax NNX modules behind the model registry.
+"""Flax NNX modules behind the built-in model names (the registry's contract: keyword
+arguments from the spec and the data, ``rngs`` last).
 
-All modules hold only ``nnx.Param`` state (no RNG streams, no batch stats), so
-their state can be treated as a plain trainable pytree by ``registry``.
+Inputs of any shape are accepted: dense models flatten one example to a row, the CNN reshapes
+a flat row to its image (sklearn's digits arrive as 64 features with an 8x8 image shape).
 """
 
 from collections.abc import Callable, Sequence
@@ -19,14 +20,18 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+def _flat(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)
+
+
 class Linear(nnx.Module):
     """``x @ W + b`` with ``W`` of shape (in, out)."""
 
-    def __init__(self, n_features: int, n_outputs: int, *, rngs: nnx.Rngs) -> None:
+    def __init__(self, *, n_features: int, n_outputs: int, rngs: nnx.Rngs) -> None:
         self.dense = nnx.Linear(n_features, n_outputs, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.dense(x)
+        return self.dense(_flat(x))
 
 
 def _dense_stack(sizes: Sequence[int], rngs: nnx.Rngs) -> nnx.List:
@@ -38,46 +43,57 @@ def _dense_stack(sizes: Sequence[int], rngs: nnx.Rngs) -> nnx.List:
 
 
 class MLP(nnx.Module):
-    """Hidden dense layers with an activation, followed by a linear output layer."""
+    """Hidden dense layers (each optionally normalised, then activated, then dropped out),
+    followed by a linear output layer."""
 
     def __init__(
         self,
+        *,
         n_features: int,
         n_outputs: int,
         hidden: Sequence[int],
-        activation: str,
-        *,
+        activation: str = "relu",
+        norm: str = "none",
+        dropout: float = 0.0,
         rngs: nnx.Rngs,
     ) -> None:
         self.layers = _dense_stack([n_features, *hidden, n_outputs], rngs)
         self.activation = ACTIVATIONS[activation]
+        norms = {"batch": nnx.BatchNorm, "layer": nnx.LayerNorm}
+        self.norms = nnx.List(norms[norm](h, rngs=rngs) for h in hidden) if norm != "none" else None
+        # No Dropout layer at rate 0: the model then carries no RNG state at all.
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.layers[:-1]:
-            x = self.activation(layer(x))
+        x = _flat(x)
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = self.activation(x)
+            if self.dropout is not None:
+                x = self.dropout(x)
         return self.layers[-1](x)
 
 
 class CNN(nnx.Module):
-    """Conv blocks (SAME conv + activation + 2x2 avg pool) -> flatten -> MLP head.
-
-    Inputs arrive as flat rows (B, H*W*C) and are reshaped to NHWC here, so the
-    trainer can treat every dataset as a (B, n_features) matrix.
-    """
+    """Conv blocks (SAME conv + activation + 2x2 avg pool) -> flatten -> MLP head."""
 
     def __init__(
         self,
-        image_shape: tuple[int, int, int],
-        n_outputs: int,
-        channels: Sequence[int],
-        kernel_size: int,
-        hidden: Sequence[int],
-        activation: str,
         *,
+        n_outputs: int,
+        input_shape: tuple[int, ...],
+        image_shape: tuple[int, int, int] | None = None,
+        channels: Sequence[int] = (16, 32),
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
         rngs: nnx.Rngs,
     ) -> None:
-        height, width, in_channels = image_shape
-        self.image_shape = tuple(image_shape)
+        image = _image_shape(input_shape, image_shape, "cnn")
+        height, width, in_channels = image
+        self.image_shape = image
         self.activation = ACTIVATIONS[activation]
         self.convs = nnx.List(
             nnx.Conv(c_in, c_out, (kernel_size, kernel_size), padding="SAME", rngs=rngs)
@@ -100,7 +116,37 @@ class CNN(nnx.Module):
             x = self.activation(conv(x))
             if pool:
                 x = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-        x = x.reshape(x.shape[0], -1)
+        x = _flat(x)
         for layer in self.head[:-1]:
             x = self.activation(layer(x))
         return self.head[-1](x)
+
+
+def _image_shape(
+    input_shape: tuple[int, ...], image_shape: tuple[int, ...] | None, model: str
+) -> tuple[int, int, int]:
+    """(H, W, C) from the data: inputs that are images already, or flat rows with a shape."""
+    input_shape = tuple(input_shape)
+    if image_shape is None and len(input_shape) in (2, 3):
+        image_shape = input_shape if len(input_shape) == 3 else (*input_shape, 1)
+    if image_shape is None:
+        raise ValueError(
+            f"model.name: {model} needs image-shaped inputs (e.g. digits 8x8, or an .npz of "
+            f"(N, H, W, C) images); this dataset's examples have shape {input_shape}"
+        )
+    image = tuple(int(d) for d in image_shape)
+    if len(image) == 2:
+        image = (*image, 1)
+    if len(image) != 3 or image[0] * image[1] * image[2] != _size(input_shape):
+        raise ValueError(
+            f"model.name: {model} image_shape {image} has {_size(image)} values but the "
+            f"dataset's examples have {_size(input_shape)}"
+        )
+    return image  # type: ignore[return-value]
+
+
+def _size(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

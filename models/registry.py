@@ -1,13 +1,26 @@
-"""Model registry: turn a ``ModelSpec`` into pure ``init``/``apply`` functions.
+"""Model registry: turn a model spec into pure ``init``/``apply`` functions.
 
-The population trainer vmaps over lanes, each with its own params, so it needs
-functions rather than stateful modules. We build the NNX module once
-(abstractly, no FLOPs) to capture its static structure (``graphdef``); params
-then travel as a plain nested dict of arrays that optax, ``jax.vmap`` and
-``jax.tree`` handle directly, and ``apply`` re-attaches them with
-``nnx.merge`` at trace time.
+One contract for every model, built-in or the user's (docs/architecture.md):
+``Model(**args, rngs=nnx.Rngs(...))`` builds an ``nnx.Module``; the data fills in any of
+``n_outputs``, ``input_shape``, ``n_features``, ``num_classes``, ``image_shape`` and
+``vocab_size`` that its signature asks for. ``__call__(x)`` maps a batch to predictions.
+
+The population trainer vmaps over lanes, each with its own variables, so it needs functions
+rather than stateful modules. We build the module once, abstractly (no FLOPs), to capture its
+static structure (two ``graphdef``s: one after ``model.train()``, one after ``model.eval()``);
+variables then travel as plain nested dicts of arrays that optax, ``jax.vmap`` and ``jax.tree``
+handle directly, and ``apply`` re-attaches them with ``nnx.merge`` at trace time:
+
+- ``params``: every ``nnx.Param`` (what the optimizer trains);
+- ``state``: everything else the module carries and updates as it runs, ``nnx.BatchStat``
+  (BatchNorm's running statistics) and RNG streams (``nnx.Dropout``'s key and call count).
+  A lane's RNG keys derive from its seed (`lane_rngs`), so each lane has its own stream.
+  Any other variable type is refused, naming it.
 """
 
+from __future__ import annotations
+
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,115 +28,206 @@ from typing import Any
 import jax
 from flax import nnx
 
+from models import imports
 from models.nets import CNN, MLP, Linear
-from models.specs import CNNSpec, LinearSpec, MLPSpec, ModelSpec
+from models.specs import DATA_ARGUMENTS, DataShape, ImportModelSpec, ModelSpec
 
 PyTree = Any
-# A builder checks the spec against the data shape and returns a module
-# factory; the factory is then called (possibly under vmap) with fresh Rngs.
-ModuleFactory = Callable[[nnx.Rngs], nnx.Module]
-Builder = Callable[[Any, int, int, tuple[int, int, int] | None], ModuleFactory]
+
+# Built-in models are ordinary entries: a spec's fields (bar `name`) are the class's arguments.
+MODELS: dict[str, Callable[..., nnx.Module]] = {"linear": Linear, "mlp": MLP, "cnn": CNN}
+
+
+def _register_architectures() -> None:
+    """The transformer and the ResNet live in files of their own (loaded with the registry)."""
+    try:
+        from models.resnet import ResNet
+        from models.transformer import Transformer
+    except ImportError:  # pragma: no cover - both ship with the package
+        return
+    MODELS.update(transformer=Transformer, resnet=ResNet)
+
+
+_register_architectures()
+
+# Variables a lane carries besides its params; anything else has no per-lane meaning here.
+CARRIED_STATE = (nnx.BatchStat, nnx.RngState)
 
 
 @dataclass(frozen=True)
 class ModelFns:
     """Pure functions for one model architecture.
 
-    ``init(key)`` returns params as a nested dict of arrays (layer lists are
-    keyed by int index, e.g. ``params["layers"][0]["kernel"]``).
-    ``apply(params, x)`` maps (B, n_features) float32 to (B, n_outputs).
+    ``init(key) -> (params, state)``: nested dicts of arrays (layer lists keyed by int index,
+    e.g. ``params["layers"][0]["kernel"]``); ``state`` is ``{}`` for a model without
+    BatchNorm or dropout. ``apply(params, state, x, train) -> (predictions, new_state)``:
+    ``train=True`` is a training step (``model.train()``: batch statistics, dropout on, the
+    state moves), ``train=False`` evaluation (``model.eval()``; the state comes back as it was).
     """
 
-    init: Callable[[jax.Array], PyTree]
-    apply: Callable[[PyTree, jax.Array], jax.Array]
+    init: Callable[[jax.Array], tuple[PyTree, PyTree]]
+    apply: Callable[[PyTree, PyTree, jax.Array, bool], tuple[jax.Array, PyTree]]
     num_params: int
     # every parameter array's shape: what a memory estimate needs (kernels' output widths)
     param_shapes: tuple[tuple[int, ...], ...] = ()
+    has_state: bool = False
+    name: str = ""
 
 
-def _linear(
-    spec: LinearSpec, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None
-) -> ModuleFactory:
-    return lambda rngs: Linear(n_features, n_outputs, rngs=rngs)
+def lane_rngs(key: jax.Array) -> nnx.Rngs:
+    """A lane's RNG streams, all from its seed's key: ``params`` (initialisation), ``dropout``
+    (nnx.Dropout's default stream) and a ``default`` for any other stream a model draws from."""
+    return nnx.Rngs(jax.random.fold_in(key, 2), params=key, dropout=jax.random.fold_in(key, 1))
 
 
-def _mlp(
-    spec: MLPSpec, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None
-) -> ModuleFactory:
-    return lambda rngs: MLP(n_features, n_outputs, spec.hidden, spec.activation, rngs=rngs)
+def model_factory(spec: ModelSpec, shape: DataShape) -> Callable[[nnx.Rngs], nnx.Module]:
+    """``rngs -> module`` for this spec on data of this shape (the constructor resolved, its
+    arguments checked against its signature)."""
+    if isinstance(spec, ImportModelSpec):
+        where = "model.import"
+        try:
+            ctor = imports.resolve(spec.import_)
+        except imports.ImportFailed as err:
+            raise ValueError(f"{where}: {err}") from None
+        args = dict(spec.args)
+    else:
+        where = f"model.name: {spec.name}"
+        ctor = MODELS[spec.name]
+        args = spec.model_dump(exclude={"name"})
+    if not callable(ctor):
+        raise ValueError(f"{where}: {spec_label(spec)} is a {type(ctor).__name__}, not a class")
+    kwargs = _constructor_arguments(ctor, args, shape, where)
+
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        module = ctor(**kwargs, rngs=rngs)
+        if not isinstance(module, nnx.Module):
+            raise TypeError(
+                f"{where}: {spec_label(spec)}(...) returned a {type(module).__name__}, "
+                "not an nnx.Module"
+            )
+        return module
+
+    return build
 
 
-def _cnn(
-    spec: CNNSpec, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None
-) -> ModuleFactory:
-    if image_shape is None:
+def spec_label(spec: ModelSpec) -> str:
+    return spec.import_ if isinstance(spec, ImportModelSpec) else spec.name
+
+
+def _constructor_arguments(ctor, args: dict, shape: DataShape, where: str) -> dict[str, Any]:
+    """The spec's arguments plus the data arguments the signature asks for."""
+    try:
+        # A class's own __init__: nnx.Module's metaclass hides it behind (*args, **kwargs).
+        target = ctor.__init__ if isinstance(ctor, type) else ctor
+        params = dict(inspect.signature(target).parameters)
+        if isinstance(ctor, type):
+            params.pop(next(iter(params)), None)  # self
+    except (TypeError, ValueError):  # a builtin or C callable: pass the spec's args only
+        return args
+    names = set(params)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "rngs" not in names and not takes_any:
+        raise ValueError(f"{where}: {getattr(ctor, '__name__', ctor)} takes no `rngs` argument")
+    unknown = [k for k in args if k not in names and not takes_any]
+    if unknown:
+        valid = sorted(n for n in names if n != "rngs" and n not in DATA_ARGUMENTS)
         raise ValueError(
-            "model.name: cnn needs image-shaped inputs (e.g. digits 8x8); this dataset has none"
+            f"{where}: unknown argument(s) {', '.join(unknown)}; "
+            f"{getattr(ctor, '__name__', 'it')} takes: {', '.join(valid) or 'none'}"
         )
-    height, width, channels = image_shape
-    if height * width * channels != n_features:
-        raise ValueError(
-            f"model.name: cnn image_shape {tuple(image_shape)} has {height * width * channels} "
-            f"values but the dataset has {n_features} features"
-        )
-    return lambda rngs: CNN(
-        image_shape,
-        n_outputs,
-        spec.channels,
-        spec.kernel_size,
-        spec.hidden,
-        spec.activation,
-        rngs=rngs,
-    )
+    offered = {k: v for k, v in shape.arguments().items() if k in names and k not in args}
+    return {**args, **offered}
 
 
-# Adding a model = one spec class in specs.py, one module in nets.py, one entry here.
-MODELS: dict[str, Builder] = {"linear": _linear, "mlp": _mlp, "cnn": _cnn}
-
-
-def make_model(
-    spec: ModelSpec,
-    *,
-    n_features: int,
-    n_outputs: int,
-    image_shape: tuple[int, int, int] | None = None,
-) -> ModelFns:
+def make_model(spec: ModelSpec, shape: DataShape) -> ModelFns:
     """Build pure ``init``/``apply`` functions for ``spec`` on data of the given shape."""
-    if n_features < 1 or n_outputs < 1:
-        raise ValueError(f"n_features and n_outputs must be >= 1, got {n_features}, {n_outputs}")
-    factory = MODELS[spec.name](spec, n_features, n_outputs, image_shape)
-    key = (spec.model_dump_json(), n_features, n_outputs, image_shape)
+    if shape.n_outputs < 1 or shape.n_features < 1:
+        raise ValueError(f"model: n_outputs and the input size must be >= 1, got {shape}")
+    factory = model_factory(spec, shape)
+    key = (spec.model_dump_json(), shape, _identity(spec))
     if (built := _ABSTRACT.get(key)) is None:
         built = _ABSTRACT[key] = _abstract_build(spec, factory)
         while len(_ABSTRACT) > _ABSTRACT_MAX:  # oldest first
             _ABSTRACT.pop(next(iter(_ABSTRACT)), None)
-    graphdef, shapes, num_params = built
+    train_def, eval_def, shapes, num_params, key_leaves = built
 
-    def init(key: jax.Array) -> PyTree:
-        module = factory(nnx.Rngs(params=key))
-        return nnx.to_pure_dict(nnx.state(module, nnx.Param))
+    def init(key: jax.Array) -> tuple[PyTree, PyTree]:
+        _, params, state = nnx.split(factory(lane_rngs(key)), nnx.Param, ...)
+        return nnx.to_pure_dict(params), _keys_as_data(nnx.to_pure_dict(state))
 
-    def apply(params: PyTree, x: jax.Array) -> jax.Array:
+    def apply(params: PyTree, state: PyTree, x: jax.Array, train: bool):
         # merge runs at trace time only; under jit it costs nothing per step.
-        return nnx.merge(graphdef, params)(x)
+        graphdef = train_def if train else eval_def
+        module = nnx.merge(graphdef, params, _data_as_keys(state, key_leaves))
+        pred = module(x)
+        if not train or not key_leaves:  # eval leaves the state as it was
+            return pred, state
+        _, _, new_state = nnx.split(module, nnx.Param, ...)
+        return pred, _keys_as_data(nnx.to_pure_dict(new_state))
 
-    return ModelFns(init=init, apply=apply, num_params=num_params, param_shapes=shapes)
+    return ModelFns(
+        init=init,
+        apply=apply,
+        num_params=num_params,
+        param_shapes=shapes,
+        has_state=bool(key_leaves),
+        name=spec_label(spec),
+    )
+
+
+def _identity(spec: ModelSpec) -> tuple[int, ...]:
+    return imports.identity([spec.import_]) if isinstance(spec, ImportModelSpec) else ()
 
 
 # The abstract builds made so far, by (spec, data shape): tracing a model's shapes costs tens of
 # ms, and every spec check (each API submit among them) builds its model twice.
-_ABSTRACT: dict[tuple, tuple[Any, tuple[tuple[int, ...], ...], int]] = {}
+_ABSTRACT: dict[tuple, tuple] = {}
 _ABSTRACT_MAX = 256
 
 
-def _abstract_build(spec: ModelSpec, factory: ModuleFactory) -> tuple:
-    """Shapes only, no FLOPs (cheap for big models): (graphdef, param shapes, param count)."""
-    abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-    graphdef, abstract_params, other = nnx.split(abstract, nnx.Param, ...)
-    # optax will update every leaf, so non-trainable state (RNG counters,
-    # batch stats) must never end up in the params pytree.
-    if jax.tree.leaves(other):
-        raise TypeError(f"model {spec.name!r} has non-Param state; ModelFns cannot represent it")
+def _abstract_build(spec: ModelSpec, factory) -> tuple:
+    """Shapes only, no FLOPs (cheap for big models): (train graphdef, eval graphdef, param
+    shapes, param count, which state leaves are RNG keys)."""
+    abstract = nnx.eval_shape(lambda: factory(lane_rngs(jax.random.key(0))))
+    for path, value in nnx.iter_graph(abstract):
+        if isinstance(value, nnx.Variable) and not isinstance(value, (nnx.Param, *CARRIED_STATE)):
+            where = ".".join(str(p) for p in path)
+            raise TypeError(
+                f"model: {spec_label(spec)} holds a {type(value).__name__} variable at {where!r}; "
+                "a lane carries only nnx.Param (trained), nnx.BatchStat and RNG streams "
+                "(nnx.Dropout): make it one of those, or a plain constant"
+            )
+    abstract.train()
+    train_def, abstract_params, state = nnx.split(abstract, nnx.Param, ...)
+    abstract.eval()
+    eval_def = nnx.split(abstract, nnx.Param, ...)[0]
+    key_leaves = tuple(
+        jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        for leaf in jax.tree.leaves(nnx.to_pure_dict(state))
+    )
     leaves = jax.tree.leaves(abstract_params)
     shapes = tuple(tuple(leaf.shape) for leaf in leaves)
-    return graphdef, shapes, sum(leaf.size for leaf in leaves)
+    return train_def, eval_def, shapes, sum(leaf.size for leaf in leaves), key_leaves
+
+
+def _keys_as_data(state: PyTree) -> PyTree:
+    """RNG keys as their raw uint32 data: a lane's state is then plain arrays that `where`
+    masks, numpy checkpoints and pickles without special cases."""
+
+    def raw(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(leaf)
+        return leaf
+
+    return jax.tree.map(raw, state)
+
+
+def _data_as_keys(state: PyTree, key_leaves: tuple[bool, ...]) -> PyTree:
+    if not any(key_leaves):
+        return state
+    leaves, treedef = jax.tree.flatten(state)
+    wrapped = [
+        jax.random.wrap_key_data(leaf) if is_key else leaf
+        for leaf, is_key in zip(leaves, key_leaves, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, wrapped)

@@ -1,23 +1,36 @@
 """Pydantic configs for the models a sweep can train.
 
-``ModelSpec`` is a discriminated union on ``name``, so a YAML/JSON block like
-``{"name": "mlp", "hidden": [64]}`` validates straight into the right class and
-an unknown name fails with an error listing the valid ones.
+A model block is either a built-in, chosen by ``name`` (``{"name": "mlp", "hidden": [64]}``),
+or the user's own, chosen by ``import`` (``{"import": "nets.py:MyNet", "args": {...}}``).
+Built-ins are ordinary entries of the same registry (models/registry.py): a spec's fields
+are the module's keyword arguments, exactly as ``args`` are for an imported one.
 """
 
-from typing import Annotated, Literal
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveInt,
+    Tag,
+    field_validator,
+)
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "silu", "elu"]
 
 # Strict configs: a typo'd key should fail loudly instead of being ignored, and a quoted "16"
 # is a string, not a width.
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class LinearSpec(BaseModel):
-    """A single affine layer: ``x @ W + b``."""
+    """A single affine layer: ``x @ W + b`` (inputs of any shape are flattened)."""
 
     model_config = _STRICT
 
@@ -25,13 +38,18 @@ class LinearSpec(BaseModel):
 
 
 class MLPSpec(BaseModel):
-    """Fully connected network: hidden layers with an activation, then a linear output."""
+    """Fully connected network: hidden layers with an activation, then a linear output.
+
+    ``norm`` adds a BatchNorm or LayerNorm after each hidden layer, ``dropout`` a dropout after
+    each activation (per lane: own batch statistics, own dropout keys)."""
 
     model_config = _STRICT
 
     name: Literal["mlp"]
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128], min_length=1)
     activation: Activation = "relu"
+    norm: Literal["none", "batch", "layer"] = "none"
+    dropout: Rate = 0.0
 
 
 class CNNSpec(BaseModel):
@@ -46,6 +64,109 @@ class CNNSpec(BaseModel):
     activation: Activation = "relu"
 
 
-ModelSpec = Annotated[LinearSpec | MLPSpec | CNNSpec, Field(discriminator="name")]
+class TransformerSpec(BaseModel):
+    """Decoder-only transformer for token sequences (causal self-attention, pre-LayerNorm)."""
 
-MODEL_NAMES = ("linear", "mlp", "cnn")
+    model_config = _STRICT
+
+    name: Literal["transformer"]
+    d_model: PositiveInt = 64
+    n_layers: PositiveInt = 2
+    n_heads: PositiveInt = 4
+    d_ff: PositiveInt | None = None
+    dropout: Rate = 0.0
+
+
+class ResNetSpec(BaseModel):
+    """Small ResNet with BatchNorm for images (basic residual blocks, global average pool)."""
+
+    model_config = _STRICT
+
+    name: Literal["resnet"]
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], min_length=1)
+    blocks_per_stage: PositiveInt = 1
+
+
+# "nets.py:MyNet", "mypkg.nets:make_net", "/abs/nets.py:Outer.Inner"; "obj:MyNet#2" names an
+# object handed to the Python API (models/imports.py).
+IMPORT_REF = re.compile(r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_.]*(#[0-9]+)?$")
+
+
+def check_import_ref(value: str) -> str:
+    if not IMPORT_REF.match(value):
+        raise ValueError(
+            f"expected 'file.py:Name' (a file beside the spec) or 'package.module:Name', "
+            f"got {value!r}"
+        )
+    return value
+
+
+class ImportModelSpec(BaseModel):
+    """The user's own model: ``import`` is ``"nets.py:MyNet"`` (a file, relative to the spec's
+    folder) or ``"mypkg.nets:MyNet"`` (an importable module); ``args`` its keyword arguments."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    import_: str = Field(alias="import")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    _ref = field_validator("import_")(classmethod(lambda cls, v: check_import_ref(v)))
+
+    @property
+    def name(self) -> str:
+        """What tables and run names call it: the object's name (``MyNet``)."""
+        return self.import_.rsplit(":", 1)[1].split("#")[0]
+
+
+BUILTIN_MODELS = (LinearSpec, MLPSpec, CNNSpec, TransformerSpec, ResNetSpec)
+MODEL_NAMES = ("linear", "mlp", "cnn", "transformer", "resnet")
+
+
+def _model_kind(value: Any) -> str | None:
+    """Which member of the union a model block is: ``import`` wins, else its ``name``."""
+    if isinstance(value, dict):
+        return "import" if "import" in value or "import_" in value else value.get("name")
+    return "import" if isinstance(value, ImportModelSpec) else getattr(value, "name", None)
+
+
+ModelSpec = Annotated[
+    Annotated[LinearSpec, Tag("linear")]
+    | Annotated[MLPSpec, Tag("mlp")]
+    | Annotated[CNNSpec, Tag("cnn")]
+    | Annotated[TransformerSpec, Tag("transformer")]
+    | Annotated[ResNetSpec, Tag("resnet")]
+    | Annotated[ImportModelSpec, Tag("import")],
+    Discriminator(
+        _model_kind,
+        custom_error_type="model_kind",
+        custom_error_message=(
+            "choose a built-in with model.name (" + ", ".join(MODEL_NAMES) + ") or your own "
+            "with model.import ('nets.py:MyNet' beside the spec, or 'mypkg.nets:MyNet')"
+        ),
+    ),
+]
+
+
+# What the data offers a model's constructor, by argument name (see `DataShape`).
+DATA_ARGUMENTS = ("n_outputs", "input_shape", "n_features", "num_classes", "image_shape",
+                  "vocab_size")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model may need to know about the data: one example's shape and the outputs."""
+
+    n_outputs: int
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None
+    image_shape: tuple[int, ...] | None = None
+    vocab_size: int | None = None
+
+    @property
+    def n_features(self) -> int:
+        return math.prod(self.input_shape)
+
+    def arguments(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in DATA_ARGUMENTS}

@@ -15,14 +15,12 @@ from __future__ import annotations
 import math
 import os
 
-from models import make_model
 from sweeps.core.data import Dataset
 from sweeps.core.lane_width import CANDIDATES
-from sweeps.core.losses import get_loss
 from sweeps.errors import SpecError
 from sweeps.plan.planner import Planner
 from sweeps.settings import get_settings
-from sweeps.spec import SweepSpec
+from sweeps.spec import SweepSpec, model_for
 
 BYTES = 4  # float32
 # Optimizer state in parameter-sized arrays (optax): momentum and Lion keep one, Adam two;
@@ -66,13 +64,7 @@ def trial_lanes(spec: SweepSpec, planner: Planner) -> int:
 
 def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> dict[str, float]:
     """Bytes one trial needs, by part."""
-    loss = get_loss(spec.loss)
-    fns = make_model(
-        spec.model,
-        n_features=data.n_features,
-        n_outputs=loss.num_outputs(data.num_classes, data.n_targets),
-        image_shape=data.image_shape,
-    )
+    _, fns = model_for(spec, data)
     lanes = trial_lanes(spec, planner)
     state_arrays = max(STATE_ARRAYS.get(name, 3) for name in spec.search.optimizer)
     # parameters, their gradients, the optimizer's state: per lane, every lane resident
@@ -82,10 +74,14 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     # the widest slice the trial may run (on a CPU: the widest width the tuner may choose)
     cpu = s.cpu_lane_width or max(CANDIDATES)
     width = min(lanes, s.gpu_lane_width if spec.resources.accelerator != "cpu" else cpu)
+    # where each layer's units are computed again: every pixel of an image, every position of
+    # a token sequence
     pixels = data.image_shape[0] * data.image_shape[1] if data.image_shape else 1
+    if data.x_train.dtype.kind in "iu" and data.x_train.ndim == 2:
+        pixels = data.x_train.shape[1]
     # one value per output unit of each layer (a conv kernel's outputs at every pixel)
     per_example = sum(
-        shape[-1] * (pixels if len(shape) == 4 else 1)
+        shape[-1] * (pixels if len(shape) == 4 or data.image_shape is None else 1)
         for shape in fns.param_shapes
         if len(shape) >= 2
     )

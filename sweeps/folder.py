@@ -38,6 +38,7 @@ RAY = "ray"
 REPORT = "report.json"
 VERDICT = "verdict.md"
 PLOTS = "plots"
+VOCABULARY = "vocabulary.json"  # a text dataset's characters by token id
 SUBMITTED = "submitted.json"
 DRIVER_LOG = "driver.log"
 

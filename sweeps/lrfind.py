@@ -33,7 +33,8 @@ def lr_find(spec: SweepSpec, data: Dataset, config: RangeTestConfig) -> dict:
             continue  # nothing to find: it sets its own step size
         structure = Structure(
             model=spec.model,
-            loss=spec.loss,
+            loss=spec.loss_key,
+            metrics=spec.metrics.import_ if spec.metrics else None,
             optimizer=name,
             schedule=RANGE_TEST.name,
             batch_size=data.n_train if spec.train.batch_size == "full" else spec.train.batch_size,

@@ -23,7 +23,6 @@ from typing import Any
 from sweeps import folder as files
 from sweeps.budget import check_budget
 from sweeps.core.data import DataError, Dataset, load_dataset
-from sweeps.core.losses import get_loss
 from sweeps.errors import FolderError, SpecError, SweepInterrupted
 from sweeps.folder import SweepFolder
 from sweeps.plan.lanes import Lane, Population
@@ -60,9 +59,13 @@ class Prepared:
 
 def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
     d = spec.data
+    path = d.path if d.dataset is None else str(uploaded_dataset(d.dataset))
     return load_dataset(
         name=d.name,
-        path=d.path,
+        path=path,
+        text=d.text,
+        block_size=d.block_size or 64,
+        arrays=_loader_arrays(d.import_, d.args) if d.import_ else None,
         target=d.target,
         task=d.task,
         val_fraction=d.val_fraction,
@@ -72,8 +75,63 @@ def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
     )
 
 
+def uploaded_dataset(dataset_id: str) -> Path:
+    """The file of a dataset uploaded to the service (`POST /datasets`), by its id."""
+    from sweeps.settings import get_settings
+
+    root = get_settings().datasets_dir
+    folder = root / dataset_id if root else None
+    found = sorted(p for p in folder.iterdir() if p.is_file()) if folder and folder.is_dir() else []
+    if not found:
+        raise DataError("data.dataset", f"no uploaded dataset {dataset_id!r} here")
+    return found[0]
+
+
+def _loader_arrays(ref: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What a data loader returns (a mapping of arrays, or (x, y)), or the arrays themselves
+    when the reference names them (handed to the Python API)."""
+    from models import imports
+
+    try:
+        source = imports.resolve(ref)
+    except imports.ImportFailed as err:
+        raise DataError("data.import", str(err)) from None
+    if callable(source):
+        try:
+            source = source(**args)
+        except Exception as err:  # the user's loader
+            raise DataError("data.import", f"{ref} raised {type(err).__name__}: {err}") from err
+    if isinstance(source, tuple) and len(source) == 2:
+        source = {"x": source[0], "y": source[1]}
+    if not hasattr(source, "keys"):
+        raise DataError(
+            "data.import",
+            f"{ref} gave a {type(source).__name__}; return a mapping of arrays "
+            "(x/y or x_train/y_train/x_val/y_val) or a pair (x, y)",
+        )
+    return dict(source)
+
+
+def resolve_imports(spec: SweepSpec, base_dir: Path | None = None) -> SweepSpec:
+    """The spec with its files' references made absolute, each one checked to import
+    (SpecError naming the field, before anything is created)."""
+    from models import imports
+
+    refs = {field: imports.canonical(ref, base_dir) for field, ref in spec.import_refs().items()}
+    errors = []
+    for field, ref in refs.items():
+        try:
+            imports.resolve(ref)
+        except imports.ImportFailed as err:
+            errors.append(f"{field}: {err}")
+    if errors:
+        raise SpecError(errors)
+    return spec.with_import_refs(refs) if refs else spec
+
+
 def prepare(spec: SweepSpec, base_dir: Path | None = None) -> Prepared:
     """Load the data and plan the sweep; every input problem raises SpecError (nothing written)."""
+    spec = resolve_imports(spec, base_dir)
     try:
         data = load_sweep_data(spec, base_dir)
     except DataError as err:
@@ -148,7 +206,7 @@ def run_sweep(
         )
         folder.set_state(mlflow=tracker.info if tracker else None)
         dispatcher = Dispatcher(
-            metric=get_loss(spec.loss).metric,
+            metric=spec.metric_name,
             steps=spec.train.steps,
             expected_trials=planner.expected_trials,
             expected_lanes=planner.expected_lanes,
@@ -248,7 +306,8 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         tracker.assign_run_ids(results)
     verdicts, winner = analyze(
         results,
-        loss=spec.loss,
+        loss=spec.loss_name,
+        higher_is_better=spec.higher_is_better,
         diverge_factor=spec.early_stopping.diverge_factor,
         stagnation_tolerance=spec.analysis.stagnation_tolerance,
         zone_tolerance=spec.analysis.zone_tolerance,
@@ -270,8 +329,11 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             **lane_width_report(prepared, dispatcher),
         },
         mlflow=tracker.info if tracker else None,
-        metric=get_loss(spec.loss).metric,
+        metric=spec.metric_name,
     )
+    if prepared.data.vocabulary is not None:  # token ids -> characters, to read generations
+        report["data"] = {"vocabulary": list(prepared.data.vocabulary)}
+        files.write_json_atomic(folder / files.VOCABULARY, report["data"]["vocabulary"])
     write_report(report, folder.path)
     (folder / files.VERDICT).write_text(verdict_markdown(report))
     write_sweep_plots(report, folder / files.PLOTS)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     precompile: bool = True
     # The persistent XLA compile cache shared by the driver and the Ray trials of this host.
     compile_cache: Path = Path.home() / ".cache" / "goldilocks" / "jax"
+    # where the service keeps uploaded datasets (POST /datasets), one folder per id
+    datasets_dir: Path | None = None
     # A Ray trial checkpoints its population at an eval point at most this often.
     checkpoint_every_s: float = 20.0
 

@@ -31,9 +31,9 @@ from pydantic import (
 
 # Light imports only (no JAX): the registries' names and defaults load without it, so a spec
 # is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
-from models.specs import MODEL_NAMES, ModelSpec
+from models.specs import MODEL_NAMES, ImportModelSpec, ModelSpec, check_import_ref
 from sweeps.core.args import searched_args
-from sweeps.core.data import BUILTIN_DATASETS
+from sweeps.core.data import BUILTIN_DATASETS, TEXT_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZER_NAMES, OPTIMIZERS
 from sweeps.core.schedules import SCHEDULE_NAMES, SCHEDULES
@@ -55,24 +55,84 @@ def _choose(kind: str, value: str, valid: tuple[str, ...]) -> str:
     return value
 
 
+class ImportRef(Strict):
+    """The user's own object: ``{import: "file.py:name"}`` or ``{import: "pkg.mod:name"}``."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    import_: str = Field(alias="import")
+
+    _ref = field_validator("import_")(classmethod(lambda cls, v: check_import_ref(v)))
+
+    @property
+    def name(self) -> str:
+        return self.import_.rsplit(":", 1)[1].split("#")[0]
+
+
 class DataSpec(Strict):
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, strict=True, populate_by_name=True,
+        serialize_by_alias=True,
+    )  # fmt: skip
+
     name: str | None = None
     path: str | None = None
+    text: str | None = None  # a text file: character-level next-token windows
+    import_: str | None = Field(None, alias="import")  # a loader: "data.py:load"
+    args: dict[str, Any] = Field(default_factory=dict)  # the loader's keyword arguments
+    dataset: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")  # uploaded (service)
     target: str | None = None
     task: Literal["regression", "classification"] | None = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     standardize: bool = True
+    block_size: PositiveInt | None = None  # text datasets: characters per example
 
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str | None) -> str | None:
         return v if v is None else _choose("dataset", v, BUILTIN_DATASETS)
 
+    @field_validator("import_")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        return v if v is None else check_import_ref(v)
+
     @model_validator(mode="after")
-    def _name_or_path(self) -> DataSpec:
-        if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of data.name (a built-in dataset) or data.path")
+    def _one_source(self) -> DataSpec:
+        sources = [self.name, self.path, self.text, self.import_, self.dataset]
+        if sum(v is not None for v in sources) != 1:
+            raise ValueError(
+                "give exactly one of data.name (a built-in dataset), data.path (a csv, npz or "
+                "parquet file), data.text (a text file), data.import (a loader function) or "
+                "data.dataset (an uploaded dataset's id)"
+            )
+        text = self.text is not None or self.name in TEXT_DATASETS
+        if self.block_size is not None and not text:
+            raise ValueError("data.block_size: only for text datasets (data.text, pydoc_topics)")
+        if self.args and self.import_ is None:
+            raise ValueError("data.args: only for a loader function (data.import)")
         return self
+
+    @property
+    def is_text(self) -> bool:
+        return self.text is not None or self.name in TEXT_DATASETS
+
+
+class MetricsSpec(Strict):
+    """The user's metrics: ``fn(pred, y) -> {name: scalar}``; `metric` is the one the verdict
+    reports (`val_metric`), better when higher unless `higher_is_better: false`."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    import_: str = Field(alias="import")
+    metric: str = Field(min_length=1)
+    higher_is_better: bool = True
+
+    _ref = field_validator("import_")(classmethod(lambda cls, v: check_import_ref(v)))
 
 
 class TrainSpec(Strict):
@@ -227,7 +287,8 @@ class SweepSpec(Strict):
     experiment: str = Field("goldilocks", min_length=1, max_length=256)
     data: DataSpec
     model: ModelSpec
-    loss: str
+    loss: str | ImportRef  # a built-in name, or {import: "losses.py:my_loss"}
+    metrics: MetricsSpec | None = None
     train: TrainSpec = Field(default_factory=TrainSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
@@ -244,8 +305,62 @@ class SweepSpec(Strict):
 
     @field_validator("loss")
     @classmethod
-    def _known_loss(cls, v: str) -> str:
-        return _choose("loss", v, LOSS_NAMES)
+    def _known_loss(cls, v: str | ImportRef) -> str | ImportRef:
+        if isinstance(v, str) and v not in LOSS_NAMES:
+            raise ValueError(
+                f"unknown loss '{v}'; choose one of: {', '.join(LOSS_NAMES)}, or your own "
+                "with {import: 'losses.py:my_loss'}"
+            )
+        return v
+
+    # -- what the rest of the pipeline reads about the loss --------------------------------
+    @property
+    def loss_key(self) -> str:
+        """The loss as the trainer finds it: a built-in name or an import reference."""
+        return self.loss if isinstance(self.loss, str) else self.loss.import_
+
+    @property
+    def loss_name(self) -> str:
+        """The loss as tables show it: `cross_entropy`, or the user function's name."""
+        return self.loss if isinstance(self.loss, str) else self.loss.name
+
+    @property
+    def metric_name(self) -> str:
+        if self.metrics is not None:
+            return self.metrics.metric
+        return LOSSES[self.loss].metric if isinstance(self.loss, str) else "loss"
+
+    @property
+    def higher_is_better(self) -> bool:
+        if self.metrics is not None:
+            return self.metrics.higher_is_better
+        return LOSSES[self.loss].higher_is_better if isinstance(self.loss, str) else False
+
+    def import_refs(self) -> dict[str, str]:
+        """Every import reference in the spec, by field (`model.import`, `loss.import`, ...)."""
+        refs = {}
+        if isinstance(self.model, ImportModelSpec):
+            refs["model.import"] = self.model.import_
+        if isinstance(self.loss, ImportRef):
+            refs["loss.import"] = self.loss.import_
+        if self.metrics is not None:
+            refs["metrics.import"] = self.metrics.import_
+        if self.data.import_ is not None:
+            refs["data.import"] = self.data.import_
+        return refs
+
+    def with_import_refs(self, refs: dict[str, str]) -> SweepSpec:
+        """The same spec with these fields' references replaced (made absolute, say)."""
+        update: dict[str, Any] = {}
+        if "model.import" in refs:
+            update["model"] = self.model.model_copy(update={"import_": refs["model.import"]})
+        if "loss.import" in refs:
+            update["loss"] = ImportRef(import_=refs["loss.import"])
+        if "metrics.import" in refs:
+            update["metrics"] = self.metrics.model_copy(update={"import_": refs["metrics.import"]})
+        if "data.import" in refs:
+            update["data"] = self.data.model_copy(update={"import_": refs["data.import"]})
+        return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _lane_cap(self) -> SweepSpec:
@@ -288,7 +403,9 @@ def _field_path(loc: tuple) -> str:
     parts = []
     for i, p in enumerate(loc):
         text = str(p)
-        if i == 1 and loc[0] == "model" and text in MODEL_NAMES:
+        if i == 1 and loc[0] == "model" and text in (*MODEL_NAMES, "import"):
+            continue
+        if i == 1 and loc[0] == "loss" and text == "ImportRef":
             continue
         if _TYPE_TAG.match(text) or text in {"int", "float", "str", "bool", "list", "dict"}:
             continue
@@ -304,6 +421,8 @@ def _format_errors(err: ValidationError) -> list[str]:
     by_field: dict[str, list[str]] = {}
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "string_type" and isinstance(e.get("input"), dict):
+            continue  # a mapping given where a name or a mapping goes: the mapping's errors say it
         if e["type"] == "extra_forbidden":
             msg = "unknown key (misspelled?)"
         elif e["type"] in _SCALAR_TYPES and isinstance(e.get("input"), str):
@@ -472,37 +591,96 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec_text(read_spec_text(path), json_text=path.suffix.lower() == ".json")
 
 
-def check_against_data(spec: SweepSpec, data: Dataset) -> None:
-    """The checks that need the loaded data: loss vs task, batch size vs rows."""
+def model_for(spec: SweepSpec, data: Dataset):
+    """(the loss, the model's pure functions) for this spec on this data. ValueError names
+    the field at fault (an import that fails, a constructor that refuses its arguments)."""
     from models import make_model  # JAX: the data is loaded, a sweep is about to run
+    from sweeps.core.losses import get_loss
+    from sweeps.core.population import data_shape
 
+    loss = get_loss(
+        spec.loss_key,
+        task=data.task,
+        metrics=spec.metrics.import_ if spec.metrics else None,
+        metric=spec.metric_name,
+        higher_is_better=spec.higher_is_better,
+    )
+    return loss, make_model(spec.model, data_shape(data, loss))
+
+
+def check_against_data(spec: SweepSpec, data: Dataset) -> None:
+    """The checks that need the loaded data: loss vs task, batch size vs rows, and the model on
+    a sample batch (built, called, its output fed to the loss and the metrics: abstractly,
+    shapes only, so a big model costs no FLOPs)."""
     errors = []
-    loss = LOSSES[spec.loss]
-    if loss.task != data.task:
+    builtin = LOSSES.get(spec.loss_key)
+    if builtin is not None and builtin.task != data.task:
         errors.append(
-            f"loss: '{spec.loss}' is a {loss.task} loss but data '{data.name}' is a {data.task} task"
+            f"loss: '{spec.loss_name}' is a {builtin.task} loss but data '{data.name}' is a "
+            f"{data.task} task"
         )
-    elif loss.binary_only and data.num_classes != 2:
+    elif builtin is not None and builtin.binary_only and data.num_classes != 2:
         errors.append(f"loss: 'bce' needs two classes; data '{data.name}' has {data.num_classes}")
     if spec.train.batch_size != "full" and spec.train.batch_size > data.n_train:
         errors.append(
             f"train.batch_size: {spec.train.batch_size} is larger than the {data.n_train} "
             "training rows (use a smaller batch or 'full')"
         )
-    try:
-        # The output width depends on the task: only meaningful when loss and task agree.
-        if loss.task == data.task:
-            n_out = loss.num_outputs(data.num_classes, data.n_targets)
-            make_model(
-                spec.model,
-                n_features=data.n_features,
-                n_outputs=n_out,
-                image_shape=data.image_shape,
-            )
-    except ValueError as err:  # e.g. a cnn on tabular data
-        errors.append(str(err))
+    if not errors:  # the model on a sample batch: only meaningful when loss and task agree
+        try:
+            loss, fns = model_for(spec, data)
+            errors += _sample_batch_errors(spec, data, loss, fns)
+        except (ValueError, TypeError) as err:  # e.g. a cnn on tabular data, a bad import
+            message = str(err)
+            errors.append(message if ":" in message.split(" ")[0] else f"model: {message}")
     if errors:
         raise SpecError(errors)
+
+
+def _sample_batch_errors(spec: SweepSpec, data: Dataset, loss, fns) -> list[str]:
+    """Trace the model, the loss and the metrics on two training examples (shapes only)."""
+    import jax
+
+    x, y = data.x_train[:2], data.y_train[:2]
+    label = fns.name
+    try:
+        variables = jax.eval_shape(fns.init, jax.random.key(0))
+        pred, _ = jax.eval_shape(lambda v, x: fns.apply(*v, x, True), variables, x)
+    except Exception as err:  # the user's code: anything may come out of it
+        return [f"model: {label} fails on a batch of shape {tuple(x.shape)} {x.dtype}: "
+                f"{type(err).__name__}: {_short(err)}"]  # fmt: skip
+    where = "loss" if isinstance(spec.loss, str) else "loss.import"
+    if isinstance(spec.loss, str):
+        want = loss.expected_shape(tuple(y.shape), data.num_classes)
+        if tuple(pred.shape) != want:
+            return [f"model: {label} returns predictions of shape {tuple(pred.shape)} for a "
+                    f"batch of 2, but '{spec.loss_name}' on these targets {tuple(y.shape)} "
+                    f"takes {want}"]  # fmt: skip
+    try:
+        value = jax.eval_shape(loss.fn, pred, y)
+    except Exception as err:
+        return [f"{where}: fails on predictions {tuple(pred.shape)} and targets "
+                f"{tuple(y.shape)}: {type(err).__name__}: {_short(err)}"]  # fmt: skip
+    if getattr(value, "shape", None) != ():
+        return [f"{where}: must return a scalar (the batch's mean loss), got shape "
+                f"{getattr(value, 'shape', type(value).__name__)}"]  # fmt: skip
+    try:
+        metrics = jax.eval_shape(loss.metrics, pred, y)
+    except Exception as err:
+        return [f"metrics.import: fails: {type(err).__name__}: {_short(err)}"]
+    if not isinstance(metrics, dict) or spec.metric_name not in metrics:
+        names = ", ".join(metrics) if isinstance(metrics, dict) else type(metrics).__name__
+        return [f"metrics.metric: '{spec.metric_name}' is not among the metrics returned "
+                f"({names})"]  # fmt: skip
+    bad = [k for k, v in metrics.items() if getattr(v, "shape", None) != ()]
+    if bad:
+        return [f"metrics.import: every metric must be a scalar; not: {', '.join(bad)}"]
+    return []
+
+
+def _short(err: Exception, limit: int = 300) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def spec_to_json(spec: SweepSpec) -> str:

@@ -1,7 +1,13 @@
-"""Dataset loading for sweeps: builtin toy datasets or user files, split and standardized.
+"""Dataset loading for sweeps: built-in datasets or the user's own, split and standardized.
 
-`load_dataset` turns a data spec (a builtin name, or a .csv/.npz/.parquet path plus target
-column) into a `Dataset` of float32/int32 numpy arrays ready to be put on an accelerator.
+`load_dataset` turns a data spec into a `Dataset` of numpy arrays ready to be put on an
+accelerator. The sources: a built-in name (tables shipped with scikit-learn, synthetic sets,
+and `pydoc_topics`, text that ships with Python); a .csv/.parquet table plus target column;
+an .npz whose arrays keep their shape and dtype (images (N, H, W, C), integer tokens (N, T),
+multi-output targets), with x/y or x_train/y_train/x_val/y_val; a text file cut into
+character-level next-token windows; the arrays a user's loader function returns; or arrays
+handed over from Python. Float inputs are standardized per input element (training
+statistics only); integer inputs (token ids, class codes) never are.
 Every problem with the input is raised as a `DataError` naming the spec field at fault, so
 the CLI and the service can point the user at the right line of their config.
 
@@ -11,12 +17,14 @@ validation) that never train. pandas (a second or more) is imported when a table
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+TEXT_DATASETS: tuple[str, ...] = ("pydoc_topics",)  # Python's own help topics (pydoc_data)
 BUILTIN_DATASETS: tuple[str, ...] = (
     "digits",
     "iris",
@@ -25,6 +33,7 @@ BUILTIN_DATASETS: tuple[str, ...] = (
     "diabetes",
     "moons",
     "linear",
+    *TEXT_DATASETS,
 )
 
 Task = Literal["classification", "regression"]
@@ -63,10 +72,25 @@ class Dataset:
     image_shape: tuple[int, int, int] | None
     y_mean: np.ndarray | None
     y_std: np.ndarray | None
+    vocabulary: tuple[str, ...] | None = None  # a text dataset's characters, by token id
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: (64,) for digits, (H, W, C) for images, (T,) for tokens."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def n_features(self) -> int:
-        return int(self.x_train.shape[1])
+        return int(np.prod(self.input_shape))
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Token ids run 0..vocab_size-1: a text dataset's vocabulary, or integer inputs'."""
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
+        if self.x_train.dtype.kind in "iu" and self.x_train.size:
+            return int(max(self.x_train.max(), self.x_val.max())) + 1
+        return None
 
     @property
     def n_train(self) -> int:
@@ -78,12 +102,14 @@ class Dataset:
 
     @property
     def n_targets(self) -> int:
-        return 1 if self.task == "classification" else int(self.y_train.shape[1])
+        """Outputs per example of a regression (its target's size); 1 for classification."""
+        return 1 if self.task == "classification" else int(np.prod(self.y_train.shape[1:]))
 
 
 @dataclass(frozen=True)
 class _Raw:
-    """A loaded dataset before splitting: x float64 (n, f); y int labels (n,) or float (n, t)."""
+    """A loaded dataset before splitting: x (n, ...) float64 or integer; y int labels (n,) or
+    (n, T) token ids, or float targets (n, ...). `val` holds a split the source made itself."""
 
     name: str
     task: Task
@@ -92,6 +118,9 @@ class _Raw:
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
     image_shape: tuple[int, int, int] | None = None
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    vocabulary: tuple[str, ...] | None = None
+    num_classes: int | None = None  # token ids: the vocabulary's size, not the labels seen
 
 
 def load_dataset(
@@ -104,10 +133,19 @@ def load_dataset(
     standardize: bool = True,
     seed: int = 0,
     base_dir: Path | None = None,
+    text: str | Path | None = None,
+    block_size: int = 64,
+    arrays: Mapping[str, Any] | None = None,
 ) -> Dataset:
-    """Load a builtin (`name`) or file (`path`) dataset, split it and optionally standardize."""
-    if (name is None) == (path is None):
-        raise DataError("data", "give exactly one of data.name or data.path")
+    """Load a dataset from exactly one source, split it and optionally standardize.
+
+    `name` a built-in; `path` a table or .npz file; `text` a text file (character-level
+    next-token windows of `block_size`); `arrays` the arrays themselves (x/y or
+    x_train/y_train/x_val/y_val, from a loader function or the Python API)."""
+    given = [k for k, v in (("name", name), ("path", path), ("text", text), ("import", arrays))
+             if v is not None]  # fmt: skip
+    if len(given) != 1:
+        raise DataError("data", "give exactly one of data.name, data.path, data.text, data.import")
     if task is not None and task not in _TASKS:
         raise DataError("data.task", f"unknown task {task!r}; choose one of: {', '.join(_TASKS)}")
     if not 0.0 <= val_fraction < 1.0:
@@ -116,29 +154,48 @@ def load_dataset(
     if name is not None:
         if target is not None:
             raise DataError("data.target", "only used with data.path, not builtin datasets")
-        raw = _load_builtin(name)
+        raw = (
+            _text_windows(_builtin_text(name), name, block_size, val_fraction, "data.name")
+            if name in TEXT_DATASETS
+            else _load_builtin(name)
+        )
         if task is not None and task != raw.task:
             raise DataError("data.task", f"dataset {name!r} is a {raw.task} dataset, not {task}")
+    elif text is not None:
+        raw = _load_text(Path(text), base_dir, block_size, val_fraction)
+    elif arrays is not None:
+        raw = _from_arrays(dict(arrays), "data.import", "import", target, task)
     else:
         raw = _load_file(Path(path), target, task, base_dir)
 
-    train_idx, val_idx = _split(len(raw.x), val_fraction, seed)
-    x_train, y_train = raw.x[train_idx], raw.y[train_idx]
-    x_val, y_val = (raw.x[val_idx], raw.y[val_idx]) if val_idx is not None else (x_train, y_train)
+    if raw.val is not None:  # the source split it: train is everything else
+        x_train, y_train = raw.x, raw.y
+        x_val, y_val = raw.val
+        split = True
+    else:
+        train_idx, val_idx = _split(len(raw.x), val_fraction, seed)
+        x_train, y_train = raw.x[train_idx], raw.y[train_idx]
+        split = val_idx is not None
+        x_val, y_val = (raw.x[val_idx], raw.y[val_idx]) if split else (x_train, y_train)
 
     classification = raw.task == "classification"
     y_mean = y_std = None
-    if standardize:
+    # Integer inputs are ids or codes, never standardized; float inputs per input element.
+    if standardize and x_train.dtype.kind == "f":
         _, _, x_train, x_val = _standardize(x_train, x_val)
-        if not classification:
-            y_mean, y_std, y_train, y_val = _standardize(y_train, y_val)
+    if standardize and not classification:
+        y_mean, y_std, y_train, y_val = _standardize(y_train, y_val)
 
+    x_dtype = np.int32 if x_train.dtype.kind in "iub" else np.float32
     y_dtype = np.int32 if classification else np.float32
-    x_train, y_train = _as(x_train, np.float32), _as(y_train, y_dtype)
-    if val_idx is None:  # documented: no split -> the val arrays *are* the train arrays
+    x_train, y_train = _as(x_train, x_dtype), _as(y_train, y_dtype)
+    if not split:  # documented: no split -> the val arrays *are* the train arrays
         x_val, y_val = x_train, y_train
     else:
-        x_val, y_val = _as(x_val, np.float32), _as(y_val, y_dtype)
+        x_val, y_val = _as(x_val, x_dtype), _as(y_val, y_dtype)
+    num_classes = None
+    if classification:
+        num_classes = raw.num_classes or len(raw.class_names or ())
     return Dataset(
         name=raw.name,
         task=raw.task,
@@ -146,13 +203,143 @@ def load_dataset(
         y_train=y_train,
         x_val=x_val,
         y_val=y_val,
-        num_classes=len(raw.class_names) if classification else None,
+        num_classes=num_classes,
         feature_names=raw.feature_names,
         class_names=raw.class_names if classification else None,
         image_shape=raw.image_shape,
         y_mean=None if y_mean is None else _as(y_mean, np.float32),
         y_std=None if y_std is None else _as(y_std, np.float32),
+        vocabulary=raw.vocabulary,
     )
+
+
+# --------------------------------------------------------------------------- text
+_MIN_WINDOWS = 4
+
+
+def _builtin_text(name: str) -> str:
+    """Python's help topics (about 800 kB of English and code), read where Python keeps them."""
+    from pydoc_data import topics
+
+    return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+
+
+def _load_text(path: Path, base_dir: Path | None, block_size: int, val_fraction: float) -> _Raw:
+    path = path.expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_dir():
+        raise DataError("data.text", f"{path} is a directory, not a text file")
+    if not path.is_file():
+        raise DataError("data.text", f"file not found: {path}")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise DataError("data.text", f"{path} is a binary file, not text")
+    try:
+        corpus = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError("data.text", f"{path} is not UTF-8 text (byte {err.start})") from None
+    return _text_windows(corpus, path.stem, block_size, val_fraction, "data.text")
+
+
+def _text_windows(corpus: str, name: str, block: int, val_fraction: float, field: str) -> _Raw:
+    """Character-level next-token windows: x = characters [i, i+T), y = [i+1, i+T+1), one
+    window every T characters. Validation is the corpus's tail (a held-out stretch of text,
+    so no window overlaps one it is scored against)."""
+    if block < 1:
+        raise DataError("data.block_size", f"must be >= 1, got {block}")
+    vocabulary = tuple(sorted(set(corpus)))
+    lookup = {c: i for i, c in enumerate(vocabulary)}
+    ids = np.fromiter((lookup[c] for c in corpus), dtype=np.int32, count=len(corpus))
+    n = (len(ids) - 1) // block
+    if n < _MIN_WINDOWS:
+        raise DataError(
+            field,
+            f"the text has {len(ids)} characters: too short for windows of block_size {block} "
+            f"(need at least {_MIN_WINDOWS * block + 1})",
+        )
+    starts = np.arange(n) * block
+    x = ids[starts[:, None] + np.arange(block)]
+    y = ids[starts[:, None] + np.arange(1, block + 1)]
+    n_val = round(val_fraction * n)
+    if val_fraction > 0 and (n_val < 1 or n - n_val < 1):
+        raise DataError("data.val_fraction", f"{val_fraction} of {n} windows leaves a side empty")
+    cut = n - n_val
+    val = (x[cut:], y[cut:]) if n_val else None
+    return _Raw(
+        name, "classification", x[:cut], y[:cut], tuple(f"t{i}" for i in range(block)),
+        val=val, vocabulary=vocabulary, num_classes=len(vocabulary),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- arrays
+_SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+def _from_arrays(
+    arrays: dict[str, Any], field: str, name: str, target: str | None, task: str | None
+) -> _Raw:
+    """x/y (split here) or x_train/y_train/x_val/y_val (split by the user), any shapes."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if all(k in arrays for k in _SPLIT_KEYS):
+        x, y = _check_pair(arrays["x_train"], arrays["y_train"], "x_train", "y_train", field)
+        xv, yv = _check_pair(arrays["x_val"], arrays["y_val"], "x_val", "y_val", field)
+        if x.shape[1:] != xv.shape[1:] or x.dtype.kind != xv.dtype.kind:
+            raise DataError(
+                field, f"x_val {xv.shape} {xv.dtype} does not match x_train {x.shape} {x.dtype}"
+            )
+        n = len(y)
+        task_, labels, classes, num = _prepare_target(np.concatenate([y, yv]), "y", task)
+        raw_y, raw_yv = labels[:n], labels[n:]
+        image = _image_of(x)
+        return _Raw(name, task_, _inputs(x), raw_y, _feature_names(x), classes, image,
+                    val=(_inputs(xv), raw_yv), num_classes=num)  # fmt: skip
+    if any(k in arrays for k in _SPLIT_KEYS):
+        missing = [k for k in _SPLIT_KEYS if k not in arrays]
+        raise DataError(field, f"a split needs all of {', '.join(_SPLIT_KEYS)}; missing: "
+                        f"{', '.join(missing)}")  # fmt: skip
+    x_key = next((k for k in ("x", "X") if k in arrays), None)
+    if x_key is None:
+        raise DataError(field, f"no array 'x' or 'X'; arrays are: {', '.join(arrays) or 'none'}")
+    y_key = target or "y"  # `target` may name the label array, like a column for tables
+    if y_key not in arrays:
+        raise DataError(
+            "data.target", f"array {y_key!r} not found; arrays are: {', '.join(arrays)}"
+        )
+    x, y = _check_pair(arrays[x_key], arrays[y_key], x_key, y_key, field)
+    task_, labels, classes, num = _prepare_target(y, y_key, task)
+    return _Raw(name, task_, _inputs(x), labels, _feature_names(x), classes, _image_of(x),
+                num_classes=num)  # fmt: skip
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, xk: str, yk: str, field: str):
+    if x.dtype.kind not in "iufb":
+        raise DataError(field, f"non-numeric values in array {xk!r} (dtype {x.dtype})")
+    if y.dtype.kind not in "iufbUSO":
+        raise DataError(field, f"array {yk!r} has unsupported dtype {y.dtype}")
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise DataError(field, f"shapes of {xk!r} {x.shape} and {yk!r} {y.shape} do not match")
+    if x.dtype.kind == "f" and (n_bad := int(np.sum(~np.isfinite(x)))):
+        raise DataError(field, f"array {xk!r} has {n_bad} NaN/inf values")
+    if len(x) < _MIN_SPLIT_ROWS:
+        raise DataError(field, f"array {xk!r} has {len(x)} rows (need at least {_MIN_SPLIT_ROWS})")
+    return x, y
+
+
+def _inputs(x: np.ndarray) -> np.ndarray:
+    """Inputs keep their shape; floats become float64 for standardizing, integers stay."""
+    return x.astype(np.float64) if x.dtype.kind in "fb" else x
+
+
+def _image_of(x: np.ndarray) -> tuple[int, int, int] | None:
+    """(N, H, W) or (N, H, W, C) float arrays are images (what a CNN or ResNet needs)."""
+    if x.ndim in (3, 4) and x.dtype.kind in "fu":
+        return tuple(x.shape[1:]) + ((1,) if x.ndim == 3 else ())
+    return None
+
+
+def _feature_names(x: np.ndarray) -> tuple[str, ...]:
+    return tuple(f"x{i}" for i in range(x.shape[1])) if x.ndim == 2 else ()
 
 
 def _as(a: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
@@ -216,12 +403,11 @@ def _load_file(path: Path, target: str | None, task: str | None, base_dir: Path 
         raise DataError("data.path", f"{path} is empty (0 bytes)")
 
     if suffix == ".npz":
-        x, y, features, image_shape, target_name = _read_npz(path, target)
-    else:
-        x, y, features, target_name = _read_table(path, suffix, target)
-        image_shape = None
-    resolved, y, classes = _prepare_target(y, target_name, task)
-    return _Raw(path.stem, resolved, x, y, features, classes, image_shape)
+        raw = _from_arrays(_read_npz(path), "data.path", path.stem, target, task)
+        return raw
+    x, y, features, target_name = _read_table(path, suffix, target)
+    resolved, y, classes, num = _prepare_target(y, target_name, task)
+    return _Raw(path.stem, resolved, x, y, features, classes, None, num_classes=num)
 
 
 def _read_table(
@@ -261,39 +447,12 @@ def _read_table(
     return x, df[target].to_numpy(), tuple(features), target
 
 
-def _read_npz(
-    path: Path, target: str | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[int, int, int] | None, str]:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:  # no pickle: never run code from data
-            arrays = {k: npz[k] for k in npz.files}
+            return {k: npz[k] for k in npz.files}
     except Exception as e:
         raise DataError("data.path", f"could not read {path}: {e}") from e
-    x_key = next((k for k in ("x", "X") if k in arrays), None)
-    if x_key is None:
-        raise DataError("data.path", f"no array 'x' or 'X'; arrays are: {', '.join(arrays)}")
-    y_key = target or "y"  # `target` may name the label array, like a column for tables
-    if y_key not in arrays:
-        raise DataError(
-            "data.target", f"array {y_key!r} not found; arrays are: {', '.join(arrays)}"
-        )
-    x, y = arrays[x_key], arrays[y_key]
-    if x.dtype.kind not in "iufb":
-        raise DataError("data.path", f"non-numeric values in array {x_key!r}")
-    if x.ndim == 0 or y.ndim == 0 or y.ndim > 2 or len(x) != len(y):
-        raise DataError(
-            "data.path", f"shapes of {x_key!r} {x.shape} and {y_key!r} {y.shape} do not match"
-        )
-    # (n, H, W) or (n, H, W, C) arrays are images: flatten rows, remember the shape for CNNs.
-    image_shape = None
-    if x.ndim in (3, 4):
-        image_shape = tuple(x.shape[1:]) + ((1,) if x.ndim == 3 else ())
-    x = x.reshape(len(x), -1).astype(np.float64)
-    features = tuple(f"x{i}" for i in range(x.shape[1]))
-    _check_finite(x, features)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    return x, y, features, image_shape, y_key
 
 
 def _check_finite(x: np.ndarray, features: list[str] | tuple[str, ...]) -> None:
@@ -305,8 +464,12 @@ def _check_finite(x: np.ndarray, features: list[str] | tuple[str, ...]) -> None:
 
 def _prepare_target(
     y: np.ndarray, column: str, task: str | None
-) -> tuple[Task, np.ndarray, tuple[str, ...] | None]:
-    """Resolve the task and encode y: int labels 0..k-1 (+ class names), or float (n, t)."""
+) -> tuple[Task, np.ndarray, tuple[str, ...] | None, int | None]:
+    """Resolve the task and encode y: (task, y, class names, number of classes).
+
+    One label per row becomes ids 0..k-1 with class names; integer targets of more dimensions
+    (next-token ids (n, T)) are kept as they are, with max + 1 classes; regression targets
+    are float (n, t) or (n, ...)."""
     import pandas as pd
 
     kind = y.dtype.kind
@@ -316,16 +479,23 @@ def _prepare_target(
 
     if task is None:
         few_ints = kind in "iu" and y.ndim == 1 and len(np.unique(y)) <= _MAX_INFERRED_CLASSES
-        task = "classification" if kind not in "iuf" or few_ints else "regression"
+        tokens = kind in "iu" and y.ndim >= 2
+        task = "classification" if kind not in "iuf" or few_ints or tokens else "regression"
 
     if task == "regression":
         if kind not in "iufb":
             raise DataError("data.task", f"regression needs a numeric target; {column!r} is not")
         y = y.astype(np.float64)
-        return "regression", y.reshape(len(y), -1), None
+        return "regression", (y if y.ndim >= 2 else y[:, None]), None, None
 
     if y.ndim != 1:
-        raise DataError("data.target", f"classification needs one label per row; {column!r} is 2-D")
+        if kind not in "iu" or y.min() < 0:
+            raise DataError(
+                "data.target",
+                f"classification with {y.ndim}-D targets needs non-negative integer ids; "
+                f"{column!r} is {y.dtype}",
+            )
+        return "classification", y, None, int(y.max()) + 1
     if kind == "f":
         if not np.all(y == np.round(y)):
             raise DataError(
@@ -340,7 +510,7 @@ def _prepare_target(
         raise DataError(
             "data.target", f"classification needs at least 2 classes; {column!r} has {len(classes)}"
         )
-    return "classification", labels, tuple(str(c) for c in classes)
+    return "classification", labels, tuple(str(c) for c in classes), len(classes)
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -38,6 +38,14 @@ class Loss:
             return num_targets
         return 1 if self.binary_only else int(num_classes)
 
+    def expected_shape(self, y_shape: tuple[int, ...], num_classes: int | None):
+        """The prediction shape this loss takes for targets of `y_shape` (None: any)."""
+        if self.task == "regression":
+            return tuple(y_shape)
+        if self.binary_only:
+            return (*y_shape, 1)
+        return (*y_shape, int(num_classes or 0))
+
 
 def _accuracy_multiclass(logits, labels):
     return {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels)}
@@ -97,5 +105,49 @@ LOSSES: dict[str, Loss] = {
 LOSS_NAMES = tuple(LOSSES)
 
 
-def get_loss(name: str) -> Loss:
-    return LOSSES[name]
+def get_loss(
+    key: str,
+    *,
+    task: str | None = None,
+    metrics: str | None = None,
+    metric: str | None = None,
+    higher_is_better: bool = True,
+) -> Loss:
+    """A built-in loss by name, or the user's `fn(pred, y) -> scalar` by import reference
+    (`task` is then the data's). `metrics` (a reference to `fn(pred, y) -> {name: scalar}`)
+    replaces the loss's metrics, `metric` naming the one the verdict reports. A user loss
+    without metrics reports its own value as the metric ("loss", lower is better)."""
+    from dataclasses import replace
+
+    if key in LOSSES:
+        loss = LOSSES[key]
+    else:
+        fn = _resolve(key, "loss.import")
+        loss = Loss(
+            name=key.rsplit(":", 1)[1].split("#")[0],
+            task=task or "regression",
+            fn=fn,
+            metrics=lambda pred, y: {"loss": fn(pred, y)},
+            metric="loss",
+            higher_is_better=False,
+        )
+    if metrics is not None:
+        loss = replace(
+            loss,
+            metrics=_resolve(metrics, "metrics.import"),
+            metric=metric or "loss",
+            higher_is_better=higher_is_better,
+        )
+    return loss
+
+
+def _resolve(ref: str, field: str) -> Callable:
+    from models import imports
+
+    try:
+        fn = imports.resolve(ref)
+    except imports.ImportFailed as err:
+        raise ValueError(f"{field}: {err}") from None
+    if not callable(fn):
+        raise ValueError(f"{field}: {ref} is a {type(fn).__name__}, not a function")
+    return fn

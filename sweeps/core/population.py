@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import ModelSpec, make_model
+from models.specs import DataShape, ImportModelSpec
 from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
 from sweeps.core.optimizers import get_optimizer, set_hyperparams
@@ -40,7 +41,7 @@ class Structure:
     """Everything that shapes the compiled program. Numbers that vary per lane are not here."""
 
     model: ModelSpec
-    loss: str
+    loss: str  # a built-in name or an import reference
     optimizer: str
     schedule: str
     batch_size: int
@@ -48,6 +49,13 @@ class Structure:
     eval_every: int
     diverge_factor: float = 4.0
     patience: int = 20
+    metrics: str | None = None  # the user's metrics function, by import reference
+
+    def refs(self) -> list[str]:
+        """The import references this structure's program is built from."""
+        model = [self.model.import_] if isinstance(self.model, ImportModelSpec) else []
+        loss = [self.loss] if ":" in self.loss else []
+        return model + loss + ([self.metrics] if self.metrics else [])
 
     def __hash__(self) -> int:  # pydantic models are not hashable; their JSON is
         return hash((self.model.model_dump_json(), *list(self.__dict__.values())[1:]))
@@ -61,6 +69,7 @@ class LaneHyperparams(NamedTuple):
 
 class LaneState(NamedTuple):
     params: Any
+    model_state: Any  # BatchNorm statistics and RNG streams (models/registry.py); {} if none
     opt_state: Any
     init_loss: jnp.ndarray  # first minibatch loss: the reference for divergence
     above: jnp.ndarray  # consecutive steps above diverge_factor x init_loss
@@ -122,20 +131,29 @@ def batch_plan(n_rows: int, batch_size: int, steps: int, seed: int) -> np.ndarra
 
 
 # --------------------------------------------------------------------------- the program
+def data_shape(data: Dataset, loss) -> DataShape:
+    """What a model's constructor may ask about this data (models/registry.py)."""
+    return DataShape(
+        n_outputs=loss.num_outputs(data.num_classes, data.n_targets),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        image_shape=data.image_shape,
+        vocab_size=data.vocab_size,
+    )
+
+
+def loss_of(structure: Structure, data: Dataset):
+    return get_loss(structure.loss, task=data.task, metrics=structure.metrics)
+
+
 class _Program:
     """The pure functions of one structure, built once and compiled per shape."""
 
     def __init__(self, structure: Structure, data: Dataset):
         self.structure = structure
-        loss = get_loss(structure.loss)
+        loss = loss_of(structure, data)
         self.loss = loss
-        n_out = loss.num_outputs(data.num_classes, data.n_targets)
-        self.model = make_model(
-            structure.model,
-            n_features=data.n_features,
-            n_outputs=n_out,
-            image_shape=data.image_shape,
-        )
+        self.model = make_model(structure.model, data_shape(data, loss))
         self.optimizer = get_optimizer(structure.optimizer)
         self.tx = self.optimizer.build()
         self.schedule = get_schedule(structure.schedule)
@@ -151,9 +169,10 @@ class _Program:
         lr = self.lr_at(step, hp_lr, sched_args)
 
         def objective(params):
-            return self.loss.fn(self.model.apply(params, x), y)
+            pred, model_state = self.model.apply(params, lane.model_state, x, True)
+            return self.loss.fn(pred, y), model_state
 
-        loss, grads = jax.value_and_grad(objective)(lane.params)
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(lane.params)
         finite = jnp.isfinite(loss)
         init_loss = jnp.where(step == 0, loss, lane.init_loss)
         above_now = loss > s.diverge_factor * init_loss
@@ -171,8 +190,11 @@ class _Program:
         # nothing reads it again, and nothing crosses lanes.
         move = ~frozen
         params = jax.tree.map(lambda p, u: p + jnp.where(move, u, 0.0), lane.params, updates)
+        model_state = jax.tree.map(
+            lambda new, old: jnp.where(move, new, old), model_state, lane.model_state
+        )
         new_lane = LaneState(
-            params, new_opt, init_loss, jnp.where(live, above, lane.above),
+            params, model_state, new_opt, init_loss, jnp.where(live, above, lane.above),
             lane.spiked | (live & above_now), frozen, diverged_at,
         )  # fmt: skip
         return new_lane, (jnp.where(live, loss, jnp.nan), lr)
@@ -181,21 +203,22 @@ class _Program:
         params = lane.params
         if self.optimizer.eval_params is not None:
             params = self.optimizer.eval_params(lane.opt_state, params)
-        pred = self.model.apply(params, x_val)
+        pred, _ = self.model.apply(params, lane.model_state, x_val, False)
         return self.loss.fn(pred, y_val), self.loss.metrics(pred, y_val)
 
     # -- the population programs -------------------------------------------------------
     def _init_pop(self, seeds_keys, seed_index, hp: LaneHyperparams):
         keyed = jax.vmap(self.model.init)(seeds_keys)  # one init per distinct seed
-        params = jax.tree.map(lambda a: a[seed_index], keyed)
+        params, model_state = jax.tree.map(lambda a: a[seed_index], keyed)
 
-        def one(p, lr, opt_args):
+        def one(p, ms, lr, opt_args):
             # Built with the lane's own numbers so `init` sees them (adagrad's accumulator).
             opt_state = self.optimizer.build({"learning_rate": lr, **opt_args}).init(p)
             zero_i, no = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
-            return LaneState(p, opt_state, jnp.zeros((), jnp.float32), zero_i, no, no, zero_i - 1)
+            f0 = jnp.zeros((), jnp.float32)
+            return LaneState(p, ms, opt_state, f0, zero_i, no, no, zero_i - 1)
 
-        return jax.vmap(one)(params, hp.learning_rate, hp.optimizer_args)
+        return jax.vmap(one)(params, model_state, hp.learning_rate, hp.optimizer_args)
 
     def _chunk(self, state: LaneState, hp: LaneHyperparams, x, y, xv, yv, idx, steps, valid):
         n = hp.learning_rate.shape[0]
@@ -248,9 +271,19 @@ class _Program:
 _PROGRAMS: dict[tuple, _Program] = {}
 
 
+def _program_key(structure: Structure, data: Dataset) -> tuple:
+    """A structure on data of these shapes and dtypes, with the user objects it is built from
+    as they are now (an edited file or a redefined class is a new program)."""
+    from models import imports
+
+    return (structure, data.x_train.shape, data.x_val.shape, str(data.x_train.dtype),
+            data.y_train.shape[1:], data.num_classes, data.image_shape,
+            imports.identity(structure.refs()))  # fmt: skip
+
+
 def get_program(structure: Structure, data: Dataset) -> _Program:
     """The cached program of a structure (and data shapes): compiled once per process."""
-    key = (structure, data.x_train.shape, data.x_val.shape, data.num_classes, data.image_shape)
+    key = _program_key(structure, data)
     if key not in _PROGRAMS:
         _PROGRAMS[key] = _Program(structure, data)
     return _PROGRAMS[key]
@@ -269,8 +302,9 @@ def structure_id(structure: Structure, data: Dataset) -> str:
     """What the per-lane-step cost depends on: the program and the data shapes (not steps)."""
     s = structure
     return json.dumps(
-        [s.model.model_dump(mode="json"), s.loss, s.optimizer, s.schedule, s.batch_size,
-         s.eval_every, list(data.x_train.shape), list(data.x_val.shape), data.num_classes]
+        [s.model.model_dump(mode="json"), s.loss, s.metrics, s.optimizer, s.schedule,
+         s.batch_size, s.eval_every, list(data.x_train.shape), list(data.x_val.shape),
+         str(data.x_train.dtype), data.num_classes]
     )  # fmt: skip
 
 
@@ -288,7 +322,7 @@ def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) ->
         return {"width": s.cpu_lane_width, "source": "setting"}
     if not s.tune_lane_width:
         return {"width": DEFAULT_CPU_WIDTH, "source": "default"}
-    key = (structure, data.x_train.shape, data.x_val.shape, data.num_classes, data.image_shape)
+    key = _program_key(structure, data)
     if key not in _CHOICES:
         sid = structure_id(structure, data)
         disk_key = tuner.cache_key(sid, backend)

@@ -47,11 +47,9 @@ class InlineExecutor:
 def train_inline(spec: SweepSpec, data: Dataset, planner: Planner | None = None) -> list:
     """Train a whole plan in this process, with no tracking and no sweep folder (notebooks,
     tests): the lanes' results, in lane order."""
-    from sweeps.core.losses import get_loss
-
     planner = planner or Planner(spec)
     dispatcher = Dispatcher(
-        get_loss(spec.loss).metric,
+        spec.metric_name,
         spec.train.steps,
         planner.expected_trials,
         planner.expected_lanes,

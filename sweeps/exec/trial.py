@@ -27,7 +27,8 @@ def structure_for(spec: SweepSpec, pop: Population, data: Dataset) -> Structure:
     t = spec.train
     return Structure(
         model=spec.model,
-        loss=spec.loss,
+        loss=spec.loss_key,
+        metrics=spec.metrics.import_ if spec.metrics else None,
         optimizer=pop.optimizer,
         schedule=pop.schedule,
         batch_size=data.n_train if t.batch_size == "full" else t.batch_size,

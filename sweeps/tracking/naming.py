@@ -82,7 +82,7 @@ def lane_params(spec: SweepSpec, lane: Lane) -> list[Param]:
         **{f"opt.{k}": repr(v) for k, v in lane.optimizer_args.items()},
         **{f"sched.{k}": repr(v) for k, v in lane.schedule_args.items()},
         "model": json.dumps(spec.model.model_dump(mode="json")),
-        "loss": spec.loss,
+        "loss": spec.loss_name,
         "batch_size": str(spec.train.batch_size),
         "steps": str(spec.train.steps),
     }

@@ -156,9 +156,13 @@ def analyze(
     diverge_factor: float = 4.0,
     stagnation_tolerance: float = 0.05,
     zone_tolerance: float = 0.05,
+    higher_is_better: bool | None = None,
 ) -> tuple[list[GroupVerdict], LaneResult | None]:
-    """Classify lanes (in place), build one verdict per group, rank groups, pick the winner."""
-    higher = LOSSES[loss].higher_is_better if loss in LOSSES else True
+    """Classify lanes (in place), build one verdict per group, rank groups, pick the winner.
+    `higher_is_better` is the metric's direction (by default the built-in loss's)."""
+    higher = higher_is_better
+    if higher is None:
+        higher = LOSSES[loss].higher_is_better if loss in LOSSES else True
     for r in results:
         r.status = classify_lane(
             r,
