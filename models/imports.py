@@ -75,7 +75,22 @@ def register_object(obj: Any) -> str:
         n = 1 + sum(r.startswith(f"{OBJECT_SOURCE}:{name}#") for r in _OBJECTS)
         ref = f"{OBJECT_SOURCE}:{name}#{n}"
         _OBJECTS[ref] = obj
+    # Defined in a user's module (a test file, a script beside the notebook), not an installed
+    # package: a Ray worker may not import it, so it travels by value like a notebook's code.
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    if module is not None and _is_users(module):
+        _by_value([module])
     return ref
+
+
+def _is_users(module: ModuleType) -> bool:
+    import sysconfig
+
+    path = getattr(module, "__file__", None)
+    if not path or module.__name__ == "__main__":  # __main__ goes by value anyway
+        return False
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    return not any(str(Path(path).resolve()).startswith(str(Path(p).resolve())) for p in installed)
 
 
 def resolve(ref: str) -> Any:

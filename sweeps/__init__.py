@@ -4,6 +4,11 @@
     spec = sweeps.load_spec("examples/digits.yaml")
     report = sweeps.run_sweep(sweeps.prepare(spec), "runs/nb", executor="inline")
 
+    # or your own model, loss and data, as objects:
+    report = sweeps.run_sweep({"name": "mine"}, model=MyNet, loss=my_loss,
+                              data={"x": x, "y": y}, executor="inline")
+    report.table  # the verdict
+
 Names load on first use, so `import sweeps` (and the CLI's light commands) never pays for
 JAX, Ray or MLflow before they are needed.
 """
@@ -26,7 +31,8 @@ _EXPORTS = {
     # a sweep, end to end
     "Prepared": "sweeps.pipeline",
     "prepare": "sweeps.pipeline",
-    "run_sweep": "sweeps.pipeline",
+    "run_sweep": "sweeps.api",
+    "Report": "sweeps.api",
     "load_for_resume": "sweeps.pipeline",
     "read_report": "sweeps.verdict.report",
     "lr_find": "sweeps.lrfind",
@@ -45,6 +51,7 @@ __all__ = [
     "FolderError",
     "Planner",
     "Prepared",
+    "Report",
     "SpecError",
     "Structure",
     "SweepFailed",
@@ -84,7 +91,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from sweeps.errors import FolderError, SpecError, SweepFailed, SweepInterrupted
     from sweeps.exec.inline import train_inline
     from sweeps.lrfind import lr_find
-    from sweeps.pipeline import Prepared, load_for_resume, prepare, run_sweep
+    from sweeps.api import Report, run_sweep
+    from sweeps.pipeline import Prepared, load_for_resume, prepare
     from sweeps.plan.planner import Planner
     from sweeps.spec import SweepSpec, load_spec, parse_spec
     from sweeps.verdict.analysis import analyze, classify_lane

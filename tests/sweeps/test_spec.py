@@ -62,9 +62,9 @@ def assert_error(errors: list[str], field: str, *phrases: str) -> None:
 BAD_SPECS = [
     # unknown names list the valid choices
     pytest.param(
-        spec_with("model", {"name": "resnet"}),
+        spec_with("model", {"name": "resnet50"}),
         "model",
-        ["resnet", "'linear'", "'mlp'", "'cnn'"],
+        ["linear", "mlp", "cnn", "transformer", "resnet", "model.import"],
         id="unknown-model",
     ),
     pytest.param(

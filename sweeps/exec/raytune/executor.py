@@ -16,6 +16,7 @@ from pathlib import Path
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
+from models import imports
 from sweeps.core.data import Dataset
 from sweeps.core.population import Timing
 from sweeps.errors import SweepFailed, SweepInterrupted
@@ -71,6 +72,9 @@ class RayExecutor:
             populations=[] if planner.adaptive else planner.populations,
             data=self.data,
             programs=self.ahead.take() if self.ahead else None,
+            user_objects=imports.ship(
+                [ref for field, ref in spec.import_refs().items() if field != "data.import"]
+            ),
         )
         trainable = tune.with_resources(trainable, trial_resources(spec))
         run_config = tune.RunConfig(

@@ -62,10 +62,17 @@ def population_trainable(
     populations: list[Population],
     data: Dataset,
     programs: ProgramsFile | None = None,
+    user_objects: dict | None = None,
 ) -> None:
-    """One Tune trial: train one population, report every eval point, checkpoint as it goes."""
+    """One Tune trial: train one population, report every eval point, checkpoint as it goes.
+
+    `user_objects` are the user's model, loss and metrics by reference, shipped by value with
+    the trial: this worker may never have seen the files they came from."""
     import jax
 
+    from models import imports
+
+    imports.install(user_objects or {})
     from sweeps.exec.trial import run_trial
     from sweeps.settings import get_settings
     from sweeps.spec import SweepSpec

@@ -64,6 +64,7 @@ def test_builtin_list_is_complete() -> None:
         "diabetes",
         "moons",
         "linear",
+        "pydoc_topics",
     }
 
 
@@ -416,4 +417,4 @@ def test_error_npz_arrays(tmp_path: Path) -> None:
     x = np.zeros((20, 2))
     x[0, 1] = np.nan
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(20) % 2)
-    _raises("data.path", "column 'x1' has 1 ", path=tmp_path / "nan.npz")
+    _raises("data.path", "array 'x' has 1 NaN/inf", path=tmp_path / "nan.npz")

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from models import MLPSpec, make_model
+from models.specs import DataShape
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.population import (
     Structure,
@@ -45,8 +46,8 @@ def _lane_params(states, i):
 
 def _reference(data, tx, seed):
     """The same configuration trained alone by a plain optax loop (no vmap, no masking)."""
-    model = make_model(MODEL, n_features=data.n_features, n_outputs=data.num_classes)
-    params = model.init(jax.random.key(seed))
+    model = make_model(MODEL, DataShape(n_outputs=data.num_classes, input_shape=data.input_shape))
+    params, _ = model.init(jax.random.key(seed))
     state = tx.init(params)
     plan = batch_plan(data.n_train, BATCH, STEPS, 0)
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
@@ -54,7 +55,7 @@ def _reference(data, tx, seed):
     @jax.jit
     def step(params, state, rows):
         def loss_fn(p):
-            logits = model.apply(p, x_train[rows])
+            logits, _ = model.apply(p, {}, x_train[rows], True)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y_train[rows]).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
