@@ -86,12 +86,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from sweeps.api import Report, run_sweep
     from sweeps.core.data import load_dataset
     from sweeps.core.population import Structure, make_hyperparams, train_population
     from sweeps.errors import FolderError, SpecError, SweepFailed, SweepInterrupted
     from sweeps.exec.inline import train_inline
     from sweeps.lrfind import lr_find
-    from sweeps.api import Report, run_sweep
     from sweeps.pipeline import Prepared, load_for_resume, prepare
     from sweeps.plan.planner import Planner
     from sweeps.spec import SweepSpec, load_spec, parse_spec

@@ -16,6 +16,7 @@ from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
 from ray_cluster import alive_nodes, base_env, ray_cluster
 from testlib import sweep_points
+from user_files import write_user_files
 
 GOLDILOCKS = [sys.executable, "-m", "service.cli"]
 
@@ -64,9 +65,16 @@ def two_node_cluster():
 
 
 def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_path):
+    """With the user's own model and loss from a file beside the spec: the worker node has
+    neither the file nor its folder on its path, and `goldilocks run` starts elsewhere."""
     address, auth = two_node_cluster
+    user = tmp_path / "project"
+    write_user_files(user)
     spec = _spec_file(
-        tmp_path,
+        user,
+        model={"import": "nets.py:Net", "args": {"width": 8}},
+        loss={"import": "nets.py:smoothed_ce"},
+        metrics={"import": "nets.py:accuracy", "metric": "acc"},
         # long enough (30 reports) that the first trial is still training when the second
         # node's trial process is up: Tune would otherwise reuse the first actor for both
         train={"steps": 300, "batch_size": 32, "eval_every": 10, "seeds": [0]},
@@ -75,12 +83,17 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     )
     sweep = tmp_path / "sweep"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     proc = subprocess.run(
         [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
         env=_env(RAY_ADDRESS=address, MLFLOW_TRACKING_URI=uri, **auth),
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=elsewhere,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((sweep / "report.json").read_text())
+    assert report["metric"] == "acc" and {g["loss"] for g in report["groups"]} == {"smoothed_ce"}
+    assert max(lane["val_metric"] for lane in report["lanes"]) > 0.8  # it trained, on iris
     nodes = alive_nodes(address, auth)
     assert len(nodes) == 2
     used = {p["node_id"] for p in sweep_points(sweep)}
