@@ -19,10 +19,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from service import store
+from service import datasets, plugins, store
 from service.deps import AuthDep
 from service.errors import BodySizeLimit, install_error_handlers
 from service.health import HealthChecks
+from service.routes import datasets as dataset_routes
 from service.routes import health, sweeps
 from service.runner import Runner
 from service.settings import ServiceSettings, get_settings
@@ -49,6 +50,16 @@ def _warm_up(settings: ServiceSettings) -> None:
         log.warning("warm-up validation failed: %s", err)
 
 
+def _check_plugin_dirs(settings: ServiceSettings) -> None:
+    """Say at start-up which code HTTP specs may name (service/plugins.py)."""
+    for folder in settings.plugin_dirs:
+        if not folder.is_dir():
+            log.warning("GOLDILOCKS_PLUGIN_PATH: %s is not a folder", folder)
+    plugins.ensure_importable(settings)
+    if settings.plugin_dirs:
+        log.info("plugin folders: %s", ", ".join(map(str, settings.plugin_dirs)))
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = store.make_engine(settings.db_url)
@@ -56,6 +67,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.sweeps_dir.mkdir(parents=True, exist_ok=True)
+        await run_in_threadpool(datasets.clean_incoming, settings)
+        _check_plugin_dirs(settings)
         await run_in_threadpool(store.upgrade_to_head, settings.db_url)
         await run_in_threadpool(_warm_up, settings)
         app.state.runner.start()
@@ -85,10 +98,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.sessions = store.session_factory(engine)
     app.state.runner = Runner(settings, app.state.sessions)
     app.state.health = HealthChecks(settings, engine)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        limits={"/datasets": (settings.max_upload_bytes, "GOLDILOCKS_MAX_UPLOAD_BYTES")},
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(sweeps.router)
+    app.include_router(dataset_routes.router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[AuthDep])
     def openapi_json() -> JSONResponse:

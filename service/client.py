@@ -95,6 +95,33 @@ class GoldilocksClient:
     def plot(self, sweep_id: str, name: str) -> bytes:
         return self._request("GET", f"/sweeps/{sweep_id}/plots/{name}").content
 
+    def upload_dataset(
+        self, path: Path, *, name: str | None = None, target: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Upload a data file (POST /datasets, the file as the body): (its info, whether it is
+        new: False when the server had the same file already)."""
+        params = {"name": name or path.name}
+        if target is not None:
+            params["target"] = target
+        headers = {"Content-Type": "application/octet-stream"}
+        with path.open("rb") as body:
+            response = self._request(
+                "POST",
+                "/datasets",
+                params=params,
+                content=body,
+                headers=headers,
+                # the server loads the file before it answers: a large table takes a while
+                timeout=httpx.Timeout(self._http.timeout.connect, read=600.0, write=600.0),
+            )
+        return response.json(), response.status_code == 201
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/datasets/{dataset_id}")
+
+    def datasets(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self._json("GET", "/datasets", params={"limit": limit, "offset": offset})
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/healthz")
 

@@ -119,9 +119,21 @@ def submit(
         str | None, typer.Option(help="Retrying with the same key never queues it twice.")
     ] = None,
     poll: Annotated[float, typer.Option(help="Seconds between looks, with --wait.")] = 1.0,
+    upload: Annotated[
+        bool,
+        typer.Option(
+            help="Upload the local file a spec's data.path or data.text names (relative to the "
+            "spec) and submit it as data.dataset; --no-upload sends the path for the server's "
+            "datasets folder."
+        ),
+    ] = True,
     server: ServerOpt = None,
 ) -> None:
-    """Submit a sweep to the service; with --wait, follow it and print the verdict."""
+    """Submit a sweep to the service; with --wait, follow it and print the verdict.
+
+    A local data file the spec names is uploaded first (POST /datasets). The files of
+    `import:` references are not: the server imports code only from its own plugin folders
+    (GOLDILOCKS_PLUGIN_PATH) and installed packages."""
     out, err = _consoles()
     try:
         body = spec.read_bytes()
@@ -129,11 +141,101 @@ def submit(
         err.print(f"[bold red]error:[/] spec: cannot read {spec}: {exc.strerror}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     kind = "application/json" if spec.suffix.lower() == ".json" else "application/yaml"
+    raw = _local_spec(body, kind)
+    if raw is not None:
+        _note_imports(raw, err)
     with _handled(), _client(server) as client:
-        created = client.submit(body, content_type=kind, idempotency_key=idempotency_key)
+        sent = _upload_data(client, raw, spec.parent, err) if raw is not None and upload else None
+        if sent is None:  # as written: the server's errors point at the file's own lines
+            created = client.submit(body, content_type=kind, idempotency_key=idempotency_key)
+        else:
+            created = client.submit(sent, idempotency_key=idempotency_key)
         out.print(f"submitted [bold]{created['id']}[/] ({created['name']}): {created['status']}")
         if wait:
             _follow(client, created["id"], poll, out, err)
+
+
+def _local_spec(body: bytes, kind: str) -> dict[str, Any] | None:
+    """The spec as data, to find its local files; None if it does not parse (the server
+    then says what is wrong with it, as for any spec)."""
+    from sweeps.errors import SpecError
+    from sweeps.spec import load_json, load_yaml
+
+    try:
+        text = body.decode("utf-8-sig")
+        raw = load_json(text) if kind == "application/json" else load_yaml(text)
+    except (UnicodeDecodeError, SpecError, RecursionError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _import_files(raw: dict[str, Any]) -> dict[str, str]:
+    """The spec's `import:` references that name .py files, by field."""
+    found = {}
+    for section in ("model", "loss", "metrics", "data"):
+        ref = raw.get(section)
+        ref = ref.get("import") if isinstance(ref, dict) else None
+        if isinstance(ref, str) and ref.rpartition(":")[0].endswith(".py"):
+            found[f"{section}.import"] = ref
+    return found
+
+
+def _note_imports(raw: dict[str, Any], err: Console) -> None:
+    from rich.markup import escape
+
+    for field, ref in _import_files(raw).items():
+        source = ref.rpartition(":")[0]
+        err.print(
+            f"[yellow]note:[/] {field}: {escape(source)} is not uploaded: the server imports "
+            "code only from its own plugin folders (GOLDILOCKS_PLUGIN_PATH) and installed "
+            f"packages, never from a client; its operator must put {escape(Path(source).name)} "
+            "there",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _upload_name(path: Path) -> str:
+    """A name the server accepts ([A-Za-z0-9][A-Za-z0-9._-]*, 128 at most), suffix kept."""
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in path.stem)
+    stem = stem.lstrip("._-") or "data"
+    return stem[: 128 - len(path.suffix)] + path.suffix.lower()
+
+
+def _upload_data(
+    client: GoldilocksClient, raw: dict[str, Any], folder: Path, err: Console
+) -> dict[str, Any] | None:
+    """Upload the local file of `data.path` / `data.text`; the spec naming it as
+    `data.dataset` instead, or None when there is nothing to upload."""
+    from rich.markup import escape
+
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return None
+    sources = [f for f in ("name", "path", "text", "import", "dataset") if data.get(f) is not None]
+    field = sources[0] if len(sources) == 1 else None
+    if field not in ("path", "text") or not isinstance(data[field], str):
+        return None  # nothing local, or not one source: the server's validation says so
+    local = Path(data[field]).expanduser()
+    local = local if local.is_absolute() else folder / local
+    if not local.is_file():
+        err.print(
+            f"[yellow]note:[/] data.{field}: {escape(data[field])} is not a file here; the "
+            "server looks for it in its datasets folder",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return None
+    target = data.get("target") if isinstance(data.get("target"), str) else None
+    info, new = client.upload_dataset(local, name=_upload_name(local), target=target)
+    err.print(
+        f"uploaded data.{field} {escape(str(local))} ({info['bytes']:,} bytes) as dataset "
+        f"{info['id']}" + ("" if new else " (the server had it already)"),
+        soft_wrap=True,
+        highlight=False,
+    )
+    sent = {k: v for k, v in data.items() if k != field}
+    return {**raw, "data": {**sent, "dataset": info["id"]}}
 
 
 def _follow(client: GoldilocksClient, sweep_id: str, poll: float, out, err) -> None:

@@ -85,8 +85,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyTooLarge(ApiError):
-    def __init__(self, limit: int):
-        super().__init__(413, f"body: request body is larger than the limit of {limit} bytes")
+    def __init__(self, limit: int, setting: str | None = None):
+        named = f" ({setting})" if setting else ""
+        super().__init__(
+            413, f"body: request body is larger than the limit of {limit} bytes{named}"
+        )
 
 
 class BodySizeLimit:
@@ -95,22 +98,33 @@ class BodySizeLimit:
     A Content-Length over the limit is refused before the body is read; a chunked body (no
     Content-Length) is counted as it arrives and refused as soon as it passes the limit (the
     route sees a BodyTooLarge from `request.body()`, which the error handlers turn into 413).
+    `limits` gives some paths a limit of their own: {path: (bytes, the setting's name)} (the
+    uploads of POST /datasets).
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int):
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        max_bytes: int,
+        limits: dict[str, tuple[int, str | None]] | None = None,
+    ):
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        path = path[len(root) :] if root and path.startswith(root) else path
+        limit, setting = self.limits.get(path, (self.max_bytes, None))
         declared = _content_length(scope)
-        if declared == -1 or (declared is not None and declared > self.max_bytes):
+        if declared == -1 or (declared is not None and declared > limit):
             status, message = (
                 (400, "Content-Length: not a number")
                 if declared == -1
-                else (413, BodyTooLarge(self.max_bytes).detail["message"])
+                else (413, BodyTooLarge(limit, setting).detail["message"])
             )
             await _send_json(send, status, error_body(message))
             return
@@ -121,8 +135,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit, setting)
             return message
 
         await self.app(scope, limited, send)

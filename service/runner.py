@@ -299,13 +299,13 @@ class Runner:
             proc = subprocess.Popen(
                 cmd,
                 cwd=folder,
-                env=driver_env(),
+                env=driver_env(self.settings),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: driver_spec refused the spec
             log.error("sweep %s: cannot start its driver: %s", sweep.id, err)
             with self.sessions() as session:
                 store.finish_sweep(
@@ -472,32 +472,65 @@ def _describe_stop(rc: int | None, said: str | None) -> str:
 
 
 def driver_spec(spec: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
-    """The spec a driver runs: a relative data.path made absolute under the datasets folder
-    (the driver resolves paths against its spec file's folder: the sweep folder)."""
+    """The spec a driver runs: an uploaded dataset's id, and a relative data.path or data.text,
+    made absolute files under the datasets folder (the driver resolves paths against its spec
+    file's folder: the sweep folder); its `import:` references checked again against the
+    plugin folders of now (a sweep queued before the operator narrowed them does not run
+    code from outside). ValueError says why not."""
+    from service import datasets, plugins
+
     data = dict(spec.get("data") or {})
-    if data.get("path"):
-        data["path"] = str(resolve_data_path(data["path"], settings))
-    return {**spec, "data": data}
+    if data.get("dataset"):
+        data = datasets.data_source(data, settings)
+    else:
+        for field in ("path", "text"):
+            if data.get(field):
+                data[field] = str(resolve_data_path(data[field], settings, field=f"data.{field}"))
+    out = {**spec, "data": data}
+    refs, errors = plugins.check_refs(_import_refs(out), settings)
+    if errors:
+        raise ValueError("; ".join(errors))
+    for field, ref in refs.items():
+        section = field.split(".")[0]
+        out[section] = {**out[section], "import": ref}
+    return out
 
 
-def resolve_data_path(path: str, settings: ServiceSettings) -> Path:
-    """`data.path` inside the datasets folder, or ValueError (nothing may leave it)."""
+def _import_refs(spec: dict[str, Any]) -> dict[str, str]:
+    """The `import:` references of a stored (canonical) spec, by field."""
+    refs = {}
+    for section in ("model", "loss", "metrics", "data"):
+        value = spec.get(section)
+        if isinstance(value, dict) and isinstance(value.get("import"), str):
+            refs[f"{section}.import"] = value["import"]
+    return refs
+
+
+def resolve_data_path(path: str, settings: ServiceSettings, field: str = "data.path") -> Path:
+    """`data.path` (or `data.text`) inside the datasets folder, or ValueError (nothing may
+    leave it)."""
     root = settings.datasets_path
-    resolved = (root / path).resolve()
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, ValueError) as err:  # a NUL byte, a name too long, a loop of links
+        raise ValueError(f"{field}: not a usable file name ({err})") from None
     if not resolved.is_relative_to(root):
         raise ValueError(
-            f"data.path: '{path}' is outside the service's datasets folder; give a path "
-            "relative to it"
+            f"{field}: '{path}' is outside the service's datasets folder; give a path "
+            "relative to it, or upload the file (POST /datasets)"
         )
     return resolved
 
 
-def driver_env() -> dict[str, str]:
+def driver_env(settings: ServiceSettings | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env["PYTHONUNBUFFERED"] = "1"
     # The driver imports `service` and `sweeps` from the same tree as the service, whatever
-    # its working directory (the sweep folder).
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    # its working directory (the sweep folder); the plugin folders come last, as in the
+    # service (service.plugins.ensure_importable): a dotted module resolves the same in both.
+    plugin_dirs = [str(d) for d in settings.plugin_dirs] if settings else []
+    parts = (str(REPO_ROOT), env.get("PYTHONPATH", ""), *plugin_dirs)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     return env

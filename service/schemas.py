@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -71,6 +71,33 @@ class SweepCreated(SweepPublic):
 
 class SweepList(BaseModel):
     items: list[SweepSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class DatasetInfo(BaseModel):
+    """An uploaded data file. A spec names it as `data: {dataset: <id>}` (a text corpus: plus
+    `block_size`)."""
+
+    id: str = Field(description="32 hex digits, from the file's type and content.")
+    name: str = Field(description="The file name it was uploaded under (the first time).")
+    kind: Literal["arrays", "table", "text"] = Field(description=".npz, .csv/.parquet, .txt")
+    bytes: int
+    sha256: str = Field(description="Of the file's type and bytes (the id is its start).")
+    created_at: datetime
+    rows: int | None = Field(None, description="Examples (a table's rows); null for text.")
+    characters: int | None = Field(None, description="A text corpus's length.")
+    task: str | None = Field(None, description="As loaded without a spec: inferred.")
+    input_shape: list[int] = Field(default_factory=list, description="One example's shape.")
+    num_classes: int | None = None
+    features: list[str] | None = Field(None, description="A table's feature columns.")
+    vocabulary_size: int | None = Field(None, description="A text corpus's distinct characters.")
+    url: str
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetInfo]
     total: int
     limit: int
     offset: int

@@ -6,6 +6,7 @@ Tests and embedders build the app with explicit settings (`create_app(ServiceSet
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,14 @@ class ServiceSettings(BaseSettings):
     # Relative `data.path` of a submitted spec resolves here, and may not leave it: a client
     # must not make the service read arbitrary server files. Default: data_dir/datasets.
     datasets_dir: Path | None = None
+    # Folders (os.pathsep-separated) whose .py files and modules an HTTP spec's `import:` may
+    # name: the service runs code only from where its operator put it (service/plugins.py).
+    plugin_path: str | None = None
+    # Unset: any installed package may be named by a dotted `import:`; set (comma-separated
+    # top-level names, may be empty): only these.
+    plugin_packages: str | None = None
+    # POST /datasets: an uploaded data file larger than this is refused (413).
+    max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     max_queue: int = Field(16, ge=0)  # queued sweeps beyond this answer 429
@@ -58,6 +67,19 @@ class ServiceSettings(BaseSettings):
     @property
     def datasets_path(self) -> Path:
         return (self.datasets_dir or self.data_dir / "datasets").resolve()
+
+    @property
+    def plugin_dirs(self) -> tuple[Path, ...]:
+        """GOLDILOCKS_PLUGIN_PATH's folders, resolved, in order (empty entries skipped)."""
+        parts = (self.plugin_path or "").split(os.pathsep)
+        return tuple(dict.fromkeys(Path(p).expanduser().resolve() for p in parts if p.strip()))
+
+    @property
+    def allowed_packages(self) -> frozenset[str] | None:
+        """The installed top-level packages a dotted `import:` may name; None: any."""
+        if self.plugin_packages is None:
+            return None
+        return frozenset(p.strip() for p in self.plugin_packages.split(",") if p.strip())
 
     @property
     def db_url(self) -> str:

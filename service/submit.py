@@ -16,7 +16,7 @@ import yaml
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import store
+from service import datasets, plugins, store
 from service.errors import ApiError
 from service.runner import resolve_data_path
 from service.settings import ServiceSettings
@@ -72,26 +72,48 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
 
 
 def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
-    """The canonical spec (all defaults filled in) of a valid submission, else ApiError(422)."""
+    """The canonical spec (all defaults filled in) of a valid submission, else ApiError(422).
+
+    Over HTTP, `import:` references must name the operator's code (service/plugins.py) and are
+    stored made absolute; an uploaded dataset's id is checked and stays the spec's
+    `data.dataset` (the driver's spec gets the file: runner.driver_spec)."""
     from sweeps.pipeline import prepare  # imports JAX: the app warms it at start-up
     from sweeps.spec import parse_spec
 
+    dataset_id = None
+    if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
+        try:
+            data = datasets.data_source(raw["data"], settings)
+        except ValueError as err:
+            raise _invalid([str(err)]) from None
+        if data is not raw["data"]:
+            dataset_id, raw = raw["data"]["dataset"], {**raw, "data": data}
     try:
         spec = parse_spec(raw)
     except SpecError as err:
         raise _invalid(err.errors) from None
     except RecursionError:
         raise _invalid(["spec: nested too deeply"]) from None
-    if spec.data.path is not None:
-        try:
-            resolve_data_path(spec.data.path, settings)
-        except ValueError as err:
-            raise _invalid([str(err)]) from None
+    refs, errors = plugins.check_refs(spec.import_refs(), settings)
+    if dataset_id is None:
+        for field in ("path", "text"):
+            value = getattr(spec.data, field)
+            if value is not None:
+                try:
+                    resolve_data_path(value, settings, field=f"data.{field}")
+                except ValueError as err:
+                    errors.append(str(err))
+    if errors:
+        raise _invalid(errors)
+    spec = spec.with_import_refs(refs) if refs else spec
     try:
         prepare(spec, base_dir=settings.datasets_path)
     except SpecError as err:
         raise _invalid(err.errors) from None
-    return spec.model_dump(mode="json")
+    canonical = spec.model_dump(mode="json")
+    if dataset_id is not None:  # stored as submitted: the id, not the server's file
+        canonical["data"].update(path=None, text=None, dataset=dataset_id)
+    return canonical
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

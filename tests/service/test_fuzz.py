@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from svc_testlib import live_server, paused_settings
 
-MAX_EXAMPLES = 25  # per operation and mode: 7 operations x 2 modes
+MAX_EXAMPLES = 25  # per operation and mode: 10 operations x 2 modes
 
 
 @pytest.fixture
@@ -41,6 +41,9 @@ def test_api_never_answers_5xx(fuzz_server):
         "POST /sweeps/{sweep_id}/cancel",
         "GET /sweeps/{sweep_id}/report",
         "GET /healthz",
+        "POST /datasets",
+        "GET /datasets",
+        "GET /datasets/{dataset_id}",
     }
     answered: dict[str, set[int]] = {}
     for op in operations:
@@ -52,6 +55,8 @@ def test_api_never_answers_5xx(fuzz_server):
     # it went past the token into every branch worth reaching, not only 401s
     assert {201, 422} <= answered["POST /sweeps"], answered  # 201: the documented example
     assert 200 in answered["GET /sweeps"] and 404 in answered["GET /sweeps/{sweep_id}"], answered
+    assert {201, 422} <= answered["POST /datasets"], answered  # 201: the documented example
+    assert 404 in answered["GET /datasets/{dataset_id}"], answered
 
 
 def _fuzz(strategy, mode, server, statuses: set[int]) -> None:
