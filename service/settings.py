@@ -31,9 +31,10 @@ class ServiceSettings(BaseSettings):
     # Folders (os.pathsep-separated) whose .py files and modules an HTTP spec's `import:` may
     # name: the service runs code only from where its operator put it (service/plugins.py).
     plugin_path: str | None = None
-    # Unset: any installed package may be named by a dotted `import:`; set (comma-separated
-    # top-level names, may be empty): only these.
-    plugin_packages: str | None = None
+    # The installed top-level packages a dotted `import:` may name (comma-separated); "*" for
+    # any. Default none: being installed on the server (numpy, pickle's users) is not the
+    # operator saying "run this for whoever submits a spec".
+    plugin_packages: str = ""
     # POST /datasets: an uploaded data file larger than this is refused (413).
     max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     api_token: SecretStr | None = None
@@ -76,8 +77,8 @@ class ServiceSettings(BaseSettings):
 
     @property
     def allowed_packages(self) -> frozenset[str] | None:
-        """The installed top-level packages a dotted `import:` may name; None: any."""
-        if self.plugin_packages is None:
+        """The installed top-level packages a dotted `import:` may name; None: any ("*")."""
+        if self.plugin_packages.strip() == "*":
             return None
         return frozenset(p.strip() for p in self.plugin_packages.split(",") if p.strip())
 

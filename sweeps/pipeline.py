@@ -59,11 +59,14 @@ class Prepared:
 
 def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
     d = spec.data
-    path = d.path if d.dataset is None else str(uploaded_dataset(d.dataset))
+    path, text = d.path, d.text
+    if d.dataset is not None:  # an upload: a table or arrays, or a text corpus (.txt)
+        upload = uploaded_dataset(d.dataset)
+        path, text = (None, str(upload)) if upload.suffix == ".txt" else (str(upload), None)
     return load_dataset(
         name=d.name,
         path=path,
-        text=d.text,
+        text=text,
         block_size=d.block_size or 64,
         arrays=_loader_arrays(d.import_, d.args) if d.import_ else None,
         target=d.target,

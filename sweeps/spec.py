@@ -109,7 +109,7 @@ class DataSpec(Strict):
                 "data.dataset (an uploaded dataset's id)"
             )
         text = self.text is not None or self.name in TEXT_DATASETS
-        if self.block_size is not None and not text:
+        if self.block_size is not None and not text and self.dataset is None:
             raise ValueError("data.block_size: only for text datasets (data.text, pydoc_topics)")
         if self.args and self.import_ is None:
             raise ValueError("data.args: only for a loader function (data.import)")

@@ -63,6 +63,7 @@ def server(tmp_path_factory, places):
     settings = paused_settings(
         tmp_path_factory.mktemp("plugins-paused"),
         plugin_path=plugin_path(places),
+        plugin_packages="flax,optax",
         max_upload_bytes=UPLOAD_LIMIT,
     )
     with live_server(settings) as s:
@@ -198,6 +199,11 @@ def test_plugin_packages_limits_the_installed_packages(tmp_path, places):
         check_ref("model.import", "flax.nnx:Linear", only_optax)
     with pytest.raises(Refused, match="GOLDILOCKS_PLUGIN_PACKAGES: none"):
         check_ref("model.import", "flax.nnx:Linear", make_settings(tmp_path, plugin_packages=""))
+    # the default: none (an installed package is not a plugin until the operator says so)
+    with pytest.raises(Refused, match="GOLDILOCKS_PLUGIN_PACKAGES: none"):
+        check_ref("model.import", "flax.nnx:Linear", make_settings(tmp_path))
+    anything = make_settings(tmp_path, plugin_packages="*")
+    assert check_ref("model.import", "flax.nnx:Linear", anything) == "flax.nnx:Linear"
 
 
 def test_cli_submit_says_import_files_are_not_uploaded(server, tmp_path):
