@@ -95,8 +95,8 @@ def learning_rates(lanes: int) -> np.ndarray:
 
 
 def model_fns(data: Dataset):
-    return make_model(MLPSpec(name="mlp", hidden=HIDDEN), n_features=data.n_features,
-                      n_outputs=int(data.num_classes))  # fmt: skip
+    loss = get_loss("cross_entropy", task=data.task)
+    return make_model(MLPSpec(name="mlp", hidden=HIDDEN), population.data_shape(data, loss))
 
 
 def flops_per_lane_step(params) -> float:
@@ -182,6 +182,8 @@ def _loop_program(data: Dataset):
     loss_fn = get_loss("cross_entropy").fn
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0, **ADAM)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    # The MLP carries no state (no BatchNorm, no dropout): `model_state` is {}.
+    params, model_state = model.init(jax.random.key(SEED))
 
     def run(params, opt_state, lr, batch_idx):
         opt_state = set_hyperparams(opt_state, {"learning_rate": lr})
@@ -189,14 +191,14 @@ def _loop_program(data: Dataset):
         def step(carry, rows):
             params, opt_state = carry
             xb, yb = x[rows], y[rows]
-            loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply(p, xb), yb))(params)
+            objective = lambda p: loss_fn(model.apply(p, model_state, xb, True)[0], yb)  # noqa: E731
+            loss, grads = jax.value_and_grad(objective)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, opt_state), batch_idx)
         return params, losses
 
-    params = model.init(jax.random.key(SEED))
     return run, params, tx.init(params)
 
 

@@ -81,7 +81,7 @@ from ray import tune  # noqa: E402
 from models import MLPSpec, make_model  # noqa: E402
 from sweeps.core.data import Dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
-from sweeps.core.population import batch_plan, forget_programs  # noqa: E402
+from sweeps.core.population import batch_plan, data_shape, forget_programs  # noqa: E402
 from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
 from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
 from sweeps.exec.raytune.collector import PointLog  # noqa: E402
@@ -296,14 +296,10 @@ def naive_trainable(
     import jax.numpy as jnp
     import optax
 
-    model = make_model(
-        MLPSpec(name="mlp", hidden=HIDDEN),
-        n_features=data.n_features,
-        n_outputs=int(data.num_classes),
-    )
-    loss = get_loss("cross_entropy")
+    loss = get_loss("cross_entropy", task=data.task)
+    model = make_model(MLPSpec(name="mlp", hidden=HIDDEN), data_shape(data, loss))
     tx = optax.adam(config["lr"])
-    params = model.init(jax.random.key(seed))
+    params, state = model.init(jax.random.key(seed))  # state: {} (no BatchNorm, no dropout)
     opt_state = tx.init(params)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
@@ -311,13 +307,14 @@ def naive_trainable(
     @jax.jit
     def train_step(params, opt_state, x, y, rows):
         xb, yb = x[rows], y[rows]
-        value, grads = jax.value_and_grad(lambda p: loss.fn(model.apply(p, xb), yb))(params)
+        objective = lambda p: loss.fn(model.apply(p, state, xb, True)[0], yb)  # noqa: E731
+        value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
     @jax.jit
     def evaluate(params, xv, yv):
-        pred = model.apply(params, xv)
+        pred, _ = model.apply(params, state, xv, False)
         return loss.fn(pred, yv), loss.metrics(pred, yv)
 
     plan = batch_plan(data.n_train, batch_size, steps, 0)  # the sweep's data_seed: 0

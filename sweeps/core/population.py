@@ -397,8 +397,14 @@ def _lane_slices(hyperparams: LaneHyperparams, cap: int):
 
 
 def _init_inputs(seeds: np.ndarray, bounds, width: int):
-    """One init key per distinct seed, and each slice's lanes' index into those keys."""
+    """One init key per distinct seed, and each slice's lanes' index into those keys.
+
+    The keys are padded to the slice width (repeating the first), so the init program's shape
+    does not depend on how many seeds a population has: another population of the same width
+    reuses it whatever its seeds."""
     distinct, seed_index = np.unique(np.asarray(seeds), return_inverse=True)
+    pad = max(0, width - len(distinct))
+    distinct = np.concatenate([distinct, np.repeat(distinct[:1], pad)])
     keys = jax.vmap(jax.random.key)(jnp.asarray(distinct, jnp.uint32))
     index = jnp.asarray(seed_index, jnp.int32)
     return keys, [_slice_tree(index, lo, hi, width) for lo, hi in bounds]

@@ -343,7 +343,10 @@ def test_mlp_with_batchnorm_and_dropout_matches_a_plain_nnx_loop(mlp_run, mlp_re
     _assert_lanes_match_references(mlp_run, mlp_refs, MLP_TOL)
     for i, ref in enumerate(mlp_refs):
         bn = mlp_run.lane(i).model_state["norms"][0]
-        for stat, module_stat in (("mean", ref.model.norms[0].mean), ("var", ref.model.norms[0].var)):
+        for stat, module_stat in (
+            ("mean", ref.model.norms[0].mean),
+            ("var", ref.model.norms[0].var),
+        ):
             np.testing.assert_allclose(
                 bn[stat], np.asarray(module_stat[...]), rtol=MLP_TOL["rtol"], atol=MLP_TOL["atol"]
             )
@@ -434,12 +437,13 @@ def test_a_nan_lane_is_frozen_and_leaves_the_others_bit_identical(mlp_run, nan_r
         ):
             np.testing.assert_array_equal(a.step_losses[i], b.step_losses[i])
             np.testing.assert_array_equal(a.val_loss[i], b.val_loss[i])
-            np.testing.assert_array_equal(a.val_metrics["accuracy"][i], b.val_metrics["accuracy"][i])
+            np.testing.assert_array_equal(
+                a.val_metrics["accuracy"][i], b.val_metrics["accuracy"][i]
+            )
             assert (a.init_loss is None) == (b.init_loss is None)
             if a.init_loss is not None:
                 np.testing.assert_array_equal(a.init_loss[i], b.init_loss[i])
-            lane_a = jax.tree.map(lambda x: x[i], sa[0])
-            lane_b = jax.tree.map(lambda x: x[i], sb[0])
+            lane_a, lane_b = (jax.tree.map(lambda x, i=i: x[i], st[0]) for st in (sa, sb))
             _assert_trees_equal(
                 (lane_a.params, lane_a.model_state), (lane_b.params, lane_b.model_state)
             )
@@ -493,6 +497,8 @@ def test_a_second_population_with_other_numbers_does_not_recompile(mlp_run, digi
     timing = Timing()
     try:
         other = Run(MLP_STRUCTURE, digits, [3e-2, 3e-3, 5e-2, 0.2], [4, 9, 4, 9], timing=timing)
+        # another count of distinct seeds (4, not 2): the init program's shape is the same
+        Run(MLP_STRUCTURE, digits, [3e-2, 3e-3, 5e-2, 0.2], [1, 2, 3, 5], timing=timing)
     finally:
         jax.monitoring.clear_event_listeners()
     assert timing.compiles == 0 and timing.compile_s == 0.0
