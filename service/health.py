@@ -54,7 +54,16 @@ class HealthChecks:
                 return ComponentHealth(ok=True, detail="not used (inline executor)")
             found = importlib.util.find_spec("ray") is not None
             return ComponentHealth(
-                ok=found, detail="local Ray, started by each driver" if found else "ray missing"
+                ok=found,
+                detail=(
+                    (
+                        "the service's own Ray, joined by every sweep"
+                        if self.settings.warm_ray
+                        else "local Ray, started by each driver"
+                    )
+                    if found
+                    else "ray missing"
+                ),  # fmt: skip
             )
         if address == "auto":
             return ComponentHealth(ok=True, detail="RAY_ADDRESS=auto (found by each driver)")

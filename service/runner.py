@@ -41,6 +41,7 @@ from service import store
 from service.folders import ATTEMPT_MARK, log_tail, read_state
 from service.settings import ServiceSettings
 from service.store import SweepStatus
+from service.warm_ray import ServiceRay
 from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from sweeps.folder import DRIVER_LOG, MLFLOW_STATE, SUBMITTED, SweepFolder
 
@@ -133,6 +134,7 @@ class Runner:
         self._thread: threading.Thread | None = None
         self.stopping = False
         self.last_tick: float | None = None
+        self.ray = ServiceRay(settings)  # started when a Ray sweep first needs it
 
     # ---- lifecycle
 
@@ -172,6 +174,7 @@ class Runner:
                 self._wake.clear()
         finally:
             self._guarded(self._shutdown_drivers)
+            self._guarded(self.ray.stop)
 
     @staticmethod
     def _guarded(fn: Any) -> None:
@@ -287,8 +290,11 @@ class Runner:
                     "--executor", sweep.executor, "--sweep-id", sweep.id,
                 ]  # fmt: skip
             args += ["--tracking-uri", uri]
-            if self.settings.ray_address:
-                args += ["--ray-address", self.settings.ray_address]
+            address, ray_env = self.settings.ray_address, {}
+            if sweep.executor == "ray" and self.ray.enabled:
+                address, ray_env = self.ray.ensure(), self.ray.driver_env()
+            if address:
+                args += ["--ray-address", address]
             cmd = [
                 sys.executable, "-m", "service.driver", "--parent-pid", str(os.getpid()), "--",
                 *args,
@@ -299,13 +305,14 @@ class Runner:
             proc = subprocess.Popen(
                 cmd,
                 cwd=folder,
-                env=driver_env(self.settings),
+                env={**driver_env(self.settings), **ray_env},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        except (OSError, ValueError) as err:  # ValueError: driver_spec refused the spec
+        # ValueError: driver_spec refused the spec; RuntimeError: the service's Ray did not start
+        except (OSError, ValueError, RuntimeError) as err:
             log.error("sweep %s: cannot start its driver: %s", sweep.id, err)
             with self.sessions() as session:
                 store.finish_sweep(

@@ -43,6 +43,9 @@ class ServiceSettings(BaseSettings):
     # Drivers running at once. 0 pauses the runner: sweeps are accepted and stay queued.
     max_running: int = Field(1, ge=0)
     executor: Literal["ray", "inline"] = "ray"
+    # One Ray cluster for the service's lifetime, joined by every Ray sweep (service/warm_ray.py);
+    # off: each driver starts a local Ray of its own. Ignored when RAY_ADDRESS names a cluster.
+    warm_ray: bool = True
     mlflow_ui_url: str | None = None  # e.g. http://127.0.0.1:5000: API responses link runs
     retry_after_s: int = Field(30, ge=1)  # the Retry-After of a 429
     cancel_grace_s: float = Field(15.0, gt=0)  # SIGTERM, then SIGKILL after this long

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     precompile: bool = True
     # The persistent XLA compile cache shared by the driver and the Ray trials of this host.
     compile_cache: Path = Path.home() / ".cache" / "goldilocks" / "jax"
+    # The Ray cluster joined (RAY_ADDRESS) runs on this machine only (the service's own Ray):
+    # its trials can load the programs the driver compiled ahead (sweeps/exec/precompile.py).
+    ray_same_host: bool = False
     # where the service keeps uploaded datasets (POST /datasets), one folder per id
     datasets_dir: Path | None = None
     # A Ray trial checkpoints its population at an eval point at most this often.

@@ -15,7 +15,7 @@ def test_ray_sweep_end_to_end_over_http(tmp_path):
         health = api.get("/healthz").json()
         assert health["checks"]["ray"] == {
             "ok": True,
-            "detail": "local Ray, started by each driver",
+            "detail": "the service's own Ray, joined by every sweep",
         }
         created = api.post("/sweeps", json=raw)
         assert created.status_code == 201 and created.json()["executor"] == "ray"

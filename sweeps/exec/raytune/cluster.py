@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,7 @@ def compile_ahead(
 
     if (
         not get_settings().precompile
-        or cluster_address(address)
+        or (cluster_address(address) and not get_settings().ray_same_host)
         or spec.resources.accelerator != "cpu"
         or not populations  # tpe: points come from the searcher as it runs
         or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
@@ -112,6 +113,34 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+REACH_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Fail in seconds, naming the address, when nothing listens there: ray.init would retry a
+    dead cluster's GCS for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return  # found by Ray itself, or a Ray Client server (its own timeouts)
+    parsed = urlsplit(f"//{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2.0):
+                return
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {err}"
+                ) from None
+            time.sleep(0.5)
+
+
 def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     """Join RAY_ADDRESS (or `address`) when given, else start a local Ray with this machine's cores."""
 
@@ -123,6 +152,7 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     with keeping_sigterm_handler(), _quiet_fork_warning():
         if address:
+            check_reachable(address)
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
             return address
         ray.init(
