@@ -106,6 +106,11 @@ class Timing:
 
 
 DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
+# Models whose lanes share their input's first matmul (one wide matmul for the slice): on a
+# CPU they gain from a slice of lanes. Convolutions become grouped convolutions under vmap and
+# attention batched matmuls, which XLA's CPU backend runs 1.3-2x slower than one lane at a
+# time (benchmarks/architectures.py): those, and the user's models, default to width 1.
+DENSE_MODELS = frozenset({"linear", "mlp"})
 
 
 def lane_width(num_lanes: int, cap: int | None = None) -> int:
@@ -308,6 +313,14 @@ def structure_id(structure: Structure, data: Dataset) -> str:
     )  # fmt: skip
 
 
+def default_cpu_width(structure: Structure) -> int:
+    """The CPU slice width when nothing is set or measured: 8 for dense models, else 1."""
+    dense = getattr(structure.model, "name", None) in DENSE_MODELS and not isinstance(
+        structure.model, ImportModelSpec
+    )
+    return DEFAULT_CPU_WIDTH if dense else 1
+
+
 def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) -> dict[str, Any]:
     """The slice width for this structure here: a setting, this process's earlier choice, the
     host's cached measurement, or a new measurement (sweeps/core/lane_width.py; with
@@ -321,7 +334,7 @@ def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) ->
     if s.cpu_lane_width:
         return {"width": s.cpu_lane_width, "source": "setting"}
     if not s.tune_lane_width:
-        return {"width": DEFAULT_CPU_WIDTH, "source": "default"}
+        return {"width": default_cpu_width(structure), "source": "default"}
     key = _program_key(structure, data)
     if key not in _CHOICES:
         sid = structure_id(structure, data)

@@ -3,13 +3,14 @@ used by the trainer and reported."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from conftest import tiny_spec_dict
 
-from models import MLPSpec
+from models import CNNSpec, MLPSpec
 from sweeps.core import lane_width as tuner
 from sweeps.core import population
 from sweeps.core.optimizers import OPTIMIZERS
@@ -93,6 +94,9 @@ def test_without_tuning_the_width_is_the_default(monkeypatch, iris, tmp_path):
     get_settings.cache_clear()
     try:
         assert lane_choice(STRUCTURE, iris) == {"width": 8, "source": "default"}
+        # convolutions and attention run one lane at a time on a CPU unless told otherwise
+        conv = dataclasses.replace(STRUCTURE, model=CNNSpec(name="cnn", channels=[2]))
+        assert lane_choice(conv, iris) == {"width": 1, "source": "default"}
     finally:
         get_settings.cache_clear()
 
