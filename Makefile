@@ -24,7 +24,7 @@ demo: $(STAMP)  ## a demo sweep on the embedded defaults; prints the verdict
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -m "not manual"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/population_vs_loop.py --quick

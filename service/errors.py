@@ -75,9 +75,28 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The job store cannot be reached (PostgreSQL restarting, say): 503, try again, rather
+    than a 500 that also drops the client's kept-alive connection."""
+    log.warning("job store unavailable on %s %s: %s", request.method, request.url.path,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # fmt: skip
+    retry = getattr(getattr(request.app.state, "settings", None), "retry_after_s", 5)
+    return JSONResponse(
+        error_body("the job store is unavailable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": str(retry)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # A handler for these classes (not Exception) is answered by Starlette's exception
+    # middleware: the response goes out and the connection stays open.
+    app.add_exception_handler(OperationalError, _store_unavailable)
+    app.add_exception_handler(InterfaceError, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -223,9 +223,11 @@ class Runner:
             exited, rc = driver.exited()
             now = time.monotonic()
             if exited:
-                del self._drivers[driver.sweep_id]
                 driver.close_log()
+                # Forgotten only once its end is recorded: with the job store down this raises,
+                # and the next tick tries again (every step of it can be repeated).
                 self._after_exit(driver.sweep_id, rc, overtime=driver.overtime)
+                del self._drivers[driver.sweep_id]
             elif driver.proc is not None and now - driver.started > self.settings.max_sweep_s:
                 if driver.term_sent is None:
                     log.warning(
@@ -253,13 +255,15 @@ class Runner:
     def _start_drivers(self) -> None:
         while not self.stopping and len(self._drivers) < self.settings.max_running:
             if self._resume:
-                sweep_id = self._resume.popleft()
+                sweep_id = self._resume[0]  # taken off once the store has the new attempt
                 with self.sessions() as session:
                     sweep = store.get_sweep(session, sweep_id=sweep_id)
                     if sweep is None or sweep.terminal:  # ended meanwhile (a cancel)
+                        self._resume.popleft()
                         continue
                     store.start_attempt(session, sweep_id=sweep_id)
                     sweep = store.get_sweep(session, sweep_id=sweep_id)
+                self._resume.popleft()
             else:
                 with self.sessions() as session:
                     sweep = store.claim_next_queued(session)
