@@ -218,7 +218,12 @@ def run_sweep(
         )
         planner.subscribe(dispatcher.add_population)
         runner = _executor(prepared, folder, executor, ray_address, ahead)
-        timing = runner.run(planner, dispatcher, resume=resume)
+        watchdog = _watch_ray_head(folder, tracker) if executor == "ray" else None
+        try:
+            timing = runner.run(planner, dispatcher, resume=resume)
+        finally:
+            if watchdog:
+                watchdog.stop()
         report = _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0)
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = str(err) or "interrupted (Ctrl-C)"
@@ -236,6 +241,23 @@ def run_sweep(
         raise
     folder.set_state(status="succeeded", error=None)
     return report
+
+
+def _watch_ray_head(folder: SweepFolder, tracker):
+    """A lost Ray head ends the sweep truthfully (failed, runs FAILED, folder kept for
+    resume) before Ray ends this process from C++ without any clean-up."""
+    from sweeps.errors import EXIT_FAILED
+    from sweeps.exec.raytune.cluster import HeadWatchdog
+
+    def lost(reason: str) -> None:
+        log.error("%s", reason)
+        if tracker:
+            with contextlib.suppress(Exception):
+                tracker.close("FAILED", reason)
+        _record_ending(folder, "failed", reason)
+        os._exit(EXIT_FAILED)  # Ray's own exit would come without any of the above
+
+    return HeadWatchdog(lost).start()
 
 
 def _record_ending(folder: SweepFolder, status: str, reason: str) -> None:

@@ -6,15 +6,13 @@ is `goldilocks run --executor ray` in a process of its own with RAY_ADDRESS, 2 t
 adam, 3 lanes each) training side by side. Once eval points arrive (points.jsonl), every
 head-node process (GCS, the head raylet, monitor, dashboard) gets SIGKILL at once.
 
-What holds: the driver does not hang; it exits non-zero once Ray gives up on its GCS (60 s,
-`gcs_rpc_server_reconnect_timeout_s`). What was logged to MLflow before the kill is kept.
-`goldilocks resume` on a fresh cluster finishes the sweep: one run per lane, every lane to the
-last step, no point logged twice.
+What holds: the driver does not hang; its head watchdog (sweeps/exec/raytune/cluster.py) ends
+the sweep `failed` once the GCS has not answered for 20 s, runs FAILED, before Ray would end the
+process from C++ with no clean-up (60 s, `gcs_rpc_server_reconnect_timeout_s`). What was logged
+to MLflow before the kill is kept. `goldilocks resume` on a fresh cluster finishes the sweep:
+one run per lane, every lane to the last step, no point logged twice.
 
-What does not hold (xfail, a bug): Ray ends the driver process from C++ when GCS stays
-unreachable ("Failed to connect to GCS within 60 seconds ... The program will terminate"), so
-no Python clean-up runs: sweep.json still says `running` (with the pid of a dead process) and
-every MLflow run stays RUNNING. And a head lost after the sweep succeeded, before the driver
+What does not hold (xfail, a bug): a head lost after the sweep succeeded, before the driver
 exited, holds the driver 60 s at exit, then Ray ends it with exit 1: a succeeded sweep whose
 command failed (under the service, a driver exit 1 with sweep.json `succeeded` is taken for a
 crash and resumed, and that resume refuses a succeeded folder).
@@ -187,11 +185,6 @@ def test_the_driver_exits_in_bounds_and_resume_on_a_fresh_cluster_finishes(head_
         assert after[run_id]["steps"]["val_loss"][-1] == STEPS, run_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Ray ends the driver from C++ once its GCS is gone for 60 s, so no clean-up "
-    "runs: sweep.json stays 'running' (a dead pid) and every MLflow run stays RUNNING",
-)
 def test_the_sweep_folder_and_mlflow_say_the_sweep_stopped(head_killed):
     seen = head_killed
     state = seen["state"]

@@ -209,3 +209,49 @@ def sigterm_stops_tune() -> Iterator[None]:
 
             signal.signal(signal.SIGTERM, handler)
         yield
+
+
+class HeadWatchdog:
+    """Watches the joined cluster's head (its GCS) from a thread. Ray ends a driver whose GCS
+    is gone for 60 s from C++, with no Python clean-up: the sweep folder would say `running`
+    for ever and every MLflow run stay RUNNING. When the head stays unreachable for
+    `grace_s`, `on_lost(reason)` records a true ending first (it may end the process)."""
+
+    def __init__(self, on_lost, grace_s: float = 20.0, every_s: float = 2.0):
+        self.on_lost, self.grace_s, self.every_s = on_lost, grace_s, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> HeadWatchdog:
+        try:
+            address = ray.get_runtime_context().gcs_address
+        except Exception:  # no Ray here: nothing to watch
+            return self
+        host, _, port = address.rpartition(":")
+        self._thread = threading.Thread(
+            target=self._watch, args=(host, int(port), address), name="ray-head-watchdog",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self, host: str, port: int, address: str) -> None:
+        import socket
+
+        last_ok = time.monotonic()
+        while not self._stop.wait(self.every_s):
+            try:
+                with socket.create_connection((host, port), timeout=2.0):
+                    last_ok = time.monotonic()
+                    continue
+            except OSError:
+                pass
+            if time.monotonic() - last_ok > self.grace_s and not self._stop.is_set():
+                self.on_lost(
+                    f"lost the Ray cluster: its head (GCS at {address}) has not answered for "
+                    f"{self.grace_s:g} s; resume the sweep with `goldilocks resume` once Ray is back"
+                )
+                return
