@@ -92,6 +92,11 @@ class ResNetSpec(BaseModel):
 IMPORT_REF = re.compile(r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_.]*(#[0-9]+)?$")
 
 
+def ref_name(ref: str) -> str:
+    """What tables and run names call a referenced object: `nets.py:MyNet` -> `MyNet`."""
+    return ref.rsplit(":", 1)[1].split("#")[0]
+
+
 def check_import_ref(value: str) -> str:
     if not IMPORT_REF.match(value):
         raise ValueError(
@@ -117,7 +122,7 @@ class ImportModelSpec(BaseModel):
     @property
     def name(self) -> str:
         """What tables and run names call it: the object's name (``MyNet``)."""
-        return self.import_.rsplit(":", 1)[1].split("#")[0]
+        return ref_name(self.import_)
 
 
 BUILTIN_MODELS = (LinearSpec, MLPSpec, CNNSpec, TransformerSpec, ResNetSpec)

@@ -31,7 +31,7 @@ from pydantic import (
 
 # Light imports only (no JAX): the registries' names and defaults load without it, so a spec
 # is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
-from models.specs import MODEL_NAMES, ImportModelSpec, ModelSpec, check_import_ref
+from models.specs import MODEL_NAMES, ImportModelSpec, ModelSpec, check_import_ref, ref_name
 from sweeps.core.args import searched_args
 from sweeps.core.data import BUILTIN_DATASETS, TEXT_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
@@ -68,7 +68,7 @@ class ImportRef(Strict):
 
     @property
     def name(self) -> str:
-        return self.import_.rsplit(":", 1)[1].split("#")[0]
+        return ref_name(self.import_)
 
 
 class DataSpec(Strict):
@@ -108,8 +108,7 @@ class DataSpec(Strict):
                 "parquet file), data.text (a text file), data.import (a loader function) or "
                 "data.dataset (an uploaded dataset's id)"
             )
-        text = self.text is not None or self.name in TEXT_DATASETS
-        if self.block_size is not None and not text and self.dataset is None:
+        if self.block_size is not None and not self.is_text and self.dataset is None:
             raise ValueError("data.block_size: only for text datasets (data.text, pydoc_topics)")
         if self.args and self.import_ is None:
             raise ValueError("data.args: only for a loader function (data.import)")

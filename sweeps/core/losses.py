@@ -119,12 +119,14 @@ def get_loss(
     without metrics reports its own value as the metric ("loss", lower is better)."""
     from dataclasses import replace
 
+    from models.specs import ref_name
+
     if key in LOSSES:
         loss = LOSSES[key]
     else:
         fn = _resolve(key, "loss.import")
         loss = Loss(
-            name=key.rsplit(":", 1)[1].split("#")[0],
+            name=ref_name(key),
             task=task or "regression",
             fn=fn,
             metrics=lambda pred, y: {"loss": fn(pred, y)},
