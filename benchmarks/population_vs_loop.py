@@ -156,7 +156,9 @@ def _train_once(structure: Structure, data: Dataset, lrs: np.ndarray):
 
 
 def run_population(structure: Structure, data: Dataset, lrs: np.ndarray, repeats: int) -> dict:
-    """The real trainer: a cold run (compile) then `repeats` warm runs; the best warm wall time."""
+    """The real trainer: the lane width settled as a sweep's driver does (measured here unless
+    set or cached), a cold run (compile), then `repeats` warm runs; the best warm wall time."""
+    choice = population.lane_choice(structure, data, len(lrs), measure=True)
     _, cold, _ = _train_once(structure, data, lrs)
     best, warm, last = (float("inf"), 0.0), None, None
     for _ in range(repeats):
@@ -170,7 +172,7 @@ def run_population(structure: Structure, data: Dataset, lrs: np.ndarray, repeats
         "population_compile_s": cold.compile_s,
         "population_cold_train_s": cold.train_s,
         "width": last.width,  # what the trainer chose here (measured, cached or set)
-        "width_choice": population.lane_choice(structure, data),
+        "width_choice": choice,
         "final_loss": last.step_losses[:, -1],
         "diverged_at": last.diverged_at,
     }
@@ -288,7 +290,7 @@ def _child(args: argparse.Namespace) -> None:
     (wall, cpu), timing, _ = _train_once(structure, data, lrs)
     print(json.dumps({"seconds": wall, "cpu_s": cpu, "compile_s": timing.compile_s,
                       "train_s": timing.train_s,
-                      "width": population.lane_choice(structure, data)["width"],
+                      "width": population.lane_choice(structure, data, len(lrs))["width"],
                       "peak_rss_mb": peak_rss_mb()}))  # fmt: skip
 
 
@@ -404,6 +406,7 @@ def main(argv=None) -> dict:
         # seconds per lane-step of each candidate width, as this machine measured them
         "width_measured": pop["width_choice"].get("measured"),
         "width_source": pop["width_choice"].get("source"),
+        "width_tune_s": pop["width_choice"].get("tune_s"),  # measuring it (0: cached)
         "population_s": pop["population_s"],
         "population_train_s": pop["population_train_s"],
         "loop_s": loop["loop_s"],

@@ -268,6 +268,8 @@ def _describe(sweep: dict[str, Any]) -> str:
     p = sweep.get("progress") or {}
     if sweep["status"] != "running" or not p:
         return sweep["status"]
+    if p.get("phase"):
+        return p["phase"]
     running = f", {p['trials_running']} running" if p.get("trials_running") else ""
     return f"trials {p.get('trials_done', 0)}/{p.get('trials_total', 0)}{running}"
 

@@ -26,6 +26,7 @@ class SweepProgress(BaseModel):
     trials_done: int = 0
     trials_total: int = 0
     trials_running: int = 0
+    phase: str = Field("", description="Before training: e.g. measuring the CPU lane width.")
     fraction: float = Field(0.0, description="lane-steps done / total, 0..1")
     eta_s: float | None = Field(None, description="Seconds left, extrapolated; null if unknown.")
     updated_at: datetime | None = None

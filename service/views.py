@@ -50,6 +50,8 @@ def progress(sweep: Sweep, folder) -> SweepProgress | None:
         return None
     known = set(SweepProgress.model_fields) - {"eta_s", "updated_at"}
     values = {k: raw[k] for k in known if isinstance(raw.get(k), int | float)}
+    if isinstance(raw.get("phase"), str):  # what happens before training, e.g. measuring
+        values["phase"] = raw["phase"]
     p = SweepProgress(**values)
     if isinstance(raw.get("updated_at"), int | float):
         p.updated_at = datetime.fromtimestamp(raw["updated_at"], UTC)

@@ -198,6 +198,10 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
     print_verdict(report)
     console.print(f"report: {out / files.REPORT}   plots: {out / files.PLOTS}")
     print_mlflow(report)
+    if executor == "ray":  # everything is recorded: a Ray that lost its head must not hold us
+        from sweeps.exec.raytune.cluster import leave_ray
+
+        leave_ray(exit_code=0, address=ray_address)
 
 
 def lr_find_command(

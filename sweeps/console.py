@@ -30,6 +30,8 @@ def progress_bar() -> Progress:
 
 def progress_text(p) -> str:
     """Lane-steps (what the bar measures, so a one-trial sweep moves too) and trials."""
+    if p.phase:
+        return p.phase
     running = f", {p.trials_running} running" if p.trials_running else ""
     steps = f"{p.lane_steps_done:,}/{p.lane_steps_total:,} lane-steps"
     return f"{steps} · trials {p.trials_done}/{p.trials_total}{running}"

@@ -204,6 +204,8 @@ def run_sweep(
     t0 = time.perf_counter()
     try:
         planner.persist(folder / files.PLAN, resume=resume)
+        progress = progress_writer(folder, on_progress)
+        tune_s = _measure_lane_widths(prepared, executor, ray_address, progress)
         tracker, ahead = _start(
             prepared, folder, sweep_id, executor, track, tracking_uri, ray_address
         )
@@ -214,7 +216,7 @@ def run_sweep(
             expected_trials=planner.expected_trials,
             expected_lanes=planner.expected_lanes,
             sinks=[tracker] if tracker else [],
-            on_progress=progress_writer(folder, on_progress),
+            on_progress=progress,
         )
         planner.subscribe(dispatcher.add_population)
         runner = _executor(prepared, folder, executor, ray_address, ahead)
@@ -224,6 +226,7 @@ def run_sweep(
         finally:
             if watchdog:
                 watchdog.stop()
+        timing.tune_s += tune_s
         report = _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0)
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = str(err) or "interrupted (Ctrl-C)"
@@ -241,6 +244,25 @@ def run_sweep(
         raise
     folder.set_state(status="succeeded", error=None)
     return report
+
+
+def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
+    """The CPU lane widths, measured before Ray starts or anything trains (quiet timings),
+    where the trials train on this machine; the seconds it took."""
+    if prepared.spec.resources.accelerator != "cpu":
+        return 0.0
+    if executor == "ray":
+        from sweeps.exec.raytune.cluster import trials_run_here
+
+        if not trials_run_here(prepared.spec, ray_address):
+            return 0.0  # the workers' CPUs are not this one: they take the default rule
+    from sweeps.exec.trial import measure_lane_widths
+
+    def tell(what: str) -> None:
+        if on_progress:
+            on_progress(Progress(phase=what))
+
+    return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell)
 
 
 def _watch_ray_head(folder: SweepFolder, tracker):
@@ -376,14 +398,12 @@ def lane_width_report(prepared: Prepared, dispatcher: Dispatcher) -> dict[str, A
     measured = {}
     for pop in prepared.populations:
         structure = structure_for(prepared.spec, pop, prepared.data)
-        choice = lane_choice(structure, prepared.data, measure=False)
-        if choice:
-            label = f"{pop.optimizer}-{pop.schedule}"
-            measured[label] = {
-                "width": choice["width"],
-                "source": choice["source"],
-                "seconds_per_lane_step": choice.get("measured"),
-            }
+        choice = lane_choice(structure, prepared.data, len(pop.lanes))
+        measured[f"{pop.optimizer}-{pop.schedule}"] = {
+            "width": choice["width"],
+            "source": choice["source"],
+            "seconds_per_lane_step": choice.get("measured"),
+        }
     return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}
 
 

@@ -21,14 +21,13 @@ class Settings(BaseSettings):
     # Memory one trial may use; unset: this machine's RAM shared by the concurrent CPU trials
     # (GPU trials are not estimated unless this is set: the driver cannot see their devices).
     trial_memory_bytes: int | None = None
-    # Lanes trained side by side in one compiled step on a CPU: set, that width; unset, 8, or
-    # measured per structure and machine with GOLDILOCKS_TUNE_LANE_WIDTH=1. Wider populations are split
-    # into sequential slices of this width, all served by one compile.
+    # Lanes trained side by side in one compiled step on a CPU: set, that width; unset,
+    # measured per structure on this machine by the driver before its trials start
+    # (sweeps/core/lane_width.py), else (tuning off, or a cluster's other hosts) 8 for dense
+    # models and 1 for the rest. Wider populations are split into sequential slices of this
+    # width, all served by one compile.
     cpu_lane_width: int | None = None
-    # Measure the CPU width per structure (sweeps/core/lane_width.py) instead of using 8.
-    # Off by default: timed while trials compile side by side on 2 cores, the measurement
-    # was too noisy to trust (widths 1-4 chosen where 8 wins) and cost ~60 s per structure.
-    tune_lane_width: bool = False
+    tune_lane_width: bool = True
     gpu_lane_width: int = 1024
     # Compile the Ray trials' programs in the driver while Ray starts (sweeps/exec/precompile.py).
     precompile: bool = True

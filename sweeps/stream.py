@@ -85,6 +85,7 @@ class Progress:
     trials_done: int = 0
     trials_total: int = 0
     trials_running: int = 0
+    phase: str = ""  # what the sweep does before its first trial reports, e.g. measuring
 
     @property
     def fraction(self) -> float:

@@ -1,15 +1,25 @@
 """How many lanes share one compiled slice on a CPU: measured on the machine at hand.
 
 The best width depends on the CPU (its caches, its vector units), the model and the batch: a
-constant chosen on one machine was 0.85x the loop on another. So, once per structure and
-machine, a few candidate widths each train one chunk (compiled once each, then timed on a
-second run) and the fastest per lane-step wins. Width 1 is always a candidate: it is the
-loop's own program, so the chosen width never loses to the loop on the measurement.
+constant chosen on one machine was 0.85x the loop on another. So the driver, before any trial
+starts (quietly: nothing else of the sweep runs yet), times one chunk of training at a few
+candidate widths, and each population trains at the width that makes *its* step cheapest: a population of `n` lanes at
+width `w` runs ceil(n/w) slices of `w` lanes, padding included. Width 1 is always measured: it
+is the loop's own program, so the choice never loses to the loop on the measurement.
 
-The choice is kept on disk (next to the persistent compile cache), keyed by the CPU, the jax
-version, the backend and the structure, so later sweeps and the Ray trials of this host read
-it instead of measuring again (a trial that reads the driver's choice also finds the
-programs the driver compiled ahead for it). `GOLDILOCKS_CPU_LANE_WIDTH` overrides it.
+The candidates are walked from narrow to wide, two compiled side by side at a time and timed
+round-robin with the best so far (this machine's speed drifts by a third within minutes, so
+only figures of one round are compared); the walk stops two widths past the best, or after
+`BUDGET_S`: a convolution (best at 1 on a CPU) costs three compiles, a dense model the widths
+up to its best and two beyond.
+
+The choice (and its figures) is kept on disk (next to the persistent compile cache) per
+population size, keyed by the CPU, the jax version, the backend and the structure's compute (model, loss, batch and data shapes;
+not the optimizer, whose update is elementwise and vectorizes alike at every width), so later
+sweeps and the Ray trials of this host read them instead of measuring. A trial never
+measures: where nothing was measured for it (another host of a cluster), it takes the default
+rule. `GOLDILOCKS_CPU_LANE_WIDTH` overrides it all; `GOLDILOCKS_TUNE_LANE_WIDTH=0` turns the
+measurement off.
 """
 
 from __future__ import annotations
@@ -19,12 +29,73 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+# Width 2 is left out: it never beat both 1 and 4 by much here, and each width costs a compile.
+CANDIDATES = (1, 4, 8, 16, 32, 64)
 CACHE_FILE = "lane-width.json"
+# A wider width must beat a narrower one by more than this to be chosen (timing noise).
+TIE = 0.03
+# Stop walking to wider widths after this many that do not beat the best.
+PATIENCE = 2
+# Nor once measuring has taken this long (a large model compiles for seconds per width).
+BUDGET_S = 20.0
+
+
+def slice_width(num_lanes: int, cap: int) -> int:
+    """The slice width for `num_lanes` at most `cap` wide, cut into equal slices (10 lanes at
+    cap 8 are 5 + 5, not 8 + 2)."""
+    slices = -(-num_lanes // cap)
+    return -(-num_lanes // slices)
+
+
+def widths_for(num_lanes: int, candidates=CANDIDATES) -> list[int]:
+    """The distinct slice widths a population of `num_lanes` can train at, narrow to wide."""
+    return sorted({slice_width(num_lanes, c) for c in candidates})
+
+
+def step_cost(num_lanes: int, width: int, seconds_per_lane_step: float) -> float:
+    """Seconds per training step of the whole population at `width` (padded lanes included)."""
+    return -(-num_lanes // width) * width * seconds_per_lane_step
+
+
+def search(
+    num_lanes: int,
+    time_widths: Callable[[list[int]], Mapping[int, float]],
+    budget_s: float | None = None,
+) -> tuple[int, dict[int, float]]:
+    """(the cheapest width for this population, seconds per lane-step of each width timed).
+
+    Widths are timed with `time_widths`, up to `PATIENCE` at a time (they compile side by
+    side), each batch together with the best width so far, timed again: the machine's speed
+    drifts (by a third within minutes here), so a width is only ever compared with figures of
+    its own round. The walk ends `PATIENCE` widths past the best, or once `budget_s` (default
+    `BUDGET_S`) is spent."""
+    budget_s = BUDGET_S if budget_s is None else budget_s
+    widths = widths_for(num_lanes)
+    known: dict[int, float] = {}
+    best, best_cost, misses = widths[0], float("inf"), 0
+    t0 = time.perf_counter()
+    for i, width in enumerate(widths):
+        if width not in known:
+            if i > 0 and time.perf_counter() - t0 > budget_s:
+                break
+            # as many as the walk may still need: never one past where it stops
+            batch = widths[i : i + PATIENCE - misses]
+            fresh = time_widths(batch + ([best] if i > 0 else []))
+            known.update({int(w): float(t) for w, t in fresh.items()})
+            if i > 0:
+                best_cost = step_cost(num_lanes, best, known[best])
+        cost = step_cost(num_lanes, width, known[width])
+        if cost < best_cost * (1 - TIE):
+            best, best_cost, misses = width, cost, 0
+        else:
+            misses += 1
+            if misses >= PATIENCE:
+                break
+    return best, known
 
 
 def machine() -> str:
@@ -46,17 +117,25 @@ def cache_key(structure_id: str, backend: str) -> str:
 
 
 class WidthCache:
-    """A small JSON file of {key: {"width", "measured", "structure", "machine"}}."""
+    """A small JSON file of {key: {"chosen": {lanes: {"width", "measured"}}, "structure",
+    "machine"}}: per population size, the width it was given and the figures of its walk."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / CACHE_FILE
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> dict[int, dict[str, Any]]:
+        """{lanes: {"width", "measured": {width: s/lane-step}}}, empty when nothing is kept."""
         try:
-            entry = json.loads(self.path.read_text()).get(key)
-        except (OSError, ValueError, AttributeError):
-            return None
-        return entry if isinstance(entry, dict) and isinstance(entry.get("width"), int) else None
+            chosen = json.loads(self.path.read_text()).get(key)["chosen"]
+            return {
+                int(n): {
+                    "width": int(c["width"]),
+                    "measured": {int(w): float(t) for w, t in c["measured"].items()},
+                }
+                for n, c in chosen.items()
+            }
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            return {}
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         """Read-merge-replace: concurrent writers lose at most each other's latest entry."""
@@ -72,9 +151,29 @@ class WidthCache:
         os.replace(tmp, self.path)
 
 
-def choose(time_width: Callable[[int], float], candidates=CANDIDATES) -> dict[str, Any]:
-    """Time each candidate (seconds per lane-step) and pick the fastest; ties go narrower."""
+def best_of(
+    runs: Mapping[int, Callable[[], None]],
+    *,
+    rounds: int = 3,
+    min_s: float = 0.1,
+    budget_s: float = 3.0,
+) -> dict[int, float]:
+    """{width: seconds per call of its run}: in each round every run is called for at least
+    `min_s` (a single short call is at the mercy of the timer and the caches), one width after
+    the other (a disturbance or a drift of the machine's speed hits them alike); each width
+    keeps its best round. At least one round, no more once `budget_s` is spent."""
+    best = {w: float("inf") for w in runs}
     t0 = time.perf_counter()
-    measured = {int(w): float(time_width(w)) for w in candidates}
-    width = min(measured, key=lambda w: (measured[w], w))
-    return {"width": width, "measured": measured, "tune_s": round(time.perf_counter() - t0, 3)}
+    for _ in range(rounds):
+        for width, run in runs.items():
+            calls, start = 0, time.perf_counter()
+            while True:
+                run()
+                calls += 1
+                took = time.perf_counter() - start
+                if took >= min_s:
+                    break
+            best[width] = min(best[width], took / calls)
+        if time.perf_counter() - t0 > budget_s:
+            break
+    return best

@@ -18,6 +18,7 @@ structure and shape: a second population with other numbers reuses the compile.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 
 from models import ModelSpec, make_model
 from models.specs import DataShape, ImportModelSpec
+from sweeps.core import lane_width as tuner
 from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
 from sweeps.core.optimizers import get_optimizer, set_hyperparams
@@ -102,7 +104,7 @@ class Timing:
     compile_s: float = 0.0
     train_s: float = 0.0
     compiles: int = 0  # programs compiled here (0 when every one came precompiled)
-    tune_s: float = 0.0  # measuring the lane width (sweeps/core/lane_width.py), when it did
+    tune_s: float = 0.0  # the driver measuring lane widths (sweeps/core/lane_width.py)
 
 
 DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
@@ -120,8 +122,7 @@ def lane_width(num_lanes: int, cap: int | None = None) -> int:
         s = get_settings()
         cpu = s.cpu_lane_width or DEFAULT_CPU_WIDTH
         cap = cpu if jax.default_backend() == "cpu" else s.gpu_lane_width
-    slices = -(-num_lanes // cap)
-    return -(-num_lanes // slices)
+    return tuner.slice_width(num_lanes, cap)
 
 
 def batch_plan(n_rows: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
@@ -300,16 +301,21 @@ def forget_programs() -> None:
 
 
 # --------------------------------------------------------------------------- lane width
-_CHOICES: dict[tuple, dict[str, Any]] = {}
+# Per compute structure and population size: the width given and its walk's figures
+# (sweeps/core/lane_width.py's WidthCache entries), as this process knows them.
+_CHOSEN: dict[str, dict[int, dict[str, Any]]] = {}
 
 
 def structure_id(structure: Structure, data: Dataset) -> str:
-    """What the per-lane-step cost depends on: the program and the data shapes (not steps)."""
+    """What the per-lane-step cost's dependence on width comes from: the model, loss, batch and
+    data shapes (not the optimizer or schedule, elementwise over the lanes; not the steps).
+    A user's model counts by its reference: an edited file keeps its figures (a speed hint,
+    never a result)."""
     s = structure
     return json.dumps(
-        [s.model.model_dump(mode="json"), s.loss, s.metrics, s.optimizer, s.schedule,
-         s.batch_size, s.eval_every, list(data.x_train.shape), list(data.x_val.shape),
-         str(data.x_train.dtype), data.num_classes]
+        [s.model.model_dump(mode="json"), s.loss, s.metrics, s.batch_size, s.eval_every,
+         list(data.x_train.shape), list(data.x_val.shape), str(data.x_train.dtype),
+         data.num_classes]
     )  # fmt: skip
 
 
@@ -321,61 +327,86 @@ def default_cpu_width(structure: Structure) -> int:
     return DEFAULT_CPU_WIDTH if dense else 1
 
 
-def lane_choice(structure: Structure, data: Dataset, *, measure: bool = True) -> dict[str, Any]:
-    """The slice width for this structure here: a setting, this process's earlier choice, the
-    host's cached measurement, or a new measurement (sweeps/core/lane_width.py; with
-    `measure=False`, {} instead)."""
-    from sweeps.core import lane_width as tuner
+def lane_choice(
+    structure: Structure, data: Dataset, num_lanes: int, *, measure: bool = False
+) -> dict[str, Any]:
+    """The slice width for a population of `num_lanes` of this structure here, and why: a
+    setting, this host's measurement (made now only with `measure`: the driver, before the
+    trials, see sweeps/core/lane_width.py), or the default rule.
 
+    {"width", "source": setting|measured|cache|default, "measured": {width: s/lane-step},
+    "tune_s": seconds spent measuring in this call}."""
     s = get_settings()
     backend = jax.default_backend()
     if backend != "cpu":
         return {"width": s.gpu_lane_width, "source": "setting"}
     if s.cpu_lane_width:
         return {"width": s.cpu_lane_width, "source": "setting"}
+    default = {"width": default_cpu_width(structure), "source": "default"}
     if not s.tune_lane_width:
-        return {"width": default_cpu_width(structure), "source": "default"}
-    key = _program_key(structure, data)
-    if key not in _CHOICES:
-        sid = structure_id(structure, data)
-        disk_key = tuner.cache_key(sid, backend)
-        cache = tuner.WidthCache(s.compile_cache)
-        entry = cache.get(disk_key)
-        if entry is None and not measure:
-            return {}
-        if entry is None:
-            entry = tuner.choose(lambda w: _seconds_per_lane_step(structure, data, w))
-            cache.put(disk_key, {**entry, "structure": sid, "machine": tuner.machine()})
-            entry = {**entry, "source": "measured", "unpaid_s": entry["tune_s"]}
-        else:
-            entry = {"width": entry["width"], "measured": entry.get("measured"), "source": "cache"}
-        _CHOICES[key] = entry
-    return _CHOICES[key]
+        return default
+    sid = structure_id(structure, data)
+    disk_key = tuner.cache_key(sid, backend)
+    cache = tuner.WidthCache(s.compile_cache)
+    if sid not in _CHOSEN:
+        _CHOSEN[sid] = cache.get(disk_key)
+    chosen = _CHOSEN[sid]
+    if num_lanes in chosen:
+        return {**chosen[num_lanes], "source": "cache", "tune_s": 0.0}
+    if not measure:
+        return default
+    t0 = time.perf_counter()
+    width, measured = tuner.search(num_lanes, lambda ws: _time_widths(structure, data, ws))
+    chosen[num_lanes] = {"width": width, "measured": measured}
+    cache.put(disk_key, {"chosen": chosen, "structure": sid, "machine": tuner.machine()})
+    tune_s = round(time.perf_counter() - t0, 3)
+    return {**chosen[num_lanes], "source": "measured", "tune_s": tune_s}
 
 
-def _seconds_per_lane_step(structure: Structure, data: Dataset, width: int) -> float:
-    """One chunk of `width` lanes, compiled (the same program a sweep at this width runs),
-    run once to warm up, then timed."""
+def _time_widths(structure: Structure, data: Dataset, widths: list[int]) -> dict[int, float]:
+    """Seconds per lane-step of one chunk at each width: the chunk programs a sweep at these
+    widths runs, compiled side by side (XLA compiles outside the GIL), warmed up, then timed
+    round-robin, best of a few rounds, with nothing else running."""
+    from concurrent.futures import ThreadPoolExecutor
+
     prog = get_program(structure, data)
-    opt = prog.optimizer
-    hp = make_hyperparams(
-        np.full(width, 1e-3),
-        {k: np.full(width, v) for k, v in opt.defaults.items()},
-        {k: np.full(width, v) for k, v in prog.schedule.defaults.items()},
-    )
-    keys, idx = _init_inputs(np.zeros(width, np.int64), [(0, width)], width)
-    state = prog.compiled("init", keys, idx[0], hp)(keys, idx[0], hp)
     x, y, xv, yv = _device_data(data)
     plan = batch_plan(data.n_train, structure.batch_size, structure.eval_every, 0)
     _, inputs = _chunk_inputs(plan, 0, structure)
-    run = prog.compiled("chunk", state, hp, x, y, xv, yv, *inputs)
-    state, *out = run(state, hp, x, y, xv, yv, *inputs)
-    jax.block_until_ready(out)
-    t0 = time.perf_counter()
-    state, *out = run(state, hp, x, y, xv, yv, *inputs)
-    jax.block_until_ready(out)
-    real = min(structure.eval_every, structure.steps)
-    return (time.perf_counter() - t0) / (width * real)
+    one = _init_inputs(np.zeros(1, np.int64), [(0, 1)], 1)
+    hp1 = _measuring_hyperparams(prog, 1)
+    lane = prog.compiled("init", one[0], one[1][0], hp1)(one[0], one[1][0], hp1)
+    # A width's state is one lane repeated: the timing does not depend on the numbers, and
+    # this spares compiling an init program per width.
+    states = {w: jax.tree.map(lambda a, w=w: jnp.repeat(a, w, axis=0), lane) for w in widths}
+    hps = {w: _measuring_hyperparams(prog, w) for w in widths}
+
+    def compile_chunk(w: int):
+        return prog.compiled("chunk", states[w], hps[w], x, y, xv, yv, *inputs)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(widths), os.cpu_count() or 1))) as pool:
+        runs = dict(zip(widths, pool.map(compile_chunk, widths), strict=True))
+
+    def timed(w: int):
+        box = [runs[w](states[w], hps[w], x, y, xv, yv, *inputs)[0]]  # warm-up
+        jax.block_until_ready(box[0])
+
+        def once() -> None:  # the chunk donates its state: feed it the one it returned
+            box[0], *out = runs[w](box[0], hps[w], x, y, xv, yv, *inputs)
+            jax.block_until_ready(out)
+
+        return once
+
+    seconds = tuner.best_of({w: timed(w) for w in widths})
+    return {w: t / (w * structure.eval_every) for w, t in seconds.items()}
+
+
+def _measuring_hyperparams(prog: _Program, width: int) -> LaneHyperparams:
+    return make_hyperparams(
+        np.full(width, 1e-3),
+        {k: np.full(width, v) for k, v in prog.optimizer.defaults.items()},
+        {k: np.full(width, v) for k, v in prog.schedule.defaults.items()},
+    )
 
 
 # --------------------------------------------------------------------------- the driver
@@ -401,9 +432,13 @@ def _slice_tree(tree, start: int, stop: int, width: int):
     return jax.tree.map(take, tree)
 
 
+def _num_lanes(hyperparams: LaneHyperparams) -> int:
+    return int(np.shape(hyperparams.learning_rate)[0])
+
+
 def _lane_slices(hyperparams: LaneHyperparams, cap: int):
     """The population cut into slices of at most `cap` lanes: (width, bounds, hyperparams)."""
-    n = int(np.shape(hyperparams.learning_rate)[0])
+    n = _num_lanes(hyperparams)
     width = lane_width(n, cap)
     bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
     return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
@@ -448,7 +483,10 @@ def compile_population(
     The same calls with the same argument shapes, so the keys match; nothing is trained
     (only the first slice is initialised, to give the later programs a real state)."""
     prog = get_program(structure, data)
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, lane_choice(structure, data)["width"])
+    n = _num_lanes(hyperparams)
+    n, width, bounds, hp_slices = _lane_slices(
+        hyperparams, lane_choice(structure, data, n)["width"]
+    )
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
     state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
@@ -476,8 +514,7 @@ def train_population(
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    choice = lane_choice(structure, data)
-    timing.tune_s += choice.pop("unpaid_s", 0.0)  # the first population here pays for it
+    choice = lane_choice(structure, data, _num_lanes(hyperparams))
     n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
     x, y, xv, yv = _device_data(data)
 

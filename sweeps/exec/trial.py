@@ -5,7 +5,7 @@ Shared by the inline executor and the Ray Tune trainable, so both train exactly 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from sweeps.core.population import (
     LaneState,
     Structure,
     Timing,
+    lane_choice,
     make_hyperparams,
     train_population,
 )
@@ -72,3 +73,22 @@ def run_trial(
         start_step=start_step,
         timing=timing,
     )
+
+
+def measure_lane_widths(
+    spec: SweepSpec,
+    data: Dataset,
+    populations: list[Population],
+    tell: Callable[[str], None] = lambda what: None,
+) -> float:
+    """Measure, here and now, the CPU lane width of every planned population not measured on
+    this host before (sweeps/core/lane_width.py): the driver does it before any trial starts,
+    so the timings are quiet and the trials read them. Returns the seconds it took; `tell`
+    hears what is measured while it is."""
+    spent = 0.0
+    for pop in populations:
+        structure = structure_for(spec, pop, data)
+        if lane_choice(structure, data, len(pop.lanes))["source"] == "default":
+            tell(f"measuring the lane width for {pop.optimizer}-{pop.schedule} on this CPU")
+        spent += lane_choice(structure, data, len(pop.lanes), measure=True).get("tune_s", 0.0)
+    return spent

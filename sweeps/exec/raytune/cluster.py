@@ -95,17 +95,27 @@ def compile_ahead(
     """Start compiling the trials' programs in this process while Ray starts, where the trials
     can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
     accelerator plugin would have this driver grab the device). See sweeps/exec/precompile.py."""
-    from importlib.metadata import entry_points
-
     if (
         not get_settings().precompile
-        or (cluster_address(address) and not get_settings().ray_same_host)
-        or spec.resources.accelerator != "cpu"
+        or not trials_run_here(spec, address)
         or not populations  # tpe: points come from the searcher as it runs
-        or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
     ):
         return None
     return CompileAhead(spec, data, populations, folder / PROGRAMS)
+
+
+def trials_run_here(spec: SweepSpec, address: str | None = None) -> bool:
+    """The trials run on this machine's CPU, and this driver may use JAX on its CPU without
+    taking a device: a local Ray (or the service's own, GOLDILOCKS_RAY_SAME_HOST), CPU trials,
+    a CPU-only JAX here (an accelerator plugin would have this driver grab the device). Then
+    what the driver compiles or measures holds for the trials."""
+    from importlib.metadata import entry_points
+
+    return not (
+        (cluster_address(address) and not get_settings().ray_same_host)
+        or spec.resources.accelerator != "cpu"
+        or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
+    )
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -168,6 +178,41 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
             _system_config={"prestart_worker_first_driver": False},
         )
     return "local"
+
+
+LEAVE_CLUSTER_S, LEAVE_LOCAL_S = 10.0, 30.0
+
+
+def leave_ray(exit_code: int, address: str | None = None) -> None:
+    """Disconnect from Ray at the end of a command, in bounded time, then carry on exiting.
+
+    With its head gone (killed after the sweep was recorded), `ray.shutdown` waits for the
+    GCS, and after 60 s Ray ends the process with exit 1: a sweep that succeeded, and says
+    so, whose command failed (the service would take it for a crash). Everything is written
+    by now, so past a timeout (`LEAVE_CLUSTER_S`; `LEAVE_LOCAL_S` for a local Ray, which this
+    process stops itself) the process exits with `exit_code` without Ray."""
+    if not ray.is_initialized():
+        return
+    timeout = LEAVE_CLUSTER_S if cluster_address(address) else LEAVE_LOCAL_S
+
+    def give_up() -> None:
+        import logging
+        import sys
+
+        logging.getLogger(__name__).warning(
+            "Ray did not shut down in %.0f s (its head is gone?): leaving without it", timeout
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+    timer = threading.Timer(timeout, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        ray.shutdown()
+    finally:
+        timer.cancel()
 
 
 @contextlib.contextmanager

@@ -66,6 +66,11 @@ class Collector:
                 self.dispatcher.point(TrialPoint.from_json(row))
 
     def result(self, metrics: dict) -> None:
+        """One trial report: its point, after the points it held back ("earlier", in order;
+        see trainable.Batcher)."""
+        for held in metrics.get("earlier", ()):
+            self.point_log.append(held)
+            self.dispatcher.point(TrialPoint.from_json(held))
         self.point_log.append(metrics)
         self.dispatcher.point(TrialPoint.from_json(metrics))
 

@@ -2,9 +2,9 @@
 
 The population comes in the trial's config: an index into the planned populations for a
 fixed plan, or the population itself (lanes and all, made by the driver's planner) for an
-adaptive one. Every eval point is reported as a `TrialPoint`; the population state is
-checkpointed at eval points (at most every `checkpoint_every_s`), so a retried trial resumes
-rather than restarts.
+adaptive one. Every eval point is reported as a `TrialPoint`, several to a report (see
+`Batcher`); the population state is checkpointed at eval points (at most every
+`checkpoint_every_s`), so a retried trial resumes rather than restarts.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def population_trainable(
     every_s = get_settings().checkpoint_every_s
     last_save = time.monotonic()
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
+    batch = Batcher(per_point=spec.scheduler.name == "asha")
     for point in run_trial(spec, pop, data, timing=timing, start=start, start_step=start_step):
         metrics = {
             **TrialPoint.of(pop.id, point, timing.compile_s).to_json(),
@@ -100,14 +101,45 @@ def population_trainable(
             "node_id": node_id,
             "compiles": timing.compiles,  # programs this trial had to compile itself
         }
-        save = point.step == spec.train.steps or time.monotonic() - last_save > every_s
+        last = point.step == spec.train.steps
+        save = last or time.monotonic() - last_save > every_s
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
                 state = jax.tree.map(np.asarray, point.state)
                 blob = pickle.dumps({"state": state, "step": point.step})
                 (Path(folder) / "state.pkl").write_bytes(blob)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                tune.report(batch.take(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
             last_save = time.monotonic()
-        else:
-            tune.report(metrics)
+        elif batch.due(metrics):
+            tune.report(batch.take(metrics))
         _maybe_crash(point.step)
+    if batch.held:  # never left behind (the last point always reports, so only in theory)
+        tune.report(batch.take(batch.held.pop()))
+
+
+class Batcher:
+    """Several eval points per `tune.report`: each report waits for the driver to ask for the
+    next one (a round trip through Tune's event loop), so a fast trial reporting every point
+    spends much of its time waiting. Points are held at most `every_s` (the progress a user
+    sees lags by that much) and always sent with a checkpoint, so a checkpoint never runs
+    ahead of what the driver has. The report carries the latest point as its own metrics (what
+    Tune's searchers and stoppers read) and the earlier ones under "earlier". With ASHA every
+    point is a report: its rungs count reports (`training_iteration`)."""
+
+    def __init__(self, *, per_point: bool, every_s: float = 1.0):
+        self.per_point, self.every_s = per_point, every_s
+        self.held: list[dict] = []
+        self.since = time.monotonic()
+
+    def due(self, metrics: dict) -> bool:
+        """Hold `metrics` unless a report is due now (then `take` it)."""
+        if self.per_point or time.monotonic() - self.since >= self.every_s:
+            return True
+        self.held.append(metrics)
+        return False
+
+    def take(self, metrics: dict) -> dict:
+        """`metrics` with the points held before it: one report."""
+        report = {**metrics, "earlier": self.held} if self.held else metrics
+        self.held, self.since = [], time.monotonic()
+        return report

@@ -184,7 +184,9 @@ def test_eval_points_stream_every_eval_every_steps(iris):
 def test_wide_populations_are_sliced_to_the_backend_width(iris, monkeypatch):
     from sweeps.core import population
 
-    monkeypatch.setattr(population, "lane_choice", lambda s, d: {"width": 2, "source": "test"})
+    monkeypatch.setattr(
+        population, "lane_choice", lambda s, d, n, **_: {"width": 2, "source": "test"}
+    )
     structure = _structure("adam")
     lrs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1]
     sliced, sliced_states = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])

@@ -102,6 +102,23 @@ def test_sweep_runs_its_trials_across_a_two_node_cluster(two_node_cluster, tmp_p
     _assert_one_complete_run_per_lane(uri, sweep, 300)
 
 
+def _host_chose(cache: Path, spec: Path, width: int) -> None:
+    """This host's lane-width cache says: this spec's population trains at `width` (as if
+    the driver of an earlier sweep had measured it)."""
+    from sweeps.core import lane_width as tuner
+    from sweeps.core.population import structure_id
+    from sweeps.exec.trial import structure_for
+    from sweeps.pipeline import prepare
+    from sweeps.spec import load_spec
+
+    prepared = prepare(load_spec(spec))
+    (pop,) = prepared.populations
+    sid = structure_id(structure_for(prepared.spec, pop, prepared.data), prepared.data)
+    chosen = {str(len(pop.lanes)): {"width": width, "measured": {str(width): 1e-4}}}
+    entry = {"chosen": chosen, "structure": sid}
+    tuner.WidthCache(cache).put(tuner.cache_key(sid, "cpu"), entry)
+
+
 def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
     spec = _spec_file(
         tmp_path,
@@ -109,17 +126,23 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
         search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 3}, "optimizer": ["adam"]},
         resources={"max_failures": 1},
     )
+    # The lane width comes from this host's measurement (1, where the default rule gives 3):
+    # the driver compiles for it, and both trial processes read it.
+    cache = tmp_path / "compile-cache"
+    _host_chose(cache, spec, width=1)
     sweep, marker = tmp_path / "sweep", tmp_path / "crashed"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = _env(
+        MLFLOW_TRACKING_URI=uri,
+        GOLDILOCKS_TEST_CRASH_AT_STEP="20",
+        GOLDILOCKS_TEST_CRASH_MARKER=str(marker),
+        GOLDILOCKS_CHECKPOINT_EVERY_S="0",
+        GOLDILOCKS_COMPILE_CACHE=str(cache),
+    )
+    env.pop("GOLDILOCKS_CPU_LANE_WIDTH", None)
     proc = subprocess.run(
         [*GOLDILOCKS, "run", str(spec), "--out", str(sweep), "--executor", "ray"],
-        env=_env(
-            MLFLOW_TRACKING_URI=uri,
-            GOLDILOCKS_TEST_CRASH_AT_STEP="20",
-            GOLDILOCKS_TEST_CRASH_MARKER=str(marker),
-            GOLDILOCKS_CHECKPOINT_EVERY_S="0",
-        ),
-        capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert marker.exists(), "the worker was never killed"
@@ -127,8 +150,13 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
     # Resumed, not restarted: every eval point arrived exactly once, none replayed from 0.
     assert steps == [0, 10, 20, 30, 40]
     _assert_one_complete_run_per_lane(uri, sweep, 40)
-    # Both worker processes, the first and the retry, ran the driver's compiled programs.
+    # Both worker processes, the first and the retry, ran the driver's compiled programs, at
+    # the width this host measured.
     assert {p["compiles"] for p in sweep_points(sweep)} == {0}
+    assert {p["width"] for p in sweep_points(sweep)} == {1}
+    report = json.loads((sweep / "report.json").read_text())
+    assert report["timing"]["tune_s"] == 0.0  # nothing measured again
+    assert report["timing"]["lane_width_choice"]["adam-constant"]["source"] == "cache"
     assert "os.fork()" not in proc.stderr  # JAX's fork warning: Ray forks, then execs
 
 
