@@ -1,4 +1,5 @@
-"""The driver process of one sweep: `python -m service.driver --parent-pid PID -- run|resume ...`.
+"""The driver process of one sweep: `python -m service.driver --parent-pid PID -- run|resume ...`
+(or `--standby`: started before its sweep, told it on stdin, see service/standby.py).
 
 A thin wrapper around `sweeps.cli` (same arguments, same exit codes) that makes a driver safe to
 run under the service:
@@ -58,14 +59,19 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 3 or args[0] != "--parent-pid" or args[2] != "--":
-        sys.exit("usage: python -m service.driver --parent-pid PID -- run|resume ...")
+    standby = args[2:] == ["--standby"]
+    if len(args) < 3 or args[0] != "--parent-pid" or (args[2] != "--" and not standby):
+        sys.exit("usage: python -m service.driver --parent-pid PID (-- run|resume ...|--standby)")
     parent_pid, rest = int(args[1]), args[3:]
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(DEATH_SIGNAL, _parent_died)
     faulthandler.register(signal.SIGUSR2, all_threads=True)
     try:
         _die_with_parent(parent_pid)
+        if standby:  # started before its sweep (service/standby.py): imports, then waits
+            from service.standby import await_sweep
+
+            rest = await_sweep()
         from sweeps.cli import app
 
         app(args=rest, prog_name="goldilocks")  # exits with the CLI's own code

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import store
 from service.folders import ATTEMPT_MARK, log_tail, read_state
 from service.settings import ServiceSettings
+from service.standby import DRIVER_PID, Standby
 from service.store import SweepStatus
 from service.warm_ray import ServiceRay
 from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
@@ -70,7 +71,7 @@ class Driver:
         if self.proc is not None:
             rc = self.proc.poll()
             return rc is not None, rc
-        return not is_driver_alive(self.pid, self.sweep_id), None
+        return not is_driver_alive(self.pid, self.sweep_id, self.folder), None
 
     def terminate(self) -> None:
         """Ask for a graceful stop (the driver turns SIGTERM into an interrupt)."""
@@ -84,7 +85,7 @@ class Driver:
         self._signal(signal.SIGKILL, group=True)
 
     def _signal(self, sig: signal.Signals, *, group: bool) -> None:
-        if self.proc is None and not is_driver_alive(self.pid, self.sweep_id):
+        if self.proc is None and not is_driver_alive(self.pid, self.sweep_id, self.folder):
             return  # never signal a pid that may have been reused by another process
         with contextlib.suppress(ProcessLookupError, PermissionError):
             # The driver leads its own session (start_new_session), so its pgid is its pid.
@@ -101,8 +102,9 @@ class Driver:
             self.log_file = None
 
 
-def is_driver_alive(pid: int | None, sweep_id: str) -> bool:
-    """Is `pid` alive and still the driver of this sweep (not a reused pid, not a zombie)?"""
+def is_driver_alive(pid: int | None, sweep_id: str, folder: Path | None = None) -> bool:
+    """Is `pid` alive and still the driver of this sweep (not a reused pid, not a zombie)?
+    A driver started as a standby is known by the claim it wrote into the sweep's `folder`."""
     if not pid:
         return False
     try:
@@ -120,7 +122,16 @@ def is_driver_alive(pid: int | None, sweep_id: str) -> bool:
     except OSError:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and "service.driver" in cmdline and sweep_id in cmdline
+    if state in ("Z", "X") or "service.driver" not in cmdline:
+        return False
+    return sweep_id in cmdline or ("--standby" in cmdline and _claimed(folder, pid))
+
+
+def _claimed(folder: Path | None, pid: int) -> bool:
+    try:
+        return folder is not None and (folder / DRIVER_PID).read_text().strip() == str(pid)
+    except OSError:
+        return False
 
 
 class Runner:
@@ -135,6 +146,7 @@ class Runner:
         self.stopping = False
         self.last_tick: float | None = None
         self.ray = ServiceRay(settings)  # started when a Ray sweep first needs it
+        self._standby: Standby | None = None  # the next sweep's driver, imported ahead
 
     # ---- lifecycle
 
@@ -173,6 +185,7 @@ class Runner:
                 self._wake.wait(self.settings.poll_interval_s)
                 self._wake.clear()
         finally:
+            self._guarded(self._discard_standby)
             self._guarded(self._shutdown_drivers)
             self._guarded(self.ray.stop)
 
@@ -189,6 +202,7 @@ class Runner:
         self._carry_out_cancels()
         self._watch_drivers()
         self._start_drivers()
+        self._keep_standby()
 
     def _carry_out_cancels(self) -> None:
         with self.sessions() as session:
@@ -271,6 +285,40 @@ class Runner:
                     return
             self._launch(sweep)
 
+    # ---- the standby driver (service/standby.py)
+
+    def _keep_standby(self) -> None:
+        """One driver always imported ahead, started from this thread (its death signal
+        follows it)."""
+        if not self.settings.standby_driver or self.stopping or not self.settings.max_running:
+            return  # (a paused runner starts no driver)
+        if self._standby is None or self._standby.proc.poll() is not None:
+            self._standby = Standby.spawn(self._driver_env(), self.settings.data_dir)
+
+    def _hand_to_standby(self, args: list[str], folder: Path, env: dict[str, str]):
+        """The standby, told its sweep, or None (none ready for this environment)."""
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        if standby.ready_for(env):
+            try:
+                return standby.assign(args, folder, env)
+            except (OSError, ValueError) as err:  # it died just now
+                log.warning("the standby driver could not take sweep %s: %s", folder.name, err)
+        standby.discard()
+        return None
+
+    def _discard_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.discard()
+
+    def _driver_env(self) -> dict[str, str]:
+        """Every driver's environment, whatever its executor (one standby fits any sweep):
+        the service Ray's token is fixed for the service's life."""
+        ray_env = self.ray.driver_env() if self.ray.enabled else {}
+        return {**driver_env(self.settings), **ray_env}
+
     # ---- drivers
 
     def folder(self, sweep_id: str) -> Path:
@@ -294,27 +342,31 @@ class Runner:
                     "--executor", sweep.executor, "--sweep-id", sweep.id,
                 ]  # fmt: skip
             args += ["--tracking-uri", uri]
-            address, ray_env = self.settings.ray_address, {}
+            address = self.settings.ray_address
             if sweep.executor == "ray" and self.ray.enabled:
-                address, ray_env = self.ray.ensure(), self.ray.driver_env()
+                address = self.ray.ensure()
             if address:
                 args += ["--ray-address", address]
-            cmd = [
-                sys.executable, "-m", "service.driver", "--parent-pid", str(os.getpid()), "--",
-                *args,
-            ]  # fmt: skip
-            log_file = (folder / DRIVER_LOG).open("ab")
+            env = self._driver_env()
+            log_file: IO[bytes] | None = (folder / DRIVER_LOG).open("ab")
             log_file.write(f"{ATTEMPT_MARK}{sweep.attempts}: {' '.join(args)}\n".encode())
             log_file.flush()
-            proc = subprocess.Popen(
-                cmd,
-                cwd=folder,
-                env={**driver_env(self.settings), **ray_env},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            proc = self._hand_to_standby(args, folder, env)
+            if proc is not None:
+                log_file.close()  # the standby opens driver.log itself
+                log_file = None
+            else:
+                cmd = [sys.executable, "-m", "service.driver", "--parent-pid", str(os.getpid()),
+                       "--", *args]  # fmt: skip
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=folder,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         # ValueError: driver_spec refused the spec; RuntimeError: the service's Ray did not start
         except (OSError, ValueError, RuntimeError) as err:
             log.error("sweep %s: cannot start its driver: %s", sweep.id, err)
@@ -442,7 +494,7 @@ class Runner:
             running = list(store.sweeps_with_status(session, status=SweepStatus.running))
         for sweep in running:
             pid = sweep.pid or read_state(self.folder(sweep.id)).get("pid")
-            if is_driver_alive(pid, sweep.id):
+            if is_driver_alive(pid, sweep.id, self.folder(sweep.id)):
                 # Its signal-on-death is already stopping it (or, without prctl, it runs on):
                 # watch it like our own and decide when it exits, never beside it.
                 log.info("sweep %s: watching driver %d of the previous service", sweep.id, pid)

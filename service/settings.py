@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     # One Ray cluster for the service's lifetime, joined by every Ray sweep (service/warm_ray.py);
     # off: each driver starts a local Ray of its own. Ignored when RAY_ADDRESS names a cluster.
     warm_ray: bool = True
+    # One driver process kept started ahead, its imports done, for the next sweep
+    # (service/standby.py); off: each sweep's driver starts when the sweep does.
+    standby_driver: bool = True
     mlflow_ui_url: str | None = None  # e.g. http://127.0.0.1:5000: API responses link runs
     retry_after_s: int = Field(30, ge=1)  # the Retry-After of a 429
     cancel_grace_s: float = Field(15.0, gt=0)  # SIGTERM, then SIGKILL after this long

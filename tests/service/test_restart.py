@@ -35,7 +35,8 @@ def test_kill_9_mid_sweep_then_restart_resumes_without_duplicate_runs(tmp_path):
         # The kernel tells the driver its service died (PR_SET_PDEATHSIG): it stops gracefully,
         # as if cancelled: folder "interrupted", MLflow runs KILLED, process gone.
         driver_pid = json.loads((folder / "sweep.json").read_text())["pid"]
-        wait_for(lambda: not is_driver_alive(driver_pid, sid), 90, "the orphaned driver to exit")
+        gone = lambda: not is_driver_alive(driver_pid, sid, folder)  # noqa: E731
+        wait_for(gone, 90, "the orphaned driver to exit")
         log = (folder / "driver.log").read_text()
         assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted", log
         state = json.loads((folder / "mlflow_state.json").read_text())
