@@ -46,6 +46,7 @@ class Prepared:
     data: Dataset
     planner: Planner
     base_dir: Path | None = None
+    ran: bool = False  # its planner hands out each population once: one run per Prepared
 
     @property
     def lanes(self) -> list[Lane]:
@@ -183,6 +184,9 @@ def run_sweep(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
+    if prepared.ran:  # its planner has nothing left: it would train nothing and "succeed"
+        raise ValueError("this prepared sweep has run already: prepare the spec again")
+    prepared.ran = True
     spec, planner = prepared.spec, prepared.planner
     folder = SweepFolder(out_dir)
     folder.path.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,19 @@ def test_tpe_runs_inline_too(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert len(report["lanes"]) == 4 and len({lane["trial_id"] for lane in report["lanes"]}) == 4
     assert report["winner"] is not None
+
+
+def test_a_prepared_sweep_runs_once(tmp_path):
+    """Its planner hands each population out once: a second run would train nothing and end
+    "succeeded" with an empty verdict, so it is refused before anything is written."""
+    from sweeps.pipeline import prepare, run_sweep
+    from sweeps.spec import parse_spec
+
+    raw = tiny_spec_dict(name="once")
+    raw["train"].update(steps=10, eval_every=10)
+    prepared = prepare(parse_spec(raw))
+    first = run_sweep(prepared, tmp_path / "first", executor="inline", track=False)
+    assert len(first["lanes"]) == len(prepared.lanes) > 0
+    with pytest.raises(ValueError, match="has run already"):
+        run_sweep(prepared, tmp_path / "second", executor="inline", track=False)
+    assert not (tmp_path / "second").exists()
