@@ -483,10 +483,8 @@ def compile_population(
     The same calls with the same argument shapes, so the keys match; nothing is trained
     (only the first slice is initialised, to give the later programs a real state)."""
     prog = get_program(structure, data)
-    n = _num_lanes(hyperparams)
-    n, width, bounds, hp_slices = _lane_slices(
-        hyperparams, lane_choice(structure, data, n)["width"]
-    )
+    choice = lane_choice(structure, data, _num_lanes(hyperparams))
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
     state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
