@@ -204,7 +204,10 @@ def test_submit_wait_exits_3_when_the_sweep_is_cancelled(server, tmp_path):
 
 def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, tmp_path):
     """Valid at submit, but its data file is gone when the driver starts: the driver fails
-    (exit 2) and the sweep ends failed with the driver's own message."""
+    (exit 2) and the sweep ends failed with the driver's own message.
+
+    A long sweep holds the runner's one driver slot while the file goes, so the failing sweep
+    is still queued then (a standby driver would start it, and read the file, at once)."""
     from sklearn.datasets import load_iris
 
     x, y = load_iris(return_X_y=True)
@@ -219,6 +222,9 @@ def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, 
     spec = tmp_path / "fails.json"
     spec.write_text(json.dumps(raw))
     api = server.client()
+    assert server.settings.max_running == 1
+    blocker = api.post("/sweeps", json=service_spec("blocker", steps=2_000_000)).json()["id"]
+    server.wait_status(blocker, ("running",), 120)
 
     def follow():
         runner = CliRunner(env={"GOLDILOCKS_SERVER": server.url})
@@ -226,8 +232,10 @@ def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, 
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(follow)
-        wait_for(lambda: newest(api, "fails"), 60, "the CLI's sweep to be submitted")
-        csv.unlink()  # the driver takes seconds to start: it will not find it
+        queued = wait_for(lambda: newest(api, "fails"), 60, "the CLI's sweep to be submitted")
+        assert queued["status"] == "queued"  # behind the blocker
+        csv.unlink()
+        assert api.post(f"/sweeps/{blocker}/cancel").status_code == 200  # (cancelled)
         result = future.result(timeout=240)
     assert result.exit_code == 1, result.output
     text = " ".join(result.stderr.split())
