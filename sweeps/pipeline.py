@@ -266,7 +266,15 @@ def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
         if on_progress:
             on_progress(Progress(phase=what))
 
-    return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell)
+    threads = _trial_threads(prepared.spec, executor)
+    return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell, threads)
+
+
+def _trial_threads(spec, executor: str) -> int | None:
+    """Slices a trial trains at once: a Ray trial's CPUs; inline, this process's (None)."""
+    from sweeps.exec.trial import trial_threads
+
+    return trial_threads(spec) if executor == "ray" else None
 
 
 def _watch_ray_head(folder: SweepFolder, tracker):
@@ -377,7 +385,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,
-            **lane_width_report(prepared, dispatcher),
+            **lane_width_report(prepared, dispatcher, _trial_threads(spec, executor)),
         },
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,
@@ -393,19 +401,23 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
     return report
 
 
-def lane_width_report(prepared: Prepared, dispatcher: Dispatcher) -> dict[str, Any]:
+def lane_width_report(
+    prepared: Prepared, dispatcher: Dispatcher, threads: int | None = None
+) -> dict[str, Any]:
     """The width each population trained at, and what this host measured for its structure
-    (seconds per lane-step by candidate width), where known here."""
-    from sweeps.core.population import lane_choice
+    (seconds per lane-step by candidate width, `threads` slices at once), where known here."""
+    from sweeps.core.population import lane_choice, slice_threads
     from sweeps.exec.trial import structure_for
 
+    threads = threads or slice_threads()
     measured = {}
     for pop in prepared.populations:
         structure = structure_for(prepared.spec, pop, prepared.data)
-        choice = lane_choice(structure, prepared.data, len(pop.lanes))
+        choice = lane_choice(structure, prepared.data, len(pop.lanes), threads=threads)
         measured[f"{pop.optimizer}-{pop.schedule}"] = {
             "width": choice["width"],
             "source": choice["source"],
+            "threads": threads,
             "seconds_per_lane_step": choice.get("measured"),
         }
     return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}

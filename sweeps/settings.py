@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +29,10 @@ class Settings(BaseSettings):
     # width, all served by one compile.
     cpu_lane_width: int | None = None
     tune_lane_width: bool = True
+    # Slices of a population trained at once on a CPU, each by its own thread (one small XLA
+    # program keeps about one core busy): unset, the cores this process may run on; a Ray
+    # trial gets its whole CPUs (sweeps/exec/raytune/cluster.py).
+    cpu_threads: int | None = Field(None, ge=1)
     gpu_lane_width: int = 1024
     # Compile the Ray trials' programs in the driver while Ray starts (sweeps/exec/precompile.py).
     precompile: bool = True

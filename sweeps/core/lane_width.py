@@ -7,6 +7,11 @@ candidate widths, and each population trains at the width that makes *its* step 
 width `w` runs ceil(n/w) slices of `w` lanes, padding included. Width 1 is always measured: it
 is the loop's own program, so the choice never loses to the loop on the measurement.
 
+A CPU trains a population's slices several at a time, one per core (the cores a process has,
+or a Ray trial's whole CPUs): XLA's CPU runtime keeps one small program on about one core, so
+two slices side by side take the time of one. The widths are timed that way, `threads` copies
+at once, and the cost counts rounds of `threads` slices (a lone slice leaves cores idle).
+
 The candidates are walked from narrow to wide, two compiled side by side at a time and timed
 round-robin with the best so far (this machine's speed drifts by a third within minutes, so
 only figures of one round are compared); the walk stops two widths past the best, or after
@@ -14,7 +19,7 @@ only figures of one round are compared); the walk stops two widths past the best
 up to its best and two beyond.
 
 The choice (and its figures) is kept on disk (next to the persistent compile cache) per
-population size, keyed by the CPU, the jax version, the backend and the structure's compute (model, loss, batch and data shapes;
+population size, keyed by the CPU, the jax version, the backend, the threads and the structure's compute (model, loss, batch and data shapes;
 not the optimizer, whose update is elementwise and vectorizes alike at every width), so later
 sweeps and the Ray trials of this host read them instead of measuring. A trial never
 measures: where nothing was measured for it (another host of a cluster), it takes the default
@@ -56,15 +61,20 @@ def widths_for(num_lanes: int, candidates=CANDIDATES) -> list[int]:
     return sorted({slice_width(num_lanes, c) for c in candidates})
 
 
-def step_cost(num_lanes: int, width: int, seconds_per_lane_step: float) -> float:
-    """Seconds per training step of the whole population at `width` (padded lanes included)."""
-    return -(-num_lanes // width) * width * seconds_per_lane_step
+def step_cost(num_lanes: int, width: int, seconds_per_lane_step: float, threads: int = 1) -> float:
+    """Seconds per training step of the whole population at `width`, its ceil(n/w) slices
+    trained `threads` at a time (padded lanes and idle threads of the last round included);
+    `seconds_per_lane_step` as timed with `threads` slices running at once."""
+    slices = -(-num_lanes // width)
+    rounds = -(-slices // threads)
+    return rounds * threads * width * seconds_per_lane_step
 
 
 def search(
     num_lanes: int,
     time_widths: Callable[[list[int]], Mapping[int, float]],
     budget_s: float | None = None,
+    threads: int = 1,
 ) -> tuple[int, dict[int, float]]:
     """(the cheapest width for this population, seconds per lane-step of each width timed).
 
@@ -72,7 +82,7 @@ def search(
     side), each batch together with the best width so far, timed again: the machine's speed
     drifts (by a third within minutes here), so a width is only ever compared with figures of
     its own round. The walk ends `PATIENCE` widths past the best, or once `budget_s` (default
-    `BUDGET_S`) is spent."""
+    `BUDGET_S`) is spent. `threads`: slices trained at once (see `step_cost`)."""
     budget_s = BUDGET_S if budget_s is None else budget_s
     widths = widths_for(num_lanes)
     known: dict[int, float] = {}
@@ -87,8 +97,8 @@ def search(
             fresh = time_widths(batch + ([best] if i > 0 else []))
             known.update({int(w): float(t) for w, t in fresh.items()})
             if i > 0:
-                best_cost = step_cost(num_lanes, best, known[best])
-        cost = step_cost(num_lanes, width, known[width])
+                best_cost = step_cost(num_lanes, best, known[best], threads)
+        cost = step_cost(num_lanes, width, known[width], threads)
         if cost < best_cost * (1 - TIE):
             best, best_cost, misses = width, cost, 0
         else:
@@ -109,10 +119,10 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
-def cache_key(structure_id: str, backend: str) -> str:
+def cache_key(structure_id: str, backend: str, threads: int = 1) -> str:
     import jax
 
-    raw = json.dumps([machine(), jax.__version__, backend, structure_id])
+    raw = json.dumps([machine(), jax.__version__, backend, structure_id, threads])
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 

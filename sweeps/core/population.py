@@ -10,6 +10,11 @@ touches another. A lane whose loss is non-finite, or stays above `diverge_factor
 initial loss for `patience` steps, is frozen (its updates are masked) and records the step at
 which it diverged. A shorter spike that comes back leaves a mark (`spiked`) but trains on.
 
+On a CPU a population wider than its slice width is cut into slices, and the slices train
+several at a time, one per thread (`slice_threads`): XLA's CPU runtime keeps one small program
+on about one core, so on two cores two slices take the time of one. Each slice is its own
+program run: the results do not depend on how many run at once.
+
 `train_population` is a generator: it yields an `EvalPoint` after each chunk, so callers
 show progress, log and checkpoint as training goes. Compiled programs are cached per
 structure and shape: a second population with other numbers reuses the compile.
@@ -21,6 +26,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -123,6 +129,35 @@ def lane_width(num_lanes: int, cap: int | None = None) -> int:
         cpu = s.cpu_lane_width or DEFAULT_CPU_WIDTH
         cap = cpu if jax.default_backend() == "cpu" else s.gpu_lane_width
     return tuner.slice_width(num_lanes, cap)
+
+
+def slice_threads() -> int:
+    """Slices trained at once: on a CPU the setting, else the cores this process may run on
+    (a Ray trial is told its whole CPUs); elsewhere 1 (one device runs one program at a time)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    setting = get_settings().cpu_threads
+    if setting:
+        return setting
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _each_slice(threads: int, fn, calls: list[tuple]) -> list:
+    """[fn(*args) for args in calls], `threads` at a time. One thread: dispatched one after the
+    other without waiting (JAX's asynchronous dispatch); several: each waits for its own
+    program, so they run side by side (the CPU client would otherwise run them in turn)."""
+    threads = min(threads, len(calls))
+    if threads <= 1:
+        return [fn(*args) for args in calls]
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="slice")
+    return list(_POOLS[threads].map(lambda args: jax.block_until_ready(fn(*args)), calls))
 
 
 def batch_plan(n_rows: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
@@ -301,9 +336,9 @@ def forget_programs() -> None:
 
 
 # --------------------------------------------------------------------------- lane width
-# Per compute structure and population size: the width given and its walk's figures
+# Per compute structure, threads and population size: the width given and its walk's figures
 # (sweeps/core/lane_width.py's WidthCache entries), as this process knows them.
-_CHOSEN: dict[str, dict[int, dict[str, Any]]] = {}
+_CHOSEN: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
 
 
 def structure_id(structure: Structure, data: Dataset) -> str:
@@ -328,11 +363,17 @@ def default_cpu_width(structure: Structure) -> int:
 
 
 def lane_choice(
-    structure: Structure, data: Dataset, num_lanes: int, *, measure: bool = False
+    structure: Structure,
+    data: Dataset,
+    num_lanes: int,
+    *,
+    measure: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """The slice width for a population of `num_lanes` of this structure here, and why: a
-    setting, this host's measurement (made now only with `measure`: the driver, before the
-    trials, see sweeps/core/lane_width.py), or the default rule.
+    """The slice width for a population of `num_lanes` of this structure here, trained
+    `threads` slices at a time (default: `slice_threads()`, as `train_population` does), and
+    why: a setting, this host's measurement (made now only with `measure`: the driver, before
+    the trials, see sweeps/core/lane_width.py), or the default rule.
 
     {"width", "source": setting|measured|cache|default, "measured": {width: s/lane-step},
     "tune_s": seconds spent measuring in this call}."""
@@ -345,28 +386,37 @@ def lane_choice(
     default = {"width": default_cpu_width(structure), "source": "default"}
     if not s.tune_lane_width:
         return default
+    threads = threads or slice_threads()
     sid = structure_id(structure, data)
-    disk_key = tuner.cache_key(sid, backend)
+    memo = (sid, threads)
+    disk_key = tuner.cache_key(sid, backend, threads)
     cache = tuner.WidthCache(s.compile_cache)
-    if sid not in _CHOSEN:
-        _CHOSEN[sid] = cache.get(disk_key)
-    chosen = _CHOSEN[sid]
+    if memo not in _CHOSEN:
+        _CHOSEN[memo] = cache.get(disk_key)
+    chosen = _CHOSEN[memo]
     if num_lanes in chosen:
         return {**chosen[num_lanes], "source": "cache", "tune_s": 0.0}
     if not measure:
         return default
     t0 = time.perf_counter()
-    width, measured = tuner.search(num_lanes, lambda ws: _time_widths(structure, data, ws))
+    width, measured = tuner.search(
+        num_lanes, lambda ws: _time_widths(structure, data, ws, threads), threads=threads
+    )
     chosen[num_lanes] = {"width": width, "measured": measured}
-    cache.put(disk_key, {"chosen": chosen, "structure": sid, "machine": tuner.machine()})
+    cache.put(
+        disk_key,
+        {"chosen": chosen, "structure": sid, "machine": tuner.machine(), "threads": threads},
+    )
     tune_s = round(time.perf_counter() - t0, 3)
     return {**chosen[num_lanes], "source": "measured", "tune_s": tune_s}
 
 
-def _time_widths(structure: Structure, data: Dataset, widths: list[int]) -> dict[int, float]:
-    """Seconds per lane-step of one chunk at each width: the chunk programs a sweep at these
-    widths runs, compiled side by side (XLA compiles outside the GIL), warmed up, then timed
-    round-robin, best of a few rounds, with nothing else running."""
+def _time_widths(
+    structure: Structure, data: Dataset, widths: list[int], threads: int = 1
+) -> dict[int, float]:
+    """Seconds per lane-step of one chunk at each width, `threads` slices at once: the chunk
+    programs a sweep at these widths runs, compiled side by side (XLA compiles outside the
+    GIL), warmed up, then timed round-robin, best of a few rounds, with nothing else running."""
     from concurrent.futures import ThreadPoolExecutor
 
     prog = get_program(structure, data)
@@ -388,17 +438,21 @@ def _time_widths(structure: Structure, data: Dataset, widths: list[int]) -> dict
         runs = dict(zip(widths, pool.map(compile_chunk, widths), strict=True))
 
     def timed(w: int):
-        box = [runs[w](states[w], hps[w], x, y, xv, yv, *inputs)[0]]  # warm-up
-        jax.block_until_ready(box[0])
+        # one state per thread: the chunk donates its state, so each copy is fed the one it
+        # returned
+        box = [jax.tree.map(jnp.copy, states[w]) for _ in range(threads)]
 
-        def once() -> None:  # the chunk donates its state: feed it the one it returned
-            box[0], *out = runs[w](box[0], hps[w], x, y, xv, yv, *inputs)
-            jax.block_until_ready(out)
+        def once() -> None:
+            calls = [(st, hps[w], x, y, xv, yv, *inputs) for st in box]
+            results = _each_slice(threads, runs[w], calls)
+            box[:] = [r[0] for r in results]
+            jax.block_until_ready(results)
 
+        once()  # warm-up
         return once
 
     seconds = tuner.best_of({w: timed(w) for w in widths})
-    return {w: t / (w * structure.eval_every) for w, t in seconds.items()}
+    return {w: t / (threads * w * structure.eval_every) for w, t in seconds.items()}
 
 
 def _measuring_hyperparams(prog: _Program, width: int) -> LaneHyperparams:
@@ -476,14 +530,20 @@ def _device_data(data: Dataset):
 
 
 def compile_population(
-    structure: Structure, data: Dataset, hyperparams: LaneHyperparams, seeds: np.ndarray
+    structure: Structure,
+    data: Dataset,
+    hyperparams: LaneHyperparams,
+    seeds: np.ndarray,
+    *,
+    threads: int | None = None,
 ) -> _Program:
-    """Compile the programs `train_population` will run for this population, and no more.
+    """Compile the programs `train_population` will run for this population, and no more,
+    where it trains `threads` slices at a time (default: as in this process).
 
     The same calls with the same argument shapes, so the keys match; nothing is trained
     (only the first slice is initialised, to give the later programs a real state)."""
     prog = get_program(structure, data)
-    choice = lane_choice(structure, data, _num_lanes(hyperparams))
+    choice = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)
     n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
@@ -512,7 +572,8 @@ def train_population(
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    choice = lane_choice(structure, data, _num_lanes(hyperparams))
+    threads = slice_threads()
+    choice = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)
     n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
     x, y, xv, yv = _device_data(data)
 
@@ -539,10 +600,10 @@ def train_population(
         real, inputs = _chunk_inputs(plan, step0, structure)
         run = compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, *inputs)
         t0 = time.perf_counter()
-        outs = []
-        for i, hp in enumerate(hp_slices):
-            states[i], *rest = run(states[i], hp, x, y, xv, yv, *inputs)
-            outs.append(rest)
+        calls = [(st, hp, x, y, xv, yv, *inputs) for st, hp in zip(states, hp_slices, strict=True)]
+        results = _each_slice(threads, run, calls)
+        states = [r[0] for r in results]
+        outs = [r[1:] for r in results]
         losses = [o[0][:, :real] for o in outs]
         lrs = [o[1][:, real - 1] for o in outs]
         evals = [(o[2], o[3]) for o in outs]

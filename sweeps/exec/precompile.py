@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sweeps.core.data import Dataset
 from sweeps.core.population import Structure, compile_population, get_program
-from sweeps.exec.trial import hyperparams_for, seeds_for, structure_for
+from sweeps.exec.trial import hyperparams_for, seeds_for, structure_for, trial_threads
 from sweeps.plan.lanes import Population
 from sweeps.spec import SweepSpec
 
@@ -68,7 +68,9 @@ def compile_programs(
             continue
         done.add((structure, len(pop.lanes)))
         t0 = time.perf_counter()
-        prog = compile_population(structure, data, hyperparams_for(pop), seeds_for(pop))
+        prog = compile_population(
+            structure, data, hyperparams_for(pop), seeds_for(pop), threads=trial_threads(spec)
+        )
         programs.compile_s += time.perf_counter() - t0
         blobs = programs.by_structure.setdefault(structure, {})
         for key, compiled in prog.executables().items():

@@ -5,6 +5,7 @@ Shared by the inline executor and the Ray Tune trainable, so both train exactly 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -21,6 +22,7 @@ from sweeps.core.population import (
     train_population,
 )
 from sweeps.plan.lanes import Population
+from sweeps.settings import get_settings
 from sweeps.spec import SweepSpec
 
 
@@ -75,20 +77,31 @@ def run_trial(
     )
 
 
+def trial_threads(spec: SweepSpec) -> int:
+    """Slices a Ray CPU trial trains at once (sweeps/core/population.py): its whole CPUs,
+    unless GOLDILOCKS_CPU_THREADS says otherwise. The driver measures lane widths and compiles
+    ahead for this count; an inline sweep trains with this process's (None)."""
+    return get_settings().cpu_threads or max(1, math.floor(spec.resources.cpus_per_trial))
+
+
 def measure_lane_widths(
     spec: SweepSpec,
     data: Dataset,
     populations: list[Population],
     tell: Callable[[str], None] = lambda what: None,
+    threads: int | None = None,
 ) -> float:
     """Measure, here and now, the CPU lane width of every planned population not measured on
-    this host before (sweeps/core/lane_width.py): the driver does it before any trial starts,
-    so the timings are quiet and the trials read them. Returns the seconds it took; `tell`
-    hears what is measured while it is."""
+    this host before (sweeps/core/lane_width.py), for trials training `threads` slices at once
+    (None: as this process would): the driver does it before any trial starts, so the timings
+    are quiet and the trials read them. Returns the seconds it took; `tell` hears what is
+    measured while it is."""
     spent = 0.0
     for pop in populations:
         structure = structure_for(spec, pop, data)
-        if lane_choice(structure, data, len(pop.lanes))["source"] == "default":
+        n = len(pop.lanes)
+        if lane_choice(structure, data, n, threads=threads)["source"] == "default":
             tell(f"measuring the lane width for {pop.optimizer}-{pop.schedule} on this CPU")
-        spent += lane_choice(structure, data, len(pop.lanes), measure=True).get("tune_s", 0.0)
+        choice = lane_choice(structure, data, n, measure=True, threads=threads)
+        spent += choice.get("tune_s", 0.0)
     return spent

@@ -26,8 +26,10 @@ STRUCTURE = Structure(
 
 @pytest.fixture
 def measuring(monkeypatch, tmp_path):
-    """No width setting, an empty cache of our own, nothing measured in this process."""
+    """No width setting, an empty cache of our own, nothing measured in this process; one
+    slice at a time unless a test asks for more (the injected timings mean one machine)."""
     monkeypatch.delenv("GOLDILOCKS_CPU_LANE_WIDTH", raising=False)
+    monkeypatch.setenv("GOLDILOCKS_CPU_THREADS", "1")
     monkeypatch.delenv("GOLDILOCKS_TUNE_LANE_WIDTH", raising=False)  # on by default
     monkeypatch.setenv("GOLDILOCKS_COMPILE_CACHE", str(tmp_path / "cache"))
     get_settings.cache_clear()
@@ -42,7 +44,7 @@ def timed(monkeypatch):
     asked: list[int] = []
     times: dict[int, float] = {}
 
-    def fake(structure, data, widths):
+    def fake(structure, data, widths, threads=1):
         asked.extend(widths)
         return {w: times[w] for w in widths}
 
@@ -139,23 +141,38 @@ def test_best_of_calls_a_short_run_until_it_has_taken_long_enough(monkeypatch):
     assert len(calls) == 8 and best[1] == pytest.approx(1 / 32)
 
 
+def test_the_cost_counts_rounds_of_slices_trained_side_by_side():
+    # 8 lanes on 2 threads: width 8 is one slice (a thread idle), width 4 two at once
+    assert tuner.step_cost(8, 8, 1.0, threads=2) == 16
+    assert tuner.step_cost(8, 4, 1.0, threads=2) == 8
+    assert tuner.step_cost(10, 4, 1.0, threads=2) == 16  # 3 slices: two rounds
+    assert tuner.step_cost(8, 4, 1.0) == 8 and tuner.step_cost(8, 8, 1.0) == 8  # one thread
+
+
+def test_with_two_threads_the_search_keeps_two_slices_busy():
+    times = {1: 1.0, 4: 0.5, 8: 0.45, 16: 0.4}  # per lane-step: wider is cheaper per lane
+    assert tuner.search(16, _timer(times))[0] == 16
+    assert tuner.search(16, _timer(times), threads=2)[0] == 8  # 16 would idle a thread
+
+
 # ------------------------------------------------------------------ measured, then cached
 def test_the_width_is_measured_once_then_read_from_the_hosts_cache(measuring, iris, monkeypatch):
-    first = lane_choice(STRUCTURE, iris, 8, measure=True)  # real timings, this machine
+    # real timings on this machine, two slices at a time
+    first = lane_choice(STRUCTURE, iris, 8, measure=True, threads=2)
     assert first["source"] == "measured" and first["tune_s"] > 0
     measured = first["measured"]
     assert 1 in measured  # width 1 (the loop's own program) always measured
     assert all(v > 0 for v in measured.values())
-    assert first["width"] == min(measured, key=lambda w: (tuner.step_cost(8, w, measured[w]), w))
+    assert first["width"] == min(measured, key=lambda w: (tuner.step_cost(8, w, measured[w], 2), w))
     (entry,) = json.loads(measuring.read_text()).values()
-    assert entry["machine"] == tuner.machine()
+    assert entry["machine"] == tuner.machine() and entry["threads"] == 2
     saved = entry["chosen"]["8"]
     assert saved["width"] == first["width"]
     assert {int(w): t for w, t in saved["measured"].items()} == measured
 
     population._CHOSEN.clear()  # a later sweep, or a Ray trial on this host
     monkeypatch.setattr(population, "_time_widths", lambda *a: pytest.fail("measured again"))
-    again = lane_choice(STRUCTURE, iris, 8, measure=True)
+    again = lane_choice(STRUCTURE, iris, 8, measure=True, threads=2)
     assert again["source"] == "cache" and again["width"] == first["width"]
 
 
@@ -183,6 +200,18 @@ def test_a_new_jax_version_measures_again(measuring, iris, timed, monkeypatch):
     monkeypatch.setattr(jax, "__version__", jax.__version__ + ".post1")
     assert lane_choice(STRUCTURE, iris, 16) == {"width": 8, "source": "default"}  # not theirs
     assert lane_choice(STRUCTURE, iris, 16, measure=True)["source"] == "measured"
+    assert asked == [1, 4, 8, 16, 4] * 2
+
+
+def test_another_thread_count_measures_again(measuring, iris, timed):
+    times, asked = timed
+    times.update({1: 1.0, 4: 0.3, 8: 0.5, 16: 0.6})
+    assert lane_choice(STRUCTURE, iris, 16, measure=True, threads=1)["source"] == "measured"
+    assert lane_choice(STRUCTURE, iris, 16, threads=2) == {"width": 8, "source": "default"}
+    assert lane_choice(STRUCTURE, iris, 16, measure=True, threads=2)["source"] == "measured"
+    population._CHOSEN.clear()
+    assert lane_choice(STRUCTURE, iris, 16, threads=1)["source"] == "cache"
+    assert lane_choice(STRUCTURE, iris, 16, threads=2)["source"] == "cache"
     assert asked == [1, 4, 8, 16, 4] * 2
 
 

@@ -194,3 +194,38 @@ def test_wide_populations_are_sliced_to_the_backend_width(iris, monkeypatch):
     whole, _ = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])
     assert len(sliced_states) == 3
     np.testing.assert_allclose(sliced[-1].val_loss, whole[-1].val_loss, rtol=1e-5)
+
+
+def test_slices_trained_side_by_side_give_the_results_of_slices_in_turn(iris, monkeypatch):
+    from sweeps.core import population
+
+    monkeypatch.setattr(
+        population, "lane_choice", lambda s, d, n, **_: {"width": 2, "source": "test"}
+    )
+    structure = _structure("adam")
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]  # 4 slices, one padded
+
+    def train(threads):
+        monkeypatch.setattr(population, "slice_threads", lambda: threads)
+        return _train(structure, iris, _hyperparams("adam", lrs), range(len(lrs)))[0]
+
+    apart, together = train(1), train(3)
+    assert len(apart) == len(together) == 5
+    for a, b in zip(apart, together, strict=True):
+        np.testing.assert_array_equal(a.val_loss, b.val_loss)
+        np.testing.assert_array_equal(a.step_losses, b.step_losses)
+        np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+
+
+def test_each_slice_runs_its_calls_at_the_same_time():
+    """Two calls that each wait for the other: they only finish if they run side by side."""
+    import threading
+
+    from sweeps.core.population import _each_slice
+
+    meet = threading.Barrier(2, timeout=10)
+    names = _each_slice(
+        2, lambda i: (meet.wait(), threading.current_thread().name)[1], [(0,), (1,)]
+    )
+    assert len(set(names)) == 2
+    assert _each_slice(1, lambda i: i * 2, [(1,), (2,)]) == [2, 4]  # one thread: in order

@@ -23,6 +23,25 @@ def test_cpu_trials_are_pinned_to_the_cpu():
     assert trial_resources(spec) == {"cpu": 1.0, "gpu": 0.0}
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, "1"), (2, "2"), (2.5, "2"), (0.5, "1")])
+def test_a_cpu_trial_trains_as_many_slices_at_once_as_it_has_whole_cpus(cpus, threads):
+    env = worker_env(spec_with(cpus_per_trial=cpus))
+    assert env["GOLDILOCKS_CPU_THREADS"] == threads
+    assert f"intra_op_parallelism_threads={threads}" in env["XLA_FLAGS"]
+
+
+def test_a_thread_setting_travels_to_the_trials(monkeypatch):
+    from sweeps.settings import get_settings
+
+    monkeypatch.setenv("GOLDILOCKS_CPU_THREADS", "3")
+    get_settings.cache_clear()
+    try:
+        assert worker_env(spec_with(cpus_per_trial=1))["GOLDILOCKS_CPU_THREADS"] == "3"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
 def test_trials_sharing_a_gpu_do_not_preallocate_it():
     spec = spec_with(gpus_per_trial=0.25, cpus_per_trial=2)
     env = worker_env(spec)
