@@ -7,7 +7,8 @@ log-spaced learning rates from 1e-5 to 1; `--quick`: 100 steps, 16 lanes):
     pays for: an evaluation of every lane on the validation set every 25 steps, divergence
     bookkeeping and update masking, host copies of the losses after each chunk, and lanes sliced
     at the width the trainer chooses (on a CPU measured per structure and machine and cached:
-    sweeps/core/lane_width.py; `--width` or GOLDILOCKS_CPU_LANE_WIDTH set it).
+    sweeps/core/lane_width.py; `--width` or GOLDILOCKS_CPU_LANE_WIDTH set it), the slices
+    trained side by side on the process's cores (`threads`; GOLDILOCKS_CPU_THREADS sets it).
 (b) loop: a sequential Python loop over the learning rates of ONE jitted single-lane function
     `run(params, opt_state, lr, batch_idx) -> (params, loss_history)`: a `lax.scan` over every
     step, compiled once, with the LR a traced argument (`optax.inject_hyperparams(optax.adam)`).
@@ -16,14 +17,16 @@ The loop is the strongest honest baseline in one process: one compile for all LR
 per-trial recompiles, unlike a naive Ray-trial-per-LR sweep), one dispatch per LR (no Python per
 step), same init and the same minibatches as the population, and no evaluation, divergence
 checks or masking at all (every advantage goes to the baseline). What the population adds on top
-is only the lane axis: the shared minibatch makes layer 1 one wide GEMM and the small per-lane
-matmuls are batched together.
+is the lane axis (the shared minibatch makes layer 1 one wide GEMM and the small per-lane
+matmuls are batched together) and the slices trained side by side. `speedup` is against this
+loop; `speedup_vs_threaded_loop` against the same loop run `threads` LRs at a time, one thread
+each, the way the population runs its slices: what the lane axis alone is worth here.
 
 Both are warmed up before timing and compile is measured separately: AOT
 `jax.jit(run).lower(...).compile()` for the loop, `Timing.compile_s` for the population, whose
 honest time (`population_s`) is the wall time of a second, warm run. A "bare" population (the
-same vmapped Adam step without evaluation, divergence checks or masking) shows what the
-trainer's bookkeeping costs. `peak_gflops` (a warm 2048x2048 fp32 matmul, best of 5) is the
+same vmapped Adam step without evaluation, divergence checks or masking, its slices side by
+side as the trainer's) shows what the trainer's bookkeeping costs. `peak_gflops` (a warm 2048x2048 fp32 matmul, best of 5) is the
 physical limit the achieved `gflops` are compared to; training FLOPs per lane-step are counted as
 6 x batch x sum(fan_in x fan_out) (forward 2x, backward 4x).
 
@@ -44,6 +47,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,8 +208,18 @@ def _loop_program(data: Dataset):
     return run, params, tx.init(params)
 
 
-def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int) -> dict:
-    """A Python loop over LRs of one AOT-compiled scan; warm-up first, best of `repeats`."""
+def _side_by_side(threads: int, calls: list) -> list:
+    """Each call (a thunk that runs and waits for one program), `threads` at a time."""
+    if threads <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int, threads: int) -> dict:
+    """A Python loop over LRs of one AOT-compiled scan; warm-up first, best of `repeats`; then
+    the same loop `threads` LRs at a time (`loop_threaded_s`), as the population trains its
+    slices."""
     run, params, opt_state = _loop_program(data)
     idx = jnp.asarray(batch_plan(data.n_train, BATCH, steps, SEED))
     lr_args = [jnp.float32(lr) for lr in lrs]
@@ -223,9 +237,21 @@ def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int) -> dict:
         seconds = clock.stop()
         if seconds[0] < best[0]:
             best, histories = seconds, [np.asarray(losses) for _, losses in outs]
+    threaded = (float("inf"), 0.0)
+    calls = [
+        lambda lr=lr: jax.block_until_ready(compiled(params, opt_state, lr, idx)) for lr in lr_args
+    ]
+    for _ in range(repeats if threads > 1 else 0):
+        clock = Clock()
+        _side_by_side(threads, calls)
+        threaded = min(threaded, clock.stop())
+    if threads <= 1:
+        threaded = best
     return {
         "loop_s": best[0],
         "loop_cpu_s": best[1],
+        "loop_threaded_s": threaded[0],
+        "loop_threaded_cpu_s": threaded[1],
         "loop_compile_s": compile_s,
         "final_loss": np.array([h[-1] for h in histories]),
         "flops_per_lane_step": flops_per_lane_step(params),
@@ -233,11 +259,11 @@ def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int) -> dict:
 
 
 def run_bare_population(
-    data: Dataset, lrs: np.ndarray, steps: int, width: int, repeats: int
+    data: Dataset, lrs: np.ndarray, steps: int, width: int, repeats: int, threads: int
 ) -> dict:
     """The same vmapped Adam step with nothing else (no eval, no divergence checks, no masking),
-    one scan over all steps per slice of `width` lanes: the floor for the trainer's program.
-    Best of `repeats` warm runs."""
+    one scan over all steps per slice of `width` lanes, `threads` slices at a time: the floor
+    for the trainer's program. Best of `repeats` warm runs."""
     run, params, opt_state = _loop_program(data)
 
     def bare(params, opt_state, lr, batch_idx):  # run() vmapped over lanes, batches shared
@@ -253,7 +279,10 @@ def run_bare_population(
     best, outs = (float("inf"), 0.0), None
     for _ in range(repeats):
         clock = Clock()
-        done = [jax.block_until_ready(compiled(params, opt_state, s, idx)) for s in slices]
+        calls = [
+            lambda s=s: jax.block_until_ready(compiled(params, opt_state, s, idx)) for s in slices
+        ]
+        done = _side_by_side(threads, calls)
         seconds = clock.stop()
         if seconds[0] < best[0]:
             best, outs = seconds, done
@@ -362,9 +391,12 @@ def report(r: dict) -> None:
          r["bare_compile_s"], r["bare_gflops"]),
         ("loop of jitted scans", r["loop_s"], r["loop_cpu_s"], r["loop_compile_s"],
          r["loop_gflops"]),
+        (f"loop, {r['threads']} LRs at once", r["loop_threaded_s"], r["loop_threaded_cpu_s"],
+         r["loop_compile_s"], r["loop_threaded_gflops"]),
     ]  # fmt: skip
     for name, s, cpu, c, g in rows:
         out(f"{name:26}{s:10.2f}{cpu:8.2f}{c:11.2f}{g:10.1f}{100 * g / r['peak_gflops']:7.0f}%")
+    out(f"speedup vs the {r['threads']}-thread loop {r['speedup_vs_threaded_loop']:.2f}x")
     out(f"speedup loop/population {r['speedup']:.2f}x; trainer overhead vs bare "
         f"{r['population_s'] / r['bare_population_s']:.2f}x; peak {r['peak_gflops']:.0f} GFLOP/s")  # fmt: skip
     for row in r["agreement"]:
@@ -393,9 +425,10 @@ def main(argv=None) -> dict:
     lrs = learning_rates(args.lanes)
 
     peak = measure_peak()
+    threads = population.slice_threads()
     pop = run_population(structure, data, lrs, args.repeats)
-    loop = run_loop(data, lrs, args.steps, args.repeats)
-    bare = run_bare_population(data, lrs, args.steps, pop["width"], args.repeats)
+    loop = run_loop(data, lrs, args.steps, args.repeats, threads)
+    bare = run_bare_population(data, lrs, args.steps, pop["width"], args.repeats, threads)
     total_flops = loop["flops_per_lane_step"] * args.lanes * args.steps
     gflops = lambda s: total_flops / s / 1e9  # noqa: E731
     result = {
@@ -403,6 +436,7 @@ def main(argv=None) -> dict:
         "steps": args.steps,
         "batch": BATCH,
         "width": pop["width"],
+        "threads": threads,  # slices (and, in loop_threaded_s, LRs) trained at once
         # seconds per lane-step of each candidate width, as this machine measured them
         "width_measured": pop["width_choice"].get("measured"),
         "width_source": pop["width_choice"].get("source"),
@@ -415,11 +449,16 @@ def main(argv=None) -> dict:
         "loop_cpu_s": loop["loop_cpu_s"],
         "bare_cpu_s": bare["bare_cpu_s"],
         "speedup": loop["loop_s"] / pop["population_s"],
+        "loop_threaded_s": loop["loop_threaded_s"],
+        # against the loop run `threads` LRs at a time: the population's lane axis alone
+        "speedup_vs_threaded_loop": loop["loop_threaded_s"] / pop["population_s"],
         "population_compile_s": pop["population_compile_s"],
         "loop_compile_s": loop["loop_compile_s"],
         "bare_compile_s": bare["bare_compile_s"],
         "gflops": gflops(pop["population_s"]),
         "loop_gflops": gflops(loop["loop_s"]),
+        "loop_threaded_gflops": gflops(loop["loop_threaded_s"]),
+        "loop_threaded_cpu_s": loop["loop_threaded_cpu_s"],
         "bare_gflops": gflops(bare["bare_population_s"]),
         "peak_gflops": peak,
         "gflops_fraction": gflops(pop["population_s"]) / peak,
