@@ -573,8 +573,16 @@ def train_population(
     timing = timing or Timing()
     prog = get_program(structure, data)
     threads = slice_threads()
-    choice = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
+    if start is None:
+        cap = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)["width"]
+    else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
+        cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap)
+    if start is not None and (width != cap or len(start) != len(bounds)):
+        raise ValueError(
+            f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut "
+            f"{n} lanes"
+        )
     x, y, xv, yv = _device_data(data)
 
     def compiled(name, *args):

@@ -229,3 +229,26 @@ def test_each_slice_runs_its_calls_at_the_same_time():
     )
     assert len(set(names)) == 2
     assert _each_slice(1, lambda i: i * 2, [(1,), (2,)]) == [2, 4]  # one thread: in order
+
+
+def test_a_checkpoint_resumes_at_its_own_width_whatever_this_host_would_choose(iris, monkeypatch):
+    from sweeps.core import population
+
+    widths = iter([2, 4])  # cut at 2 lanes; on resume this host would choose 4
+    monkeypatch.setattr(
+        population, "lane_choice", lambda s, d, n, **_: {"width": next(widths), "source": "test"}
+    )
+    structure = _structure("adam")
+    lrs = [1e-3, 1e-2, 0.1, 1.0]
+    hp, seeds = _hyperparams("adam", lrs), np.arange(4)
+    whole, saved = [], None
+    for point in train_population(structure, iris, hp, seeds):
+        whole.append(point)
+        if point.step == 20:  # copied as a checkpoint is, before the next chunk donates it
+            saved = [jax.tree.map(np.asarray, s) for s in point.state]
+    resumed = list(train_population(structure, iris, hp, seeds, start=saved, start_step=20))
+    assert [p.step for p in resumed] == [30, 40] and {p.width for p in resumed} == {2}
+    np.testing.assert_array_equal(resumed[-1].val_loss, whole[-1].val_loss)
+    with pytest.raises(ValueError, match="do not cut"):
+        five = _hyperparams("adam", [*lrs, 3.0])  # three slices of 2, not the two saved
+        list(train_population(structure, iris, five, np.arange(5), start=saved, start_step=20))
