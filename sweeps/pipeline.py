@@ -266,15 +266,19 @@ def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
         if on_progress:
             on_progress(Progress(phase=what))
 
-    threads = _trial_threads(prepared.spec, executor)
+    threads = _trial_threads(prepared, executor)
     return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell, threads)
 
 
-def _trial_threads(spec, executor: str) -> int | None:
-    """Slices a trial trains at once: a Ray trial's CPUs; inline, this process's (None)."""
+def _trial_threads(prepared: Prepared, executor: str) -> int | None:
+    """Slices a trial trains at once: a Ray trial's (sweeps/exec/trial.py); inline, this
+    process's (None)."""
     from sweeps.exec.trial import trial_threads
 
-    return trial_threads(spec) if executor == "ray" else None
+    if executor != "ray":
+        return None
+    fixed = None if prepared.planner.adaptive else len(prepared.populations)
+    return trial_threads(prepared.spec, fixed)
 
 
 def _watch_ray_head(folder: SweepFolder, tracker):
@@ -385,7 +389,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,
-            **lane_width_report(prepared, dispatcher, _trial_threads(spec, executor)),
+            **lane_width_report(prepared, dispatcher, _trial_threads(prepared, executor)),
         },
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,
@@ -420,7 +424,11 @@ def lane_width_report(
             "threads": threads,
             "seconds_per_lane_step": choice.get("measured"),
         }
-    return {"lane_width": dict(dispatcher.widths), "lane_width_choice": measured}
+    return {
+        "lane_width": dict(dispatcher.widths),
+        "lane_threads": dict(dispatcher.threads),  # slices each population trained at once
+        "lane_width_choice": measured,
+    }
 
 
 # Besides sweep.json and spec.json, what `resume` reads where the first attempt wrote it.

@@ -33,6 +33,7 @@ class TrialPoint:
     init_loss: np.ndarray | None = None
     compile_s: float = 0.0  # the trial's compile time so far
     width: int = 0  # lanes per compiled slice
+    threads: int = 1  # slices trained at once
 
     @classmethod
     def of(cls, population_id: str, point: Any, compile_s: float = 0.0) -> TrialPoint:
@@ -40,7 +41,7 @@ class TrialPoint:
         return cls(
             population_id, point.step, point.train_loss, point.val_loss, point.val_metrics,
             point.learning_rate, point.diverged_at, point.spiked, point.init_loss, compile_s,
-            point.width,
+            point.width, getattr(point, "threads", 1),
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +58,7 @@ class TrialPoint:
             "init_loss": None if self.init_loss is None else self.init_loss.tolist(),
             "compile_s": self.compile_s,
             "width": self.width,
+            "threads": self.threads,
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class TrialPoint:
             None if init is None else np.asarray(init, float),
             float(d.get("compile_s", 0.0)),
             int(d.get("width", 0)),
+            int(d.get("threads", 1)),
         )
 
 
@@ -124,6 +127,7 @@ class Dispatcher:
         self.errors: dict[str, str] = {}
         self.compile_s: dict[str, float] = {}  # per population, as its trial last reported
         self.widths: dict[str, int] = {}  # per population: lanes per compiled slice
+        self.threads: dict[str, int] = {}  # per population: slices trained at once
         self.progress = Progress(
             lane_steps_total=self.expected_lanes * self.steps,
             lanes_total=self.expected_lanes,
@@ -143,6 +147,7 @@ class Dispatcher:
         recorder.record(p)
         self.compile_s[p.population_id] = p.compile_s
         self.widths[p.population_id] = p.width
+        self.threads[p.population_id] = p.threads
         for sink in self.sinks:
             sink.log_progress(recorder.results)
         self._update()

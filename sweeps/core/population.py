@@ -103,6 +103,7 @@ class EvalPoint:
     # the generator resumes: the next chunk donates these buffers.
     state: Any = None
     width: int = 0  # lanes per compiled slice
+    threads: int = 1  # slices trained at once
 
 
 @dataclass
@@ -564,15 +565,17 @@ def train_population(
     start: list[LaneState] | None = None,
     start_step: int = 0,
     timing: Timing | None = None,
+    threads: int | None = None,
 ) -> Iterator[EvalPoint]:
     """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
 
     `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
-    (the `state` of an earlier EvalPoint, as a list of slices, and its step).
+    (the `state` of an earlier EvalPoint, as a list of slices, and its step). `threads`:
+    slices trained at once (default `slice_threads()`).
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    threads = slice_threads()
+    threads = threads or slice_threads()
     if start is None:
         cap = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)["width"]
     else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
@@ -580,10 +583,10 @@ def train_population(
     n, width, bounds, hp_slices = _lane_slices(hyperparams, cap)
     if start is not None and (width != cap or len(start) != len(bounds)):
         raise ValueError(
-            f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut "
-            f"{n} lanes"
+            f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut {n} lanes"
         )
     x, y, xv, yv = _device_data(data)
+    busy = min(threads, len(bounds))  # slices side by side (no more than there are)
 
     def compiled(name, *args):
         before = prog.compiles
@@ -599,7 +602,7 @@ def train_population(
         ]
         evaluate = compiled("eval", states[0], xv, yv)
         evals = [evaluate(st, xv, yv) for st in states]
-        yield _eval_point(0, bounds, width, evals, None, None, states, structure, n)
+        yield _eval_point(0, bounds, width, evals, None, None, states, structure, n, busy)
     else:  # a checkpoint may hold host (numpy) arrays
         states = [jax.device_put(s) for s in start]
 
@@ -615,12 +618,16 @@ def train_population(
         losses = [o[0][:, :real] for o in outs]
         lrs = [o[1][:, real - 1] for o in outs]
         evals = [(o[2], o[3]) for o in outs]
-        point = _eval_point(step0 + real, bounds, width, evals, losses, lrs, states, structure, n)
+        point = _eval_point(
+            step0 + real, bounds, width, evals, losses, lrs, states, structure, n, busy
+        )
         timing.train_s += time.perf_counter() - t0
         yield point
 
 
-def _eval_point(step, bounds, width, evals, losses, lrs, states, structure, n) -> EvalPoint:
+def _eval_point(
+    step, bounds, width, evals, losses, lrs, states, structure, n, threads
+) -> EvalPoint:
     """Gather the slices' device outputs into host arrays over the real lanes."""
 
     def cat(parts):
@@ -651,6 +658,7 @@ def _eval_point(step, bounds, width, evals, losses, lrs, states, structure, n) -
         init_loss=None if losses is None else cat([s.init_loss for s in states]),
         state=states,
         width=width,
+        threads=threads,
     )
 
 

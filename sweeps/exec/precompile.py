@@ -59,6 +59,7 @@ def compile_programs(
     from jax.experimental.serialize_executable import serialize
 
     programs = Programs(socket.gethostname(), jax.__version__)
+    threads = trial_threads(spec, len(populations))  # as the trials will train
     done: set[tuple] = set()
     for pop in populations:
         if stop is not None and stop.is_set() and programs.by_structure:
@@ -69,7 +70,7 @@ def compile_programs(
         done.add((structure, len(pop.lanes)))
         t0 = time.perf_counter()
         prog = compile_population(
-            structure, data, hyperparams_for(pop), seeds_for(pop), threads=trial_threads(spec)
+            structure, data, hyperparams_for(pop), seeds_for(pop), threads=threads
         )
         programs.compile_s += time.perf_counter() - t0
         blobs = programs.by_structure.setdefault(structure, {})

@@ -6,6 +6,7 @@ Shared by the inline executor and the Ray Tune trainable, so both train exactly 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -63,8 +64,10 @@ def run_trial(
     timing: Timing | None = None,
     start: list[LaneState] | None = None,
     start_step: int = 0,
+    threads: int | None = None,
 ) -> Iterator[EvalPoint]:
-    """Train one population; yields its eval points (see `train_population`)."""
+    """Train one population, `threads` slices at a time (None: this process's cores); yields
+    its eval points (see `train_population`)."""
     return train_population(
         structure_for(spec, pop, data),
         data,
@@ -74,14 +77,26 @@ def run_trial(
         start=start,
         start_step=start_step,
         timing=timing,
+        threads=threads,
     )
 
 
-def trial_threads(spec: SweepSpec) -> int:
-    """Slices a Ray CPU trial trains at once (sweeps/core/population.py): its whole CPUs,
-    unless GOLDILOCKS_CPU_THREADS says otherwise. The driver measures lane widths and compiles
-    ahead for this count; an inline sweep trains with this process's (None)."""
-    return get_settings().cpu_threads or max(1, math.floor(spec.resources.cpus_per_trial))
+def trial_threads(spec: SweepSpec, trials: int | None = None) -> int:
+    """Slices a Ray CPU trial trains at once (sweeps/core/population.py): its whole CPUs, and
+    where its sweep has fewer trials than it may run at once (`trials`, known for a fixed
+    plan) the CPUs of the slots it leaves empty, up to this machine's cores (a one-population
+    sweep on two slots of one CPU trains on two threads); GOLDILOCKS_CPU_THREADS overrides.
+    The driver measures lane widths and compiles ahead for this count; an inline sweep trains
+    with its own process's cores (`slice_threads`)."""
+    setting = get_settings().cpu_threads
+    if setting:
+        return setting
+    own = max(1, math.floor(spec.resources.cpus_per_trial))
+    if not trials:
+        return own
+    slots = spec.resources.max_concurrent_trials
+    boosted = own * max(1, slots // min(slots, trials))
+    return max(own, min(boosted, os.cpu_count() or 1))
 
 
 def measure_lane_widths(

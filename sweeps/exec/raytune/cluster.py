@@ -16,13 +16,13 @@ from pathlib import Path
 import ray
 
 from sweeps.exec.precompile import CompileAhead
-from sweeps.exec.trial import trial_threads
 from sweeps.folder import PROGRAMS
 from sweeps.settings import get_settings
 from sweeps.spec import SweepSpec
 
 WORKER_KNOBS = {
     "GOLDILOCKS_CHECKPOINT_EVERY_S",
+    "GOLDILOCKS_CPU_THREADS",
     "GOLDILOCKS_COMPILE_CACHE",
     "GOLDILOCKS_CPU_LANE_WIDTH",
     "GOLDILOCKS_GPU_LANE_WIDTH",
@@ -35,7 +35,6 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
     """Environment for trial processes: threads sized to the trial, a shared compile cache."""
     threads = str(max(1, math.floor(spec.resources.cpus_per_trial)))
     env = {
-        "GOLDILOCKS_CPU_THREADS": str(trial_threads(spec)),
         "OMP_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,

@@ -19,7 +19,7 @@ from sweeps.stream import Dispatcher, TrialPoint
 # What points.jsonl keeps of a result: the point, and where and how it was trained.
 _POINT_KEYS = (
     "population_id", "lane_indices", "eval_step", "train_loss", "val_loss", "val_metrics", "learning_rate",
-    "diverged_at", "spiked", "init_loss", "node_id", "compiles", "compile_s", "width",
+    "diverged_at", "spiked", "init_loss", "node_id", "compiles", "compile_s", "width", "threads",
 )  # fmt: skip
 
 

@@ -73,7 +73,7 @@ def population_trainable(
     from models import imports
 
     imports.install(user_objects or {})
-    from sweeps.exec.trial import run_trial
+    from sweeps.exec.trial import run_trial, trial_threads
     from sweeps.settings import get_settings
     from sweeps.spec import SweepSpec
 
@@ -92,7 +92,11 @@ def population_trainable(
     last_save = time.monotonic()
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     batch = Batcher(per_point=spec.scheduler.name == "asha")
-    for point in run_trial(spec, pop, data, timing=timing, start=start, start_step=start_step):
+    threads = trial_threads(spec, len(populations) or None)  # (adaptive plans: unknown)
+    points = run_trial(
+        spec, pop, data, timing=timing, start=start, start_step=start_step, threads=threads
+    )
+    for point in points:
         metrics = {
             **TrialPoint.of(pop.id, point, timing.compile_s).to_json(),
             # ASHA compares trials by it; tpe's searcher is told the last one

@@ -23,20 +23,38 @@ def test_cpu_trials_are_pinned_to_the_cpu():
     assert trial_resources(spec) == {"cpu": 1.0, "gpu": 0.0}
 
 
-@pytest.mark.parametrize(("cpus", "threads"), [(1, "1"), (2, "2"), (2.5, "2"), (0.5, "1")])
-def test_a_cpu_trial_trains_as_many_slices_at_once_as_it_has_whole_cpus(cpus, threads):
-    env = worker_env(spec_with(cpus_per_trial=cpus))
-    assert env["GOLDILOCKS_CPU_THREADS"] == threads
-    assert f"intra_op_parallelism_threads={threads}" in env["XLA_FLAGS"]
+@pytest.mark.parametrize(
+    ("resources", "trials", "threads"),
+    [
+        ({"cpus_per_trial": 1}, None, 1),  # an adaptive plan: its trial count is unknown
+        ({"cpus_per_trial": 1}, 2, 1),  # the slots are full
+        ({"cpus_per_trial": 1}, 1, 2),  # one trial, two slots: the empty slot's CPU too
+        ({"cpus_per_trial": 2.5}, 1, 4),  # whole CPUs, twice
+        ({"cpus_per_trial": 1, "max_concurrent_trials": 16}, 1, 8),  # not past the cores
+        ({"cpus_per_trial": 1, "max_concurrent_trials": 4}, 3, 1),
+    ],
+)
+def test_a_cpu_trial_trains_on_its_cpus_and_those_its_sweep_leaves_idle(
+    resources, trials, threads, monkeypatch
+):
+    from sweeps.exec import trial
+
+    monkeypatch.setattr(trial.os, "cpu_count", lambda: 8)
+    spec = spec_with(**resources)
+    assert trial.trial_threads(spec, trials) == threads
+    cpus = str(max(1, int(resources["cpus_per_trial"])))
+    assert f"intra_op_parallelism_threads={cpus}" in worker_env(spec)["XLA_FLAGS"]
 
 
 def test_a_thread_setting_travels_to_the_trials(monkeypatch):
+    from sweeps.exec.trial import trial_threads
     from sweeps.settings import get_settings
 
     monkeypatch.setenv("GOLDILOCKS_CPU_THREADS", "3")
     get_settings.cache_clear()
     try:
         assert worker_env(spec_with(cpus_per_trial=1))["GOLDILOCKS_CPU_THREADS"] == "3"
+        assert trial_threads(spec_with(cpus_per_trial=1), 1) == 3
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()

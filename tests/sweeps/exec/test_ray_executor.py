@@ -80,6 +80,29 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
         assert len(steps) == len(set(steps)) and max(steps) == spec.train.steps
 
 
+def test_a_lone_trial_trains_on_the_cpu_its_sweep_leaves_idle(local_ray, tmp_path):
+    """One population, two trial slots of one CPU: the trial trains its two slices side by
+    side (sweeps/exec/trial.py: trial_threads), and its numbers are the inline ones."""
+    import os
+
+    spec = parse_spec(
+        tiny_spec_dict(
+            search={"learning_rate": {"min": 1e-3, "max": 1.0, "num": 10}, "optimizer": ["adam"]}
+        )
+    )
+    prepared = prepare(spec)
+    report = run_sweep(prepared, tmp_path / "sweep", executor="ray", track=False)
+    timing = report["timing"]
+    (pid,) = timing["lane_threads"]
+    assert timing["lane_width"][pid] == 5  # 10 lanes at the tests' cap of 8: two slices
+    assert timing["lane_threads"][pid] == min(2, os.cpu_count())
+    assert timing["lane_width_choice"]["adam-constant"]["threads"] == min(2, os.cpu_count())
+    inline = train_inline(spec, prepared.data)
+    np.testing.assert_array_equal(
+        [lane["best_val_loss"] for lane in report["lanes"]], [r.best_val_loss for r in inline]
+    )
+
+
 def test_random_search_samples_are_grouped_into_populations(local_ray, tmp_path):
     spec = _spec(method="random", num_samples=8, seed=3)
     prepared = prepare(spec)
