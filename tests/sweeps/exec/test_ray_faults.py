@@ -107,7 +107,7 @@ def _host_chose(cache: Path, spec: Path, width: int) -> None:
     the driver of an earlier sweep had measured it)."""
     from sweeps.core import lane_width as tuner
     from sweeps.core.population import structure_id
-    from sweeps.exec.trial import structure_for
+    from sweeps.exec.trial import structure_for, trial_threads
     from sweeps.pipeline import prepare
     from sweeps.spec import load_spec
 
@@ -115,8 +115,9 @@ def _host_chose(cache: Path, spec: Path, width: int) -> None:
     (pop,) = prepared.populations
     sid = structure_id(structure_for(prepared.spec, pop, prepared.data), prepared.data)
     chosen = {str(len(pop.lanes)): {"width": width, "measured": {str(width): 1e-4}}}
-    entry = {"chosen": chosen, "structure": sid}
-    tuner.WidthCache(cache).put(tuner.cache_key(sid, "cpu"), entry)
+    threads = trial_threads(prepared.spec, 1)  # as its one trial will train
+    entry = {"chosen": chosen, "structure": sid, "threads": threads}
+    tuner.WidthCache(cache).put(tuner.cache_key(sid, "cpu", threads), entry)
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
