@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: $(STAMP)  ## a demo sweep on the embedded defaults; prints the verdict
-	$(BIN)/goldilocks run examples/digits.yaml --out runs/demo
+	$(BIN)/goldilocks run examples/digits.yaml --out runs/demo --overwrite
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/ruff check .

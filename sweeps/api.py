@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import folder as files
-from sweeps.pipeline import Prepared, prepare
+from sweeps.pipeline import Prepared, new_sweep_id, prepare
 from sweeps.pipeline import run_sweep as run_prepared
 from sweeps.spec import SweepSpec, load_spec, parse_spec
 from sweeps.verdict.report import verdict_markdown
@@ -83,7 +83,10 @@ def run_sweep(
               higher_is_better=higher_is_better, data=data)  # fmt: skip
         base = Path(base_dir) if base_dir else spec_dir
         prepared = prepare(parse_spec(raw), base_dir=base)
-    out = Path(out_dir) if out_dir else Path("runs") / prepared.spec.name
+    if out_dir is None:  # a folder of its own per call: a re-run cell never reuses one
+        options.setdefault("sweep_id", new_sweep_id(prepared.spec))
+        out_dir = Path("runs") / options["sweep_id"]
+    out = Path(out_dir)
     report = run_prepared(prepared, out, **options)
     return Report(report, out)
 

@@ -68,7 +68,7 @@ def validate(spec: SpecArg) -> None:
     from sweeps.pipeline import prepare
 
     try:
-        prepared = prepare(parsed, base_dir=spec.parent)
+        prepared = prepare(parsed, base_dir=spec.parent.resolve())
     except SpecError as err:
         _fail_input(err)
     planner = prepared.planner
@@ -99,17 +99,30 @@ RayAddressOpt = Annotated[
 
 def run(
     spec: SpecArg,
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.json and plots.")] = Path(
-        "runs/latest"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for report.json and plots (default runs/<sweep id>, new each run). "
+            "A folder of another sweep is refused unless --overwrite.",
+            show_default=False,
+        ),
+    ] = None,
     executor: ExecutorOpt = "ray",
     tracking_uri: TrackingOpt = None,
     ray_address: RayAddressOpt = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Start a new sweep in --out even if it holds another sweep: its files are "
+            "replaced, its MLflow runs kept as they are (the new sweep makes its own)."
+        ),
+    ] = False,
     sweep_id: Annotated[str | None, typer.Option(help="Use this sweep id.", hidden=True)] = None,
 ) -> None:
     """Run a sweep, print the verdict, write report.json and plots, log it all to MLflow."""
     parsed = _load(spec)
-    from sweeps.pipeline import EXECUTORS, prepare
+    from sweeps.pipeline import EXECUTORS, new_sweep_id, prepare
 
     if executor not in EXECUTORS:
         _fail_input(ValueError(f"--executor: unknown executor '{executor}'; choose ray or inline"))
@@ -117,8 +130,17 @@ def run(
         prepared = prepare(parsed, base_dir=spec.parent.resolve())
     except SpecError as err:
         _fail_input(err)
-    console.print(f"[bold]{parsed.name}[/]: {_lane_text(prepared)}, executor [cyan]{executor}[/]")
-    _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, resume=False)
+    if out is None:
+        sweep_id = sweep_id or new_sweep_id(parsed)
+        out = Path("runs") / sweep_id
+    console.print(
+        f"[bold]{parsed.name}[/]: {_lane_text(prepared)}, executor [cyan]{executor}[/], "
+        f"folder {out}"
+    )
+    _run_and_report(
+        prepared, out, executor, tracking_uri, ray_address, sweep_id, resume=False,
+        overwrite=overwrite,
+    )  # fmt: skip
 
 
 def resume(
@@ -155,7 +177,9 @@ def _lane_text(prepared) -> str:
     return f"{plural(len(planner.lanes), 'lane')}, {plural(len(planner.populations), 'population')}"
 
 
-def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume):
+def _run_and_report(
+    prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume, overwrite=False
+):
     import signal
 
     from sweeps.errors import SweepFailed, SweepInterrupted
@@ -179,6 +203,7 @@ def _run_and_report(prepared, out, executor, tracking_uri, ray_address, sweep_id
             report = run_sweep(
                 prepared, out, executor=executor, sweep_id=sweep_id, on_progress=on_progress,
                 ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
+                overwrite=overwrite,
             )  # fmt: skip
     except SweepInterrupted as err:
         err_console.print(
@@ -221,9 +246,9 @@ def lr_find_command(
     from sweeps.pipeline import prepare
     from sweeps.verdict.plots import plot_lr_find
 
-    try:
-        prepared = prepare(parsed, base_dir=spec.parent)
-        config = config_for(parsed, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    try:  # imports and data relative to the spec's folder, checked as `run` checks them
+        prepared = prepare(parsed, base_dir=spec.parent.resolve())
+        config = config_for(prepared.spec, min_lr=min_lr, max_lr=max_lr, steps=steps)
     except (SpecError, TypeError) as err:
         _fail_input(err)
     if not 0 < config.min_lr < config.max_lr or config.steps < 2:
@@ -233,7 +258,7 @@ def lr_find_command(
     with console.status(
         f"range test {config.min_lr:.0e} → {config.max_lr:.0e}, {config.steps} steps"
     ):
-        result = lr_find(parsed, prepared.data, config)
+        result = lr_find(prepared.spec, prepared.data, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(result, indent=1))
     plot_lr_find(result, out / "lr_find.png")

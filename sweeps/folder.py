@@ -18,14 +18,16 @@ Light on purpose (no JAX, no MLflow): the service and the CLI read folders with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from sweeps.errors import FolderError
+from sweeps.errors import FolderError, SpecError
 
 SPEC = "spec.json"
 STATE = "sweep.json"
@@ -41,6 +43,17 @@ PLOTS = "plots"
 VOCABULARY = "vocabulary.json"  # a text dataset's characters by token id
 SUBMITTED = "submitted.json"
 DRIVER_LOG = "driver.log"
+
+# What one sweep writes into its folder: a folder holding any of these belongs to that sweep.
+# (submitted.json and driver.log come before the sweep, from the service that launches it.)
+SWEEP_FILES = (STATE, SPEC, PROGRESS, PLAN, MLFLOW_STATE, POINTS, PROGRAMS, REPORT, VERDICT,
+               VOCABULARY)  # fmt: skip
+SWEEP_DIRS = (RAY, PLOTS)
+
+
+def spec_fingerprint(spec_json: str) -> str:
+    """The spec's identity in a folder (sweep.json `spec_hash`): sha256 of its JSON."""
+    return hashlib.sha256(spec_json.encode()).hexdigest()[:16]
 
 
 def write_json_atomic(path: Path, value: Any, *, strict: bool = False) -> None:
@@ -106,9 +119,59 @@ class SweepFolder:
     def state(self) -> dict:
         return self.read(STATE)
 
+    def holds_a_sweep(self) -> bool:
+        return any((self.path / n).exists() for n in (*SWEEP_FILES, *SWEEP_DIRS))
+
+    def claim(self, spec_json: str, sweep_id: str | None, *, overwrite: bool = False) -> None:
+        """Make the folder this new sweep's, or refuse (SpecError naming `out`, nothing touched).
+
+        A folder belongs to one sweep: a new sweep never writes into another's files or
+        MLflow runs (they are matched by lane index). Allowed: an empty or new folder; the same
+        sweep id starting again (the service relaunching a sweep that never got going);
+        `overwrite`, which clears the old sweep's files and leaves its MLflow runs as they are
+        (the new sweep makes its own)."""
+        if not self.holds_a_sweep():
+            return
+        state = read_json(self.path / STATE) or {}
+        owner = state.get("sweep_id")
+        if sweep_id is not None and sweep_id in (owner, owner or self.path.name):
+            return  # this very sweep (a service folder is named by its sweep id)
+        if state.get("status") == "running" and _alive(state.get("pid")):
+            raise SpecError(
+                [f"out: {self.path} holds sweep {owner}, running now (pid {state['pid']})"]
+            )
+        if not overwrite:
+            old_spec = (self.path / SPEC).read_text() if (self.path / SPEC).exists() else None
+            same = old_spec is not None and spec_fingerprint(old_spec) == spec_fingerprint(
+                spec_json
+            )
+            what = "of the same spec" if same else "of another spec"
+            raise SpecError([
+                f"out: {self.path} holds sweep {owner or '(unnamed)'} {what} "
+                f"({state.get('status', 'unknown status')}); its files and MLflow runs are its own. "
+                f"Use `goldilocks resume {self.path}`, another folder, or --overwrite "
+                "(overwrite=True) to start a new sweep there with new MLflow runs"
+            ])  # fmt: skip
+        for name in SWEEP_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        for name in SWEEP_DIRS:
+            shutil.rmtree(self.path / name, ignore_errors=True)
+
     def set_state(self, **changes: Any) -> None:
         current = self.state() if (self.path / STATE).exists() else {}
         write_json_atomic(self.path / STATE, {**current, **changes, "updated_at": time.time()})
 
     def write_progress(self, progress: dict) -> None:
         write_json_atomic(self.path / PROGRESS, {**progress, "updated_at": time.time()})
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -176,8 +176,13 @@ def run_sweep(
     tracking_uri: str | None = None,
     track: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a prepared sweep; write report.json and plots into `out_dir`.
+
+    `out_dir` must be new, empty or this sweep's own (`resume`); a folder of another sweep is
+    refused (SpecError naming `out`) unless `overwrite`, which clears its files and starts new
+    MLflow runs, never touching the old ones.
 
     Raises `SweepInterrupted` (Ctrl-C/SIGTERM; resumable) or `SweepFailed`; either way every
     MLflow run is closed with a true status and the sweep folder says what happened.
@@ -189,11 +194,14 @@ def run_sweep(
     prepared.ran = True
     spec, planner = prepared.spec, prepared.planner
     folder = SweepFolder(out_dir)
+    spec_json = spec.model_dump_json(indent=1)
+    if not resume:
+        folder.claim(spec_json, sweep_id, overwrite=overwrite)  # before anything is written
     folder.path.mkdir(parents=True, exist_ok=True)
     if resume:
         sweep_id = folder.state()["sweep_id"]
     sweep_id = sweep_id or new_sweep_id(spec)
-    (folder / files.SPEC).write_text(spec.model_dump_json(indent=1))
+    (folder / files.SPEC).write_text(spec_json)
     # The folder says "running" before anything can fail, so every ending below is recorded.
     folder.set_state(
         sweep_id=sweep_id,
@@ -201,6 +209,7 @@ def run_sweep(
         executor=executor,
         status="running",
         error=None,
+        spec_hash=files.spec_fingerprint(spec_json),
         base_dir=str(prepared.base_dir) if prepared.base_dir else None,
         pid=os.getpid(),
     )

@@ -151,7 +151,7 @@ class SweepTracker:
         state = self._load_state()
         check_reachable(self.tracking_uri)  # seconds, not MLflow's minutes of retries
         self._experiment_id = self._sync(self._get_or_create_experiment, spec.experiment)
-        resumed = state is not None and self._can_resume(state)
+        resumed = state is not None and self._can_resume(state, sweep_id)
         if resumed:
             self._parent_id = state["parent_run_id"]
             self._runs = {int(k): v for k, v in state.get("runs", {}).items()}
@@ -167,7 +167,10 @@ class SweepTracker:
         else:
             if state is not None:
                 log.warning(
-                    "ignoring %s: its runs are not in %s", self.state_path, self.tracking_uri
+                    "ignoring %s: its runs are not sweep %s's in %s",
+                    self.state_path,
+                    sweep_id,
+                    self.tracking_uri,
                 )
             parent = self._sync(
                 self._client.create_run,
@@ -374,7 +377,10 @@ class SweepTracker:
             )
         return exp.experiment_id
 
-    def _can_resume(self, state: dict[str, Any]) -> bool:
+    def _can_resume(self, state: dict[str, Any], sweep_id: str) -> bool:
+        """The state file's runs are this sweep's: same store and experiment, and a live parent
+        run tagged with this sweep id (a folder reused by another sweep must never hand it the
+        first sweep's runs)."""
         parent = state.get("parent_run_id")
         if not parent or state.get("experiment_id") != self._experiment_id:
             return False
@@ -382,7 +388,8 @@ class SweepTracker:
             run = self._client.get_run(parent)
         except MlflowException:
             return False
-        return run.info.lifecycle_stage == "active"
+        owner = run.data.tags.get(TAG_SWEEP_ID)
+        return run.info.lifecycle_stage == "active" and owner == sweep_id
 
     def _steps_in_store(self) -> dict[int, int]:
         """The last step MLflow holds for each lane run of the state file. The file's `logged`
