@@ -30,7 +30,6 @@ from sweeps.plan.planner import Planner
 from sweeps.spec import SweepSpec, check_against_data, parse_spec
 from sweeps.stream import Dispatcher, Progress, ProgressCallback
 from sweeps.verdict.analysis import analyze
-from sweeps.verdict.plots import write_sweep_plots
 from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
 EXECUTORS = ("ray", "inline")
@@ -408,6 +407,8 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         files.write_json_atomic(folder / files.VOCABULARY, report["data"]["vocabulary"])
     write_report(report, folder.path)
     (folder / files.VERDICT).write_text(verdict_markdown(report))
+    from sweeps.verdict.plots import write_sweep_plots  # matplotlib: only once there is a verdict
+
     write_sweep_plots(report, folder / files.PLOTS)
     if tracker:
         tracker.finish(results=results, report=report, artifacts_dir=folder / files.PLOTS)

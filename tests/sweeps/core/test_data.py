@@ -418,3 +418,15 @@ def test_error_npz_arrays(tmp_path: Path) -> None:
     x[0, 1] = np.nan
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(20) % 2)
     _raises("data.path", "array 'x' has 1 NaN/inf", path=tmp_path / "nan.npz")
+
+
+def test_digits_read_from_the_shipped_file_equals_sklearns_loader():
+    from sklearn.datasets import load_digits
+
+    from sweeps.core.data import _load_builtin
+
+    ref, raw = load_digits(), _load_builtin("digits")
+    assert np.array_equal(raw.x, ref.data) and raw.x.dtype == ref.data.dtype
+    assert np.array_equal(raw.y, ref.target) and raw.y.dtype == ref.target.dtype
+    assert raw.feature_names == tuple(ref.feature_names)
+    assert raw.class_names == tuple(str(c) for c in ref.target_names)
