@@ -239,7 +239,10 @@ def run_sweep(
             if watchdog:
                 watchdog.stop()
         timing.tune_s += tune_s
-        report = _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0)
+        threads = _trial_threads(prepared, executor, ray_address)
+        report = _finish(
+            prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, threads
+        )
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = str(err) or "interrupted (Ctrl-C)"
         if tracker:
@@ -274,19 +277,22 @@ def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
         if on_progress:
             on_progress(Progress(phase=what))
 
-    threads = _trial_threads(prepared, executor)
+    threads = _trial_threads(prepared, executor, ray_address)
     return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell, threads)
 
 
-def _trial_threads(prepared: Prepared, executor: str) -> int | None:
+def _trial_threads(prepared: Prepared, executor: str, ray_address: str | None) -> int | None:
     """Slices a trial trains at once: a Ray trial's (sweeps/exec/trial.py); inline, this
     process's (None)."""
     from sweeps.exec.trial import trial_threads
 
     if executor != "ray":
         return None
-    fixed = None if prepared.planner.adaptive else len(prepared.populations)
-    return trial_threads(prepared.spec, fixed)
+    if prepared.planner.adaptive:
+        return trial_threads(prepared.spec, None)
+    from sweeps.exec.raytune.cluster import ray_trial_threads
+
+    return ray_trial_threads(prepared.spec, prepared.populations, ray_address)
 
 
 def _watch_ray_head(folder: SweepFolder, tracker):
@@ -368,7 +374,7 @@ def _executor(prepared, folder, executor, ray_address, ahead):
     return RayExecutor(prepared.spec, prepared.data, folder.path, address=ray_address, ahead=ahead)
 
 
-def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0) -> dict:
+def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, threads) -> dict:
     """The verdict, once: after every point is in MLflow, with the lanes' run ids known."""
     spec = prepared.spec
     results = dispatcher.results()
@@ -397,7 +403,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,
-            **lane_width_report(prepared, dispatcher, _trial_threads(prepared, executor)),
+            **lane_width_report(prepared, dispatcher, threads),
         },
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,

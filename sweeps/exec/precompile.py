@@ -51,6 +51,7 @@ def compile_programs(
     data: Dataset,
     populations: list[Population],
     stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> Programs:
     """Compile and serialize the programs of every distinct population shape, in plan order
     (the order trials start). `stop` ends the work after the structure in progress, and
@@ -59,7 +60,8 @@ def compile_programs(
     from jax.experimental.serialize_executable import serialize
 
     programs = Programs(socket.gethostname(), jax.__version__)
-    threads = trial_threads(spec, len(populations))  # as the trials will train
+    if threads is None:  # as the trials will train
+        threads = trial_threads(spec, len(populations))
     done: set[tuple] = set()
     for pop in populations:
         if stop is not None and stop.is_set() and programs.by_structure:
@@ -144,7 +146,14 @@ class CompileAhead:
     """`compile_programs` in a background thread from Ray's start; the programs are written to
     `path` (atomically) when done, for the trials to read."""
 
-    def __init__(self, spec: SweepSpec, data: Dataset, populations: list[Population], path: Path):
+    def __init__(
+        self,
+        spec: SweepSpec,
+        data: Dataset,
+        populations: list[Population],
+        path: Path,
+        threads: int | None = None,
+    ):
         import jax
 
         self.path = path.resolve()  # trials run in their own working directories
@@ -154,16 +163,19 @@ class CompileAhead:
         self._discarded = False
         self._writing = threading.Lock()
         self._thread = threading.Thread(
-            target=self._run, args=(spec, data, populations), name="compile-ahead", daemon=True
+            target=self._run,
+            args=(spec, data, populations, threads),
+            name="compile-ahead",
+            daemon=True,
         )
         self._thread.start()
 
-    def _run(self, spec, data, populations) -> None:
+    def _run(self, spec, data, populations, threads) -> None:
         # Behind Ray's own start-up for the CPU: a slower Ray start delays everything.
         with contextlib.suppress(AttributeError, OSError):  # per-thread niceness: Linux
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
-            self.programs = compile_programs(spec, data, populations, self._stop)
+            self.programs = compile_programs(spec, data, populations, self._stop, threads)
         except Exception as err:  # the trials compile for themselves
             log.warning("compiling ahead failed: %s", err)
         # Written even when empty, so no trial waits for programs that will never come.

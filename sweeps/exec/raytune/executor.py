@@ -1,4 +1,5 @@
-"""The Ray Tune executor: each Ray Tune trial trains one planned population.
+"""The Ray Tune executor: each Ray Tune trial trains one planned population, or, where the
+sweep fits this host, one trial trains them all on every CPU (cluster.one_trial_per_host).
 
 The driver (this process) hands populations to trials (tune_config.py), and every trial's
 eval points come back through a Tune callback into the dispatcher (collector.py): per-lane
@@ -23,7 +24,14 @@ from sweeps.errors import SweepFailed, SweepInterrupted
 from sweeps.exec.precompile import CompileAhead
 from sweeps.exec.raytune import collector as collectors
 from sweeps.exec.raytune import tune_config as tune_setup
-from sweeps.exec.raytune.cluster import init_ray, sigterm_stops_tune, trial_resources
+from sweeps.exec.raytune.cluster import (
+    bundle_resources,
+    init_ray,
+    one_trial_per_host,
+    ray_trial_threads,
+    sigterm_stops_tune,
+    trial_resources,
+)
 from sweeps.exec.raytune.collector import Collector, CollectorCallback, PointLog
 from sweeps.exec.raytune.trainable import population_trainable
 from sweeps.folder import POINTS, RAY
@@ -66,17 +74,23 @@ class RayExecutor:
         if resume:
             collector.replay()
 
+        planned = [] if planner.adaptive else planner.populations
+        one_trial = one_trial_per_host(spec, planned, self.address)
+        expected = 1 if one_trial else planner.expected_trials
+        dispatcher.progress.trials_total = expected
         trainable = tune.with_parameters(
             population_trainable,
             spec_json=spec.model_dump_json(),
-            populations=[] if planner.adaptive else planner.populations,
+            populations=planned,
             data=self.data,
+            threads=ray_trial_threads(spec, planned, self.address),
             programs=self.ahead.take() if self.ahead else None,
             user_objects=imports.ship(
                 [ref for field, ref in spec.import_refs().items() if field != "data.import"]
             ),
         )
-        trainable = tune.with_resources(trainable, trial_resources(spec))
+        resources = bundle_resources(spec) if one_trial else trial_resources(spec)
+        trainable = tune.with_resources(trainable, resources)
         run_config = tune.RunConfig(
             name="tune",
             storage_path=str(storage),
@@ -97,7 +111,7 @@ class RayExecutor:
                 else:
                     tuner = tune.Tuner(
                         trainable,
-                        param_space=tune_setup.param_space(planner),
+                        param_space=tune_setup.param_space(planner, one_trial),
                         tune_config=tune_setup.tune_config(spec, planner, experiment),
                         run_config=run_config,
                     )
@@ -108,7 +122,6 @@ class RayExecutor:
             programs = self.ahead.close() if self.ahead else None
         wall = time.perf_counter() - t0
 
-        expected = planner.expected_trials
         if dispatcher.errors:
             first = next(iter(dispatcher.errors.values()))
             raise SweepFailed(f"{len(dispatcher.errors)} trial(s) failed after retries: {first}")

@@ -27,10 +27,13 @@ from sweeps.plan.search import trial_score
 from sweeps.stream import TrialPoint
 
 
-def population_from_config(config: dict, populations: list[Population]) -> Population:
-    """The trial's population: planned up front (an index) or by an adaptive searcher."""
+def populations_from_config(config: dict, populations: list[Population]) -> list[Population]:
+    """The trial's populations, in training order: one planned up front (an index), several
+    (a list of indices: one trial per host), or one made by an adaptive searcher."""
     ref = config["population"]
-    return populations[ref] if isinstance(ref, int) else Population.from_json(ref)
+    if isinstance(ref, list):
+        return [populations[i] for i in ref]
+    return [populations[ref] if isinstance(ref, int) else Population.from_json(ref)]
 
 
 # JAX_PLATFORMS name -> what jax.default_backend() answers on it
@@ -61,10 +64,13 @@ def population_trainable(
     spec_json: str,
     populations: list[Population],
     data: Dataset,
+    threads: int = 1,
     programs: ProgramsFile | None = None,
     user_objects: dict | None = None,
 ) -> None:
-    """One Tune trial: train one population, report every eval point, checkpoint as it goes.
+    """One Tune trial: train its populations one after another, `threads` slices at once
+    (the driver decided, and measured and compiled for it), report every eval point, and
+    checkpoint as it goes (the population in progress and its state).
 
     `user_objects` are the user's model, loss and metrics by reference, shipped by value with
     the trial: this worker may never have seen the files they came from."""
@@ -73,26 +79,48 @@ def population_trainable(
     from models import imports
 
     imports.install(user_objects or {})
-    from sweeps.exec.trial import run_trial, trial_threads
     from sweeps.settings import get_settings
     from sweeps.spec import SweepSpec
 
     spec = SweepSpec.model_validate_json(spec_json)
     check_backend(spec.resources.accelerator, jax.default_backend())
-    pop = population_from_config(config, populations)
+    pops = populations_from_config(config, populations)
     install_programs(programs, data)  # compiled by the driver while Ray started, if it could
-    timing = Timing()
-    start, start_step = None, 0
+    saved = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved = pickle.loads((Path(folder) / "state.pkl").read_bytes())
-        start, start_step = saved["state"], saved["step"]
-    every_s = get_settings().checkpoint_every_s
-    last_save = time.monotonic()
-    node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
+    done = _finished_before(saved, pops, spec.train.steps)
     batch = Batcher(per_point=spec.scheduler.name == "asha")
-    threads = trial_threads(spec, len(populations) or None)  # (adaptive plans: unknown)
+    clock = {"last_save": time.monotonic(), "every_s": get_settings().checkpoint_every_s}
+    for i, pop in enumerate(pops):
+        if i < done:
+            continue
+        resume = saved is not None and saved.get("population", pop.id) == pop.id
+        start, start_step = (saved["state"], saved["step"]) if resume else (None, 0)
+        _train_one(spec, pop, data, threads, start, start_step, batch, clock)
+    if batch.held:  # never left behind (the last point always reports, so only in theory)
+        tune.report(batch.take(batch.held.pop()))
+
+
+def _finished_before(saved: dict | None, pops: list[Population], steps: int) -> int:
+    """How many of the trial's populations its checkpoint shows finished."""
+    if saved is None:
+        return 0
+    ids = [pop.id for pop in pops]
+    at = ids.index(saved["population"]) if saved.get("population") in ids else 0
+    return at + 1 if saved["step"] >= steps else at
+
+
+def _train_one(spec, pop, data, threads, start, start_step, batch, clock) -> None:
+    """Train one population of the trial from `start_step`, reporting and checkpointing."""
+    import jax
+
+    from sweeps.exec.trial import run_trial
+
+    timing = Timing()
+    node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     points = run_trial(
         spec, pop, data, timing=timing, start=start, start_step=start_step, threads=threads
     )
@@ -106,19 +134,17 @@ def population_trainable(
             "compiles": timing.compiles,  # programs this trial had to compile itself
         }
         last = point.step == spec.train.steps
-        save = last or time.monotonic() - last_save > every_s
+        save = last or time.monotonic() - clock["last_save"] > clock["every_s"]
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
                 state = jax.tree.map(np.asarray, point.state)
-                blob = pickle.dumps({"state": state, "step": point.step})
+                blob = pickle.dumps({"state": state, "step": point.step, "population": pop.id})
                 (Path(folder) / "state.pkl").write_bytes(blob)
                 tune.report(batch.take(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
-            last_save = time.monotonic()
+            clock["last_save"] = time.monotonic()
         elif batch.due(metrics):
             tune.report(batch.take(metrics))
         _maybe_crash(point.step)
-    if batch.held:  # never left behind (the last point always reports, so only in theory)
-        tune.report(batch.take(batch.held.pop()))
 
 
 class Batcher:

@@ -63,10 +63,13 @@ class PlannerSearcher(Searcher):
         pass
 
 
-def param_space(planner: Planner) -> dict[str, Any]:
+def param_space(planner: Planner, one_trial: bool = False) -> dict[str, Any]:
+    """A trial per planned population (its index), or `one_trial` for them all (the list of
+    indices, trained in order: see cluster.one_trial_per_host)."""
     if planner.adaptive:
         return {}
-    return {"population": tune.grid_search(list(range(len(planner.populations))))}
+    indices = list(range(len(planner.populations)))
+    return {"population": tune.grid_search([indices] if one_trial else indices)}
 
 
 def tune_config(spec: SweepSpec, planner: Planner, key: str) -> tune.TuneConfig:
@@ -99,4 +102,6 @@ def tune_config(spec: SweepSpec, planner: Planner, key: str) -> tune.TuneConfig:
 def trial_name(trial, ids: list[str]) -> str:
     """The population's id: the trial's folder and name in Tune say what it trains."""
     ref = trial.config.get("population")
+    if isinstance(ref, list):  # one trial for several populations: the first and last
+        return ids[ref[0]] if len(ref) == 1 else f"{ids[ref[0]]}--{ids[ref[-1]]}"
     return ref["id"] if isinstance(ref, dict) else ids[ref]

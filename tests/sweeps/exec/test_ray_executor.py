@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from conftest import tiny_spec_dict
 from mlflow.tracking import MlflowClient
@@ -54,6 +56,12 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     points = sweep_points(tmp_path / "sweep")
     assert {p["population_id"] for p in points} == {p.id for p in prepared.populations}
     assert all(len(p["lane_indices"]) == 5 for p in points)
+    # The sweep fits this host: ONE Ray trial trained both populations, one after the other,
+    # each on every CPU of the sweep's two slots (cluster.one_trial_per_host).
+    trials = [d for d in (tmp_path / "sweep" / "ray" / "tune").iterdir() if d.is_dir()]
+    assert len(trials) == 1, trials
+    choices = report["timing"]["lane_width_choice"].values()
+    assert {c["threads"] for c in choices} == {min(2, os.cpu_count())}
     # The driver compiled the programs while Ray started; the first trial compiled nothing.
     first = prepared.populations[0].id
     assert {p["compiles"] for p in points if p["population_id"] == first} == {0}
@@ -158,3 +166,15 @@ def test_asha_stops_bad_populations_early_without_nan_scores(local_ray, tmp_path
     assert max(last_step.values()) == 60
     assert min(last_step.values()) < 60  # ASHA cut at least one population short
     assert report["winner"] is not None
+
+
+def test_a_trial_of_several_populations_resumes_at_the_one_its_checkpoint_names():
+    from sweeps.exec.raytune.trainable import _finished_before
+
+    planned = prepare(_spec()).populations
+    ids = [p.id for p in planned]
+    assert _finished_before(None, planned, 30) == 0
+    assert _finished_before({"population": ids[0], "step": 10}, planned, 30) == 0
+    assert _finished_before({"population": ids[0], "step": 30}, planned, 30) == 1
+    assert _finished_before({"population": ids[1], "step": 30}, planned, 30) == 2
+    assert _finished_before({"step": 30}, planned, 30) == 1  # a one-population checkpoint
