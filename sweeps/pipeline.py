@@ -400,6 +400,9 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             "wall_s": time.perf_counter() - t0,
             "compile_s": timing.compile_s,
             "train_s": timing.train_s,
+            # the trials' own training seconds, every population summed (no compiles, no
+            # worker start): what Ray's trials and inline are compared on
+            "trials_train_s": sum(dispatcher.train_s.values()),
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,

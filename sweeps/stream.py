@@ -34,14 +34,17 @@ class TrialPoint:
     compile_s: float = 0.0  # the trial's compile time so far
     width: int = 0  # lanes per compiled slice
     threads: int = 1  # slices trained at once
+    train_s: float = 0.0  # the trial's seconds training this population so far (no compiles)
 
     @classmethod
-    def of(cls, population_id: str, point: Any, compile_s: float = 0.0) -> TrialPoint:
+    def of(
+        cls, population_id: str, point: Any, compile_s: float = 0.0, train_s: float = 0.0
+    ) -> TrialPoint:
         """From the trainer's `EvalPoint`."""
         return cls(
             population_id, point.step, point.train_loss, point.val_loss, point.val_metrics,
             point.learning_rate, point.diverged_at, point.spiked, point.init_loss, compile_s,
-            point.width, getattr(point, "threads", 1),
+            point.width, getattr(point, "threads", 1), train_s,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +62,7 @@ class TrialPoint:
             "compile_s": self.compile_s,
             "width": self.width,
             "threads": self.threads,
+            "train_s": self.train_s,
         }
 
     @classmethod
@@ -77,6 +81,7 @@ class TrialPoint:
             float(d.get("compile_s", 0.0)),
             int(d.get("width", 0)),
             int(d.get("threads", 1)),
+            float(d.get("train_s", 0.0)),
         )
 
 
@@ -128,6 +133,7 @@ class Dispatcher:
         self.compile_s: dict[str, float] = {}  # per population, as its trial last reported
         self.widths: dict[str, int] = {}  # per population: lanes per compiled slice
         self.threads: dict[str, int] = {}  # per population: slices trained at once
+        self.train_s: dict[str, float] = {}  # per population: its trial's training seconds
         self.progress = Progress(
             lane_steps_total=self.expected_lanes * self.steps,
             lanes_total=self.expected_lanes,
@@ -148,6 +154,7 @@ class Dispatcher:
         self.compile_s[p.population_id] = p.compile_s
         self.widths[p.population_id] = p.width
         self.threads[p.population_id] = p.threads
+        self.train_s[p.population_id] = p.train_s
         for sink in self.sinks:
             sink.log_progress(recorder.results)
         self._update()

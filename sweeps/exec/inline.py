@@ -34,9 +34,10 @@ class InlineExecutor:
         again = list(planner.populations) if resume and planner.adaptive else []
         for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
-            last = None
+            last, before = None, timing.train_s
             for point in run_trial(self.spec, pop, self.data, timing=timing):
-                dispatcher.point(TrialPoint.of(pop.id, point, timing.compile_s))
+                trained = timing.train_s - before
+                dispatcher.point(TrialPoint.of(pop.id, point, timing.compile_s, trained))
                 last = point
             if last is not None:
                 planner.tell(pop.id, last.val_loss)

@@ -20,6 +20,7 @@ from sweeps.stream import Dispatcher, TrialPoint
 _POINT_KEYS = (
     "population_id", "lane_indices", "eval_step", "train_loss", "val_loss", "val_metrics", "learning_rate",
     "diverged_at", "spiked", "init_loss", "node_id", "compiles", "compile_s", "width", "threads",
+    "train_s",
 )  # fmt: skip
 
 

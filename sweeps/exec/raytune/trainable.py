@@ -126,7 +126,7 @@ def _train_one(spec, pop, data, threads, start, start_step, batch, clock) -> Non
     )
     for point in points:
         metrics = {
-            **TrialPoint.of(pop.id, point, timing.compile_s).to_json(),
+            **TrialPoint.of(pop.id, point, timing.compile_s, timing.train_s).to_json(),
             # ASHA compares trials by it; tpe's searcher is told the last one
             "score": trial_score(spec.search.method, point.val_loss),
             "lane_indices": [lane.index for lane in pop.lanes],
