@@ -44,7 +44,7 @@ from service.standby import DRIVER_PID, Standby
 from service.store import SweepStatus
 from service.warm_ray import ServiceRay
 from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from sweeps.folder import DRIVER_LOG, MLFLOW_STATE, SUBMITTED, SweepFolder
+from sweeps.folder import DRIVER_LOG, MLFLOW_STATE, SUBMITTED, SweepFolder, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,8 @@ class Driver:
 def is_driver_alive(pid: int | None, sweep_id: str, folder: Path | None = None) -> bool:
     """Is `pid` alive and still the driver of this sweep (not a reused pid, not a zombie)?
     A driver started as a standby is known by the claim it wrote into the sweep's `folder`."""
-    if not pid:
+    if not pid_alive(pid):  # gone, or someone else's process now: ours would be ours
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # someone else's process now: ours would be ours
     proc = Path(f"/proc/{pid}")
     if not proc.exists():  # not Linux: trust the signal probe
         return True

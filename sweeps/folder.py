@@ -136,7 +136,8 @@ class SweepFolder:
         owner = state.get("sweep_id")
         if sweep_id is not None and sweep_id in (owner, owner or self.path.name):
             return  # this very sweep (a service folder is named by its sweep id)
-        if state.get("status") == "running" and _alive(state.get("pid")):
+        pid = state.get("pid")
+        if state.get("status") == "running" and pid != os.getpid() and pid_alive(pid):
             raise SpecError(
                 [f"out: {self.path} holds sweep {owner}, running now (pid {state['pid']})"]
             )
@@ -165,13 +166,12 @@ class SweepFolder:
         write_json_atomic(self.path / PROGRESS, {**progress, "updated_at": time.time()})
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+def pid_alive(pid: Any) -> bool:
+    """A process of ours with this pid exists (another user's is not ours: False)."""
+    if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:
-        return True
     return True
