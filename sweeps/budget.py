@@ -17,16 +17,13 @@ import os
 
 from sweeps.core.data import Dataset
 from sweeps.core.lane_width import CANDIDATES
+from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.errors import SpecError
 from sweeps.plan.planner import Planner
 from sweeps.settings import get_settings
 from sweeps.spec import SweepSpec, model_for
 
 BYTES = 4  # float32
-# Optimizer state in parameter-sized arrays (optax): momentum and Lion keep one, Adam two;
-# optimizers not listed are counted as three (prodigy, D-adaptation and friends keep more).
-STATE_ARRAYS = {"sgd": 0, "momentum": 1, "nesterov": 1, "lion": 1, "adagrad": 1, "rmsprop": 1}
-STATE_ARRAYS.update(dict.fromkeys(("adam", "adamw", "nadam", "adabelief", "amsgrad"), 2))
 ACTIVATION_COPIES = 3  # forward activations kept for the backward pass, and their gradients
 
 
@@ -66,7 +63,7 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     """Bytes one trial needs, by part."""
     _, fns = model_for(spec, data)
     lanes = trial_lanes(spec, planner)
-    state_arrays = max(STATE_ARRAYS.get(name, 3) for name in spec.search.optimizer)
+    state_arrays = max(OPTIMIZERS[name].state_arrays for name in spec.search.optimizer)
     # parameters, their gradients, the optimizer's state: per lane, every lane resident
     state = BYTES * fns.num_params * (2 + state_arrays) * lanes
     batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size

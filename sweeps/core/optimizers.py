@@ -30,6 +30,9 @@ class Optimizer:
     static: dict[str, Any] = field(default_factory=dict)  # structural, fixed per compile
     lr_free: bool = False  # learns its own step size: the LR grid is not searched
     default_lr: float = 1.0  # the LR an lr_free optimizer runs at
+    # Parameter-sized arrays in its state (the memory budget counts them per lane; a test
+    # checks each against optax's actual state)
+    state_arrays: int = 0
     # Some optimizers evaluate at other parameters than they train (schedule-free averages).
     eval_params: Callable[[Any, Any], Any] | None = None
     doc: str = ""
@@ -61,21 +64,35 @@ OPTIMIZERS: dict[str, Optimizer] = {
             "momentum",
             "sgd",
             {"momentum": 0.9},
+            state_arrays=1,
             doc="SGD with heavy-ball momentum (optax.sgd(lr, momentum))",
         ),
         Optimizer(
-            "nesterov", "sgd", {"momentum": 0.9}, {"nesterov": True}, doc="Nesterov momentum"
+            "nesterov",
+            "sgd",
+            {"momentum": 0.9},
+            {"nesterov": True},
+            state_arrays=1,
+            doc="Nesterov momentum",
         ),
-        Optimizer("adam", "adam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8}),
-        Optimizer("adamw", "adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),
-        Optimizer("rmsprop", "rmsprop", {"decay": 0.9, "eps": 1e-8}),
-        Optimizer("adagrad", "adagrad", {"initial_accumulator_value": 0.1, "eps": 1e-7}),
-        Optimizer("lion", "lion", {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
+        Optimizer("adam", "adam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8}, state_arrays=2),
+        Optimizer(
+            "adamw",
+            "adamw",
+            {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+            state_arrays=2,
+        ),
+        Optimizer("rmsprop", "rmsprop", {"decay": 0.9, "eps": 1e-8}, state_arrays=1),
+        Optimizer(
+            "adagrad", "adagrad", {"initial_accumulator_value": 0.1, "eps": 1e-7}, state_arrays=1
+        ),
+        Optimizer("lion", "lion", {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}, state_arrays=1),
         Optimizer(
             "schedule_free_adamw",
             "contrib.schedule_free_adamw",
             {"b1": 0.9, "b2": 0.999, "weight_decay": 0.0},
             eval_params=_schedule_free_eval,
+            state_arrays=2,
             doc="schedule-free AdamW (Defazio et al.): no schedule needed, evaluated at its average",
         ),
         Optimizer(
@@ -83,6 +100,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
             "contrib.prodigy",
             {"weight_decay": 0.0},
             lr_free=True,
+            state_arrays=4,
             doc="Prodigy (Mishchenko & Defazio): estimates its own step size",
         ),
         Optimizer(
@@ -90,6 +108,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
             "contrib.dadapt_adamw",
             {"weight_decay": 0.0},
             lr_free=True,
+            state_arrays=3,
             doc="D-Adaptation AdamW: estimates its own step size",
         ),
     ]
