@@ -33,9 +33,9 @@ from typing import Any
 
 from service.errors import ApiError
 from service.settings import ServiceSettings
+from sweeps.uploads import find_upload
 
 KINDS = {".npz": "arrays", ".csv": "table", ".parquet": "table", ".txt": "text"}
-ID = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 INCOMING = ".incoming"
 _COMMIT = threading.Lock()  # one process (see service.cli serve): a lock is enough
@@ -167,17 +167,7 @@ def _validate(staged: Staged, target: str | None) -> dict[str, Any]:
 
 def find(settings: ServiceSettings, dataset_id: str) -> tuple[dict, Path] | None:
     """(metadata, the file) of an uploaded dataset, or None."""
-    if not ID.match(dataset_id or ""):
-        return None
-    root = settings.datasets_path
-    try:
-        meta = json.loads((root / f"{dataset_id}.json").read_text())
-        file = root / dataset_id / meta["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if meta.get("id") != dataset_id or not file.is_file():
-        return None
-    return meta, file
+    return find_upload(settings.datasets_path, dataset_id)
 
 
 def list_all(settings: ServiceSettings) -> list[dict]:

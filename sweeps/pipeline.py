@@ -81,13 +81,13 @@ def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
 def uploaded_dataset(dataset_id: str) -> Path:
     """The file of a dataset uploaded to the service (`POST /datasets`), by its id."""
     from sweeps.settings import get_settings
+    from sweeps.uploads import find_upload
 
     root = get_settings().datasets_dir
-    folder = root / dataset_id if root else None
-    found = sorted(p for p in folder.iterdir() if p.is_file()) if folder and folder.is_dir() else []
-    if not found:
+    found = find_upload(root, dataset_id) if root else None
+    if found is None:
         raise DataError("data.dataset", f"no uploaded dataset {dataset_id!r} here")
-    return found[0]
+    return found[1]
 
 
 def _loader_arrays(ref: str, args: dict[str, Any]) -> dict[str, Any]:
