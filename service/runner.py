@@ -44,7 +44,14 @@ from service.standby import DRIVER_PID, Standby
 from service.store import SweepStatus
 from service.warm_ray import ServiceRay
 from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from sweeps.folder import DRIVER_LOG, MLFLOW_STATE, SUBMITTED, SweepFolder, pid_alive
+from sweeps.folder import (
+    DRIVER_LOG,
+    MLFLOW_STATE,
+    SUBMITTED,
+    SweepFolder,
+    TrackingState,
+    pid_alive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +475,7 @@ class Runner:
             return
         uri = (read_state(folder).get("mlflow") or {}).get("tracking_uri")
         try:
-            uri = uri or json.loads(state_path.read_text()).get("tracking_uri")
+            uri = uri or TrackingState.read(state_path).tracking_uri
             from sweeps.tracking.stale import close_stale_runs  # imports MLflow: only when needed
 
             ended = close_stale_runs(

@@ -24,6 +24,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,52 @@ def read_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FolderError(f"{path.name} is not a JSON object (it holds {type(value).__name__})")
     return value
+
+
+@dataclass
+class TrackingState:
+    """mlflow_state.json: where a sweep's MLflow runs are, so retries, resumes and the
+    clean-up after a crash find them. Written by the tracker; read here, by everyone."""
+
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    runs: dict[int, str] = field(default_factory=dict)  # lane index -> child run id
+    logged: dict[int, int] = field(default_factory=dict)  # lane index -> last step written
+
+    @classmethod
+    def read(cls, path: Path) -> TrackingState | None:
+        """The file's state; None if there is none; FolderError naming it if it is damaged
+        (its runs would be unknown, and carrying on would log the sweep twice)."""
+        if not Path(path).exists():
+            return None
+        raw = read_object(path)
+        try:
+            return cls(
+                raw.get("tracking_uri"),
+                raw.get("experiment_id"),
+                raw.get("parent_run_id"),
+                {int(k): str(v) for k, v in (raw.get("runs") or {}).items()},
+                {int(k): int(v) for k, v in (raw.get("logged") or {}).items()},
+            )
+        except (TypeError, ValueError, AttributeError) as err:
+            raise FolderError(f"{Path(path).name} has a malformed runs map ({err})") from None
+
+    def write(self, path: Path) -> None:
+        write_json_atomic(
+            path,
+            {
+                "tracking_uri": self.tracking_uri,
+                "experiment_id": self.experiment_id,
+                "parent_run_id": self.parent_run_id,
+                "runs": {str(k): v for k, v in sorted(self.runs.items())},
+                "logged": {str(k): v for k, v in sorted(self.logged.items())},
+            },
+        )
+
+    def run_ids(self) -> list[str]:
+        """Every run it lists: the lanes' and the parent."""
+        return [*self.runs.values(), *([self.parent_run_id] if self.parent_run_id else [])]
 
 
 class SweepFolder:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from sweeps.folder import TrackingState
 from sweeps.tracking.naming import MAX_TAG_LENGTH, TAG_ERROR, truncate
 
 
@@ -18,15 +18,13 @@ def close_stale_runs(
     reason: str = "the sweep process stopped before ending its runs",
 ) -> int:
     """After a crash: end every run listed in `state_path` still RUNNING; return how many."""
-    state_path = Path(state_path)
-    if not state_path.exists():
+    state = TrackingState.read(state_path)
+    if state is None:
         return 0
-    state = json.loads(state_path.read_text())
     client = MlflowClient(tracking_uri=tracking_uri)
-    parent = state.get("parent_run_id")
-    run_ids = [*state.get("runs", {}).values(), *([parent] if parent else [])]
+    parent = state.parent_run_id
     ended = 0
-    for run_id in run_ids:
+    for run_id in state.run_ids():
         try:
             run = client.get_run(run_id)
         except MlflowException:

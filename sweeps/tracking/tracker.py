@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from sweeps.folder import REPORT, SPEC, VERDICT, read_object, write_json_atomic
+from sweeps.folder import REPORT, SPEC, VERDICT, TrackingState
 from sweeps.plan.lanes import Lane
 from sweeps.spec import SweepSpec, spec_to_json
 from sweeps.tracking.naming import (
@@ -153,9 +153,9 @@ class SweepTracker:
         self._experiment_id = self._sync(self._get_or_create_experiment, spec.experiment)
         resumed = state is not None and self._can_resume(state, sweep_id)
         if resumed:
-            self._parent_id = state["parent_run_id"]
-            self._runs = {int(k): v for k, v in state.get("runs", {}).items()}
-            self._logged = {int(k): int(v) for k, v in state.get("logged", {}).items()}
+            self._parent_id = state.parent_run_id
+            self._runs = dict(state.runs)
+            self._logged = dict(state.logged)
             for lane, step in self._sync(self._steps_in_store).items():
                 self._logged[lane] = max(step, self._logged.get(lane, -1))
             self._queued = dict(self._logged)
@@ -377,12 +377,12 @@ class SweepTracker:
             )
         return exp.experiment_id
 
-    def _can_resume(self, state: dict[str, Any], sweep_id: str) -> bool:
+    def _can_resume(self, state: TrackingState, sweep_id: str) -> bool:
         """The state file's runs are this sweep's: same store and experiment, and a live parent
         run tagged with this sweep id (a folder reused by another sweep must never hand it the
         first sweep's runs)."""
-        parent = state.get("parent_run_id")
-        if not parent or state.get("experiment_id") != self._experiment_id:
+        parent = state.parent_run_id
+        if not parent or state.experiment_id != self._experiment_id:
             return False
         try:
             run = self._client.get_run(parent)
@@ -451,12 +451,10 @@ class SweepTracker:
         self._closed = True
         self._writer.stop()
 
-    def _load_state(self) -> dict[str, Any] | None:
+    def _load_state(self) -> TrackingState | None:
         """The state file, None if there is none; FolderError if it is truncated or garbage:
         its runs would be unknown, and carrying on would log the sweep twice."""
-        if not self.state_path.exists():
-            return None
-        return read_object(self.state_path)
+        return TrackingState.read(self.state_path)
 
     def _save_state_or_retry(self) -> None:
         """Save the state file now if possible; else log it and leave it to the next cycle
@@ -473,14 +471,14 @@ class SweepTracker:
         """Atomically: tmp file + os.replace, so a crash never leaves half a file."""
         with self._lock:
             self._dirty = False
-            state = {
-                "tracking_uri": self.tracking_uri,
-                "experiment_id": self._experiment_id,
-                "parent_run_id": self._parent_id,
-                "runs": {str(k): v for k, v in sorted(self._runs.items())},
-                "logged": {str(k): v for k, v in sorted(self._logged.items())},
-            }
-            write_json_atomic(self.state_path, state)
+            state = TrackingState(
+                self.tracking_uri,
+                self._experiment_id,
+                self._parent_id,
+                dict(self._runs),
+                dict(self._logged),
+            )
+            state.write(self.state_path)
 
 
 def _log_text(run_id: str, text: str, name: str, client: MlflowClient) -> None:
