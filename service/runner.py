@@ -542,6 +542,7 @@ def driver_spec(spec: dict[str, Any], settings: ServiceSettings) -> dict[str, An
     plugin folders of now (a sweep queued before the operator narrowed them does not run
     code from outside). ValueError says why not."""
     from service import datasets, plugins
+    from sweeps.spec import parse_spec
 
     data = dict(spec.get("data") or {})
     if data.get("dataset"):
@@ -551,23 +552,14 @@ def driver_spec(spec: dict[str, Any], settings: ServiceSettings) -> dict[str, An
             if data.get(field):
                 data[field] = str(resolve_data_path(data[field], settings, field=f"data.{field}"))
     out = {**spec, "data": data}
-    refs, errors = plugins.check_refs(_import_refs(out), settings)
+    # the stored spec is canonical: parsed again, it names its references as the spec does
+    refs, errors = plugins.check_refs(parse_spec(out).import_refs(), settings)
     if errors:
         raise ValueError("; ".join(errors))
     for field, ref in refs.items():
         section = field.split(".")[0]
         out[section] = {**out[section], "import": ref}
     return out
-
-
-def _import_refs(spec: dict[str, Any]) -> dict[str, str]:
-    """The `import:` references of a stored (canonical) spec, by field."""
-    refs = {}
-    for section in ("model", "loss", "metrics", "data"):
-        value = spec.get(section)
-        if isinstance(value, dict) and isinstance(value.get("import"), str):
-            refs[f"{section}.import"] = value["import"]
-    return refs
 
 
 def resolve_data_path(path: str, settings: ServiceSettings, field: str = "data.path") -> Path:
