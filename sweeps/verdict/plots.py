@@ -516,7 +516,7 @@ def _goldilocks_legend(fig: Figure, seen: set[str]) -> None:
             [h for h, _ in shown],
             [lab for _, lab in shown],
             loc="outside lower center",
-            ncols=min(len(shown), 5),
+            ncols=min(len(shown), 6),  # two rows at most, every status shown
             fontsize=8.5,
             frameon=False,
         )
