@@ -63,7 +63,7 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     """Bytes one trial needs, by part."""
     _, fns = model_for(spec, data)
     lanes = trial_lanes(spec, planner)
-    state_arrays = max(OPTIMIZERS[name].state_arrays for name in spec.search.optimizer)
+    state_arrays = max(OPTIMIZERS[name].state_arrays for name in spec.search.optimizer_names)
     # parameters, their gradients, the optimizer's state: per lane, every lane resident
     state = BYTES * fns.num_params * (2 + state_arrays) * lanes
     batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size

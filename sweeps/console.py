@@ -5,11 +5,18 @@ Light (rich only): the service's client commands print verdicts with it too.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from sweeps.verdict.words import (
+    COUNTS_HEADER,
+    STATUS_LEGEND,
+    fmt,
+    min_diverged_text,
+    stability_note,
+    status_counts_text,
+)
 
 # Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
@@ -41,22 +48,22 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def fmt(v: Any, spec: str = ".3g") -> str:
-    return "—" if v is None else format(v, spec)
-
-
 def print_verdict(report: dict) -> None:
-    table = Table(title=f"Goldilocks verdict — {report['name']}", title_justify="left")
+    table = Table(
+        title=f"Goldilocks verdict — {report['name']}",
+        title_justify="left",
+        caption=STATUS_LEGEND,
+        caption_justify="left",
+    )
     for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
         table.add_column(col)
     table.add_column("best val loss", justify="right")
     table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
-    table.add_column("lanes c/s/u/d", justify="right")
+    table.add_column(COUNTS_HEADER, justify="right")
     for g in report["groups"]:
         zone = g["zone"]
         zone_text = f"{fmt(zone['low'])} – {fmt(zone['high'])}" if zone else "—"
         best = fmt(g["best_lr"]) + (f" [yellow](edge: {g['edge']})[/]" if g["edge"] else "")
-        c = g["status_counts"]
         name = g["optimizer"] + (" (LR-free)" if g["lr_free"] else "")
         table.add_row(
             fmt(g["rank"], "d"),
@@ -65,10 +72,10 @@ def print_verdict(report: dict) -> None:
             best,
             zone_text,
             fmt(g["max_stable_lr"]),
-            fmt(g["min_diverged_lr"]),
+            min_diverged_text(g),
             fmt(g["best_val_loss"], ".4f"),
             fmt(g["best_val_metric"], ".4f"),
-            f"{c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']}",
+            status_counts_text(g),
         )
     console.print(table)
     w = report.get("winner")
@@ -82,6 +89,9 @@ def print_verdict(report: dict) -> None:
             f"{fmt(w['val_metric'], '.4f')}"
         )
     for g in report["groups"]:
+        note = stability_note(g)
+        if note:
+            console.print(f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: {note}.")
         erratic = g.get("erratic_above_edge") or []
         if erratic:
             console.print(
@@ -92,7 +102,9 @@ def print_verdict(report: dict) -> None:
         if g["edge"]:
             console.print(
                 f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
-                f"{g['edge']} edge of the searched range; widen learning_rate."
+                f"{g['edge']} edge of the searched range; widen its range (for this "
+                f"optimizer alone: search.optimizer: [{{name: {g['optimizer']}, "
+                "learning_rate: {min: ..., max: ...}}])."
             )
 
 

@@ -27,7 +27,7 @@ def lr_find(spec: SweepSpec, data: Dataset, config: RangeTestConfig) -> dict:
     """Run the range test for every (non LR-free) optimizer of the spec, over all seeds."""
     seeds = np.asarray(spec.train.seeds)
     curves = []
-    for name in spec.search.optimizer:
+    for name in spec.search.optimizer_names:
         opt = OPTIMIZERS[name]
         if opt.lr_free:
             continue  # nothing to find: it sets its own step size
@@ -43,6 +43,6 @@ def lr_find(spec: SweepSpec, data: Dataset, config: RangeTestConfig) -> dict:
             diverge_factor=1e30,  # only non-finite losses freeze a lane; the curve stops itself
             patience=config.steps + 1,
         )
-        args = fixed_args(spec.search.optimizer_args, opt.defaults)
+        args = fixed_args(spec.search.args_for(name), opt.defaults)
         curves += range_test(structure, data, config, args, seeds, spec.train.data_seed)
     return {"config": config.__dict__, "curves": curves, "suggestions": summary(curves)}

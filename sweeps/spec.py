@@ -25,6 +25,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -166,20 +167,84 @@ class LearningRateRange(Strict):
 ArgValue = float | Annotated[list[float], Field(min_length=1)]
 
 
+class OptimizerChoice(Strict):
+    """One optimizer with its own search: ``{name: sgd, learning_rate: {min: 1e-3, max: 10}}``.
+    Its `learning_rate` replaces the search's for this optimizer; its `optimizer_args` go on
+    top of the search's (key by key)."""
+
+    name: str
+    learning_rate: LearningRateRange | None = None
+    optimizer_args: dict[str, ArgValue] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _choose("optimizer", v, OPTIMIZER_NAMES)
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _has_an_lr(cls, v: LearningRateRange | None, info: ValidationInfo):
+        name = info.data.get("name")  # validated first; absent when it was refused
+        if v is not None and name in OPTIMIZERS and OPTIMIZERS[name].lr_free:
+            raise ValueError(
+                f"{name} sets its own step size; a learning-rate range does nothing for it "
+                "(leave it out)"
+            )
+        return v
+
+    @field_validator("optimizer_args")
+    @classmethod
+    def _takes(cls, v: dict | None, info: ValidationInfo):
+        name = info.data.get("name")
+        if v is None or name not in OPTIMIZERS:
+            return v
+        known = sorted(OPTIMIZERS[name].defaults)
+        for key in v:
+            if key not in known:
+                if not known:
+                    raise ValueError(f"{name} takes no arguments ('{key}' given)")
+                raise ValueError(f"{name} takes no argument '{key}'; valid: {', '.join(known)}")
+        return v
+
+
 class SearchSpec(Strict):
     method: Literal["grid", "random", "tpe"] = "grid"
     num_samples: PositiveInt = 32
     seed: int = 0
     learning_rate: LearningRateRange = Field(default_factory=LearningRateRange)
-    optimizer: list[str] = Field(default_factory=lambda: ["adam"], min_length=1)
+    # A name, or a mapping with the name and that optimizer's own LR range/arguments.
+    optimizer: list[str | OptimizerChoice] = Field(default_factory=lambda: ["adam"], min_length=1)
     schedule: list[str] = Field(default_factory=lambda: ["constant"], min_length=1)
     optimizer_args: dict[str, ArgValue] = Field(default_factory=dict)
     schedule_args: dict[str, ArgValue] = Field(default_factory=dict)
 
     @field_validator("optimizer")
     @classmethod
-    def _known_optimizers(cls, v: list[str]) -> list[str]:
-        return _unique([_choose("optimizer", name, OPTIMIZER_NAMES) for name in v], "optimizer")
+    def _known_optimizers(cls, v: list[str | OptimizerChoice]) -> list[str | OptimizerChoice]:
+        for entry in v:
+            if isinstance(entry, str):
+                _choose("optimizer", entry, OPTIMIZER_NAMES)
+        _unique([_name(entry) for entry in v], "optimizer")
+        return v
+
+    # -- what the planner, the range test and the budget read about the optimizers ----------
+    @property
+    def optimizer_names(self) -> list[str]:
+        return [_name(entry) for entry in self.optimizer]
+
+    def _choice(self, name: str) -> OptimizerChoice | None:
+        return next((e for e in self.optimizer if not isinstance(e, str) and e.name == name), None)
+
+    def lr_range(self, name: str) -> LearningRateRange:
+        """The LR range searched for this optimizer: its own, else the search's."""
+        choice = self._choice(name)
+        own = choice.learning_rate if choice is not None else None
+        return own if own is not None else self.learning_rate
+
+    def args_for(self, name: str) -> dict[str, Any]:
+        """The optimizer arguments given for this optimizer: the search's, then its own."""
+        choice = self._choice(name)
+        return {**self.optimizer_args, **((choice.optimizer_args or {}) if choice else {})}
 
     @field_validator("schedule")
     @classmethod
@@ -199,11 +264,15 @@ class SearchSpec(Strict):
     def unused_args(self) -> list[str]:
         """Arguments that no chosen optimizer/schedule takes (accepted: DESIGN's example
         sets warmup_fraction with only `constant`; `validate` mentions them)."""
-        opt_keys = {k for o in self.optimizer for k in OPTIMIZERS[o].defaults}
+        opt_keys = {k for o in self.optimizer_names for k in OPTIMIZERS[o].defaults}
         sched_keys = {k for s in self.schedule for k in SCHEDULES[s].defaults}
         return [f"optimizer_args.{k}" for k in self.optimizer_args if k not in opt_keys] + [
             f"schedule_args.{k}" for k in self.schedule_args if k not in sched_keys
         ]
+
+
+def _name(entry: str | OptimizerChoice) -> str:
+    return entry if isinstance(entry, str) else entry.name
 
 
 def _unique(names: list[str], kind: str) -> list[str]:
@@ -375,15 +444,15 @@ class SweepSpec(Strict):
         seeds = len(self.train.seeds)
         if self.search.method != "grid":
             return self.search.num_samples * seeds
-        lrs = self.search.learning_rate.num
         schedules = sum(
             _combinations(self.search.schedule_args, SCHEDULES[s].defaults)
             for s in self.search.schedule
         )
         total = 0
-        for name in self.search.optimizer:
+        for name in self.search.optimizer_names:
             opt = OPTIMIZERS[name]
-            combos = _combinations(self.search.optimizer_args, opt.defaults)
+            combos = _combinations(self.search.args_for(name), opt.defaults)
+            lrs = self.search.lr_range(name).num
             total += (1 if opt.lr_free else lrs) * combos * schedules
         return total * seeds
 
@@ -405,6 +474,8 @@ def _field_path(loc: tuple) -> str:
         if i == 1 and loc[0] == "model" and text in (*MODEL_NAMES, "import"):
             continue
         if i == 1 and loc[0] == "loss" and text == "ImportRef":
+            continue
+        if text == "OptimizerChoice":  # search.optimizer.0.OptimizerChoice.name
             continue
         if _TYPE_TAG.match(text) or text in {"int", "float", "str", "bool", "list", "dict"}:
             continue

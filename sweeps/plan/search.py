@@ -55,8 +55,9 @@ def trial_score(method: str, val_loss: np.ndarray) -> float:
     return float(finite.min()) if finite.size else BAD_SCORE
 
 
-def learning_rates(spec: SweepSpec) -> list[float]:
-    r = spec.search.learning_rate
+def learning_rates(spec: SweepSpec, optimizer: str | None = None) -> list[float]:
+    """The LR grid: the optimizer's own range when the spec gives one, else the search's."""
+    r = spec.search.lr_range(optimizer) if optimizer else spec.search.learning_rate
     if r.num == 1:
         return [r.min]
     grid = (
@@ -95,11 +96,11 @@ def _arg_grid(given: dict, defaults: dict[str, float]) -> list[dict[str, float]]
 
 def grid_points(spec: SweepSpec):
     s = spec.search
-    lrs = learning_rates(spec)
-    for opt_name in s.optimizer:
+    for opt_name in s.optimizer_names:
         opt = OPTIMIZERS[opt_name]
+        lrs = learning_rates(spec, opt_name)
         for sched_name in s.schedule:
-            for opt_args in _arg_grid(s.optimizer_args, opt.defaults):
+            for opt_args in _arg_grid(s.args_for(opt_name), opt.defaults):
                 for sched_args in _arg_grid(s.schedule_args, SCHEDULES[sched_name].defaults):
                     for lr in [opt.default_lr] if opt.lr_free else lrs:
                         yield Point(opt_name, sched_name, lr, opt_args, sched_args)
@@ -107,19 +108,19 @@ def grid_points(spec: SweepSpec):
 
 def random_points(spec: SweepSpec):
     s = spec.search
-    r = s.learning_rate
     rng = np.random.default_rng(s.seed)
     for _ in range(s.num_samples):
-        opt_name = str(rng.choice(s.optimizer))
+        opt_name = str(rng.choice(s.optimizer_names))
         sched_name = str(rng.choice(s.schedule))
         opt = OPTIMIZERS[opt_name]
+        r = s.lr_range(opt_name)
         if opt.lr_free:
             lr = opt.default_lr
         elif r.scale == "log":
             lr = float(np.exp(rng.uniform(np.log(r.min), np.log(r.max))))
         else:
             lr = float(rng.uniform(r.min, r.max))
-        opt_args = _pick(rng, s.optimizer_args, opt.defaults)
+        opt_args = _pick(rng, s.args_for(opt_name), opt.defaults)
         sched_args = _pick(rng, s.schedule_args, SCHEDULES[sched_name].defaults)
         yield Point(opt_name, sched_name, lr, opt_args, sched_args)
 
@@ -147,14 +148,30 @@ class TpeSearcher:
         D = optuna.distributions
         self.space: dict[str, Any] = {
             "learning_rate": D.FloatDistribution(r.min, r.max, log=r.scale == "log"),
-            "optimizer": D.CategoricalDistribution(list(s.optimizer)),
+            "optimizer": D.CategoricalDistribution(s.optimizer_names),
             "schedule": D.CategoricalDistribution(list(s.schedule)),
         }
+        # An optimizer with its own LR range gets its own dimension (optuna's spaces are
+        # fixed: every dimension is drawn each time; a point reads its optimizer's).
+        for name in s.optimizer_names:
+            own = s.lr_range(name)
+            if own is not r and not OPTIMIZERS[name].lr_free:
+                self.space[f"learning_rate.{name}"] = D.FloatDistribution(
+                    own.min, own.max, log=own.scale == "log"
+                )
+        # Searched arguments: the search's ("opt.momentum"), and an optimizer's own lists
+        # ("opt.sgd.momentum"), so a point only ever takes values its optimizer was given.
         for prefix, given in (("opt", s.optimizer_args), ("sched", s.schedule_args)):
             for k, v in given.items():
                 if isinstance(v, list):
                     self.space[f"{prefix}.{k}"] = D.CategoricalDistribution([float(x) for x in v])
-        self._given = (s.optimizer_args, s.schedule_args)
+        for entry in s.optimizer:
+            for k, v in (getattr(entry, "optimizer_args", None) or {}).items():
+                if isinstance(v, list):
+                    self.space[f"opt.{entry.name}.{k}"] = D.CategoricalDistribution(
+                        [float(x) for x in v]
+                    )
+        self._search = s
         self.study = optuna.create_study(
             direction="minimize", sampler=optuna.samplers.TPESampler(seed=s.seed)
         )
@@ -195,9 +212,15 @@ class TpeSearcher:
     def _point(self, params: dict[str, Any]) -> Point:
         opt_name, sched_name = params["optimizer"], params["schedule"]
         opt = OPTIMIZERS[opt_name]
-        opt_args = fixed_args(self._given[0], opt.defaults)
-        opt_args.update({k: params[f"opt.{k}"] for k in opt_args if f"opt.{k}" in params})
-        sched_args = fixed_args(self._given[1], SCHEDULES[sched_name].defaults)
+        given = self._search.args_for(opt_name)
+        opt_args = fixed_args(given, opt.defaults)
+        searched = searched_args(given, opt.defaults)
+        for k in searched:
+            key = f"opt.{opt_name}.{k}" if f"opt.{opt_name}.{k}" in params else f"opt.{k}"
+            opt_args[k] = float(params[key])
+        sched_given = self._search.schedule_args
+        sched_args = fixed_args(sched_given, SCHEDULES[sched_name].defaults)
         sched_args.update({k: params[f"sched.{k}"] for k in sched_args if f"sched.{k}" in params})
-        lr = opt.default_lr if opt.lr_free else float(params["learning_rate"])
+        own = params.get(f"learning_rate.{opt_name}", params["learning_rate"])
+        lr = opt.default_lr if opt.lr_free else float(own)
         return Point(opt_name, sched_name, lr, opt_args, sched_args)

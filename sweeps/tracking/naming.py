@@ -92,8 +92,9 @@ def lane_params(spec: SweepSpec, lane: Lane) -> list[Param]:
 def run_names(lanes: list[Lane], spec: SweepSpec) -> dict[int, str]:
     """Names like "adam-constant-lr1.2e-03-s0", plus the optimizer/schedule arguments the spec
     searches (list-valued), so runs of one sweep never share a name."""
+    given = [spec.search.args_for(name) for name in spec.search.optimizer_names]
     searched = {
-        "optimizer_args": {k for k, v in spec.search.optimizer_args.items() if isinstance(v, list)},
+        "optimizer_args": {k for g in given for k, v in g.items() if isinstance(v, list)},
         "schedule_args": {k for k, v in spec.search.schedule_args.items() if isinstance(v, list)},
     }
     names = {}

@@ -1,32 +1,47 @@
 """The Goldilocks verdict: a status per lane, edges and a zone per group, and a winner.
 
-Pure functions over `LaneResult`s. A lane's status (the rules, with their numbers, are in the
-README) is decided in two passes: what the lane did on its own, then where it ended against
-its group (same optimizer, schedule and arguments; other LRs and seeds).
+Pure functions over `LaneResult`s. The rules, with their numbers, are written out for users in
+docs/verdict.md; keep the two in step. A lane's status is decided in two passes: what the lane
+did on its own, then where it ended against its group (same optimizer, schedule and arguments;
+other LRs and seeds).
+
+"Blew up" (a spike): its training loss crossed `diverge_factor` x its initial loss (at an eval
+point, or between them: the trainer's `spiked`), its validation loss crossed `diverge_factor` x
+its initial validation loss, or its training loss climbed more than `UNSTABLE_RISE` x its
+initial loss above the lowest value it had reached.
 
 On its own:
-- **diverged**: the trainer froze it (non-finite loss, or above `diverge_factor` x its initial
-  loss for `patience` steps), it ended above that threshold, or it *collapsed*: it blew up
-  (crossed the threshold, or climbed more than `UNSTABLE_RISE` x its initial loss above its
-  low) and ended no better than it started: its training loss less than `COLLAPSE_GAIN` below
-  the initial loss, or its validation metric within `CHANCE_MARGIN` of its untrained value.
-- **unstable**: it blew up and still ended clearly better than it started.
+- **diverged**: the trainer froze it (non-finite loss, or above the threshold for `patience`
+  steps), it ended above the threshold, or it *collapsed*: it blew up and ended no better than
+  it started (training loss less than `COLLAPSE_GAIN` below its initial loss, validation loss
+  never `COLLAPSE_GAIN` below its start, or the validation metric within `CHANCE_MARGIN` of its
+  untrained value);
+- **unstable**: it blew up and still ended clearly better than it started;
+- **stagnated**: its training loss fell by less than `stagnation_tolerance` of its initial loss.
 
-Against its group (the best LR: the lowest validation loss averaged over seeds, among LRs
-with no diverged seed):
+Against its group. The best LR is the lowest validation loss averaged over seeds, among LRs
+with no diverged seed. A lane's *progress* is how far its best validation loss went from its
+own start towards the group's best: (start - its best) / (start - group's best).
 - at an LR above the best, a lane that ended no better than it started is **diverged** too
   (collapsed without a spike: a learning rate too hot to train, not too slow);
-- **converged** only when its best validation loss is within `NEAR_BEST` of the group's best
-  improvement over the initial loss;
-- otherwise **stagnated** below the best LR (too slow: it had not got there in the steps
-  given) and **unstable** above it (too hot: it trained, but far from the best).
+- **converged**: progress of at least 1 - `NEAR_BEST` (it got within 10 % of the way);
+- otherwise, above the best LR: **too_high** (it trained, without a spike, but ended far
+  from the best: too hot to get there);
+- at or below the best LR: **too_slow** when its progress is at least `SLOW_PROGRESS` (it
+  improved substantially but had not got there in the steps given), else **stagnated** (it
+  barely moved).
+Unstable and diverged lanes keep their status whatever their LR.
 
-Edges: `min_diverged_lr` is the first LR above the best with a diverged seed, `max_stable_lr`
-the LR just below it (so max_stable_lr < min_diverged_lr always); LRs above the edge that
-ended finite anyway are `erratic_above_edge`, listed rather than allowed to move the edge.
+Edges: `min_diverged_lr` is the first LR above the best with a diverged seed; `max_stable_lr`
+is the largest LR reached going up from the best through LRs with no unstable and no diverged
+seed (so it never names an unstable or diverged LR, and max_stable_lr < min_diverged_lr);
+`first_unstable_lr` is where that walk stopped at an unstable seed. LRs above the divergence
+edge that ended finite anyway are `erratic_above_edge`, listed rather than allowed to move it.
 The **zone** is the contiguous run of LRs around the best whose averaged validation loss is
 within `zone_tolerance` of the best improvement over the initial loss, with every seed
-converged (no unstable, stagnated or diverged LR inside).
+converged.
+
+A diverged lane records where it first blew up (`blow_up_step`) unless the trainer froze it.
 """
 
 from __future__ import annotations
@@ -45,8 +60,11 @@ from sweeps.verdict.results import LaneResult
 UNSTABLE_RISE = 0.25  # a climb this far (x initial loss) above the lane's low is a blow-up
 COLLAPSE_GAIN = 0.10  # ended less than 10 % below its initial training loss: no better
 CHANCE_MARGIN = 0.02  # validation metric within 0.02 of its untrained value: chance level
-NEAR_BEST = 0.10  # converged: within 10 % of the group's best improvement
-STATUS_ORDER = ("converged", "stagnated", "unstable", "diverged")  # worst last
+NEAR_BEST = 0.10  # converged: within 10 % of the way from its start to the group's best
+SLOW_PROGRESS = 0.25  # too slow rather than stagnated: at least a quarter of the way there
+# Worst last: an LR's status on the curve is its worst seed's.
+STATUS_ORDER = ("converged", "too_slow", "stagnated", "too_high", "unstable", "diverged")
+NOT_STABLE = ("unstable", "diverged")  # statuses that no LR called stable may have
 
 
 # --------------------------------------------------------------------------- one lane
@@ -55,11 +73,42 @@ def _final_train(r: LaneResult) -> float:
     return trained[-1] if trained else math.nan
 
 
+def _over(values: list[float], threshold: float) -> list[bool]:
+    return [not (v <= threshold) for v in values]  # NaN and inf count as over
+
+
 def blew_up(r: LaneResult, diverge_factor: float) -> bool:
-    """Crossed the divergence threshold, or climbed far above its own low."""
+    """A spike: crossed the divergence threshold (training or validation loss), or the
+    training loss climbed far above its own low."""
     trained = [v for v in r.train_loss[1:] if math.isfinite(v)]
     crossed = any(v > diverge_factor * r.initial_train_loss for v in trained)
-    return r.spiked or crossed or _climbed(trained, UNSTABLE_RISE * r.initial_train_loss)
+    v0 = r.initial_val_loss
+    val = [v for v in r.val_loss[1:] if math.isfinite(v)]
+    val_crossed = math.isfinite(v0) and v0 > 0 and any(v > diverge_factor * v0 for v in val)
+    climbed = _climbed(trained, UNSTABLE_RISE * r.initial_train_loss) is not None
+    return r.spiked or crossed or val_crossed or climbed
+
+
+def blow_up_step(r: LaneResult, diverge_factor: float) -> int | None:
+    """Where a lane first blew up: the first eval point whose training or validation loss was
+    above the divergence threshold (or not finite); failing that, where its training loss
+    first climbed `UNSTABLE_RISE` x its initial loss above its low; failing that (a lane that
+    never trained, or spiked only between eval points), its first eval point after step 0."""
+    steps = r.step[1:]
+    if not steps:
+        return None
+    train_over = _over(r.train_loss[1:], diverge_factor * r.initial_train_loss)
+    v0 = r.initial_val_loss
+    val_over = (
+        _over(r.val_loss[1:], diverge_factor * v0)
+        if math.isfinite(v0) and v0 > 0
+        else [False] * len(steps)
+    )
+    for step, t, v in zip(steps, train_over, val_over, strict=False):
+        if t or v:
+            return int(step)
+    i = _climbed(r.train_loss[1:], UNSTABLE_RISE * r.initial_train_loss)
+    return int(steps[i]) if i is not None else int(steps[0])
 
 
 def no_better_than_start(r: LaneResult, higher_is_better: bool = True) -> bool:
@@ -99,31 +148,16 @@ def classify_lane(
     return "converged"
 
 
-def _climbed(losses: list[float], margin: float) -> bool:
+def _climbed(losses: list[float], margin: float) -> int | None:
+    """The index of the first finite value more than `margin` above the lowest before it."""
     lowest = math.inf
-    for v in losses:
+    for i, v in enumerate(losses):
+        if not math.isfinite(v):
+            continue
         if v > lowest + margin:
-            return True
+            return i
         lowest = min(lowest, v)
-    return False
-
-
-def first_crossing(r: LaneResult, diverge_factor: float) -> int | None:
-    """The first eval step whose training loss was above the divergence threshold."""
-    threshold = diverge_factor * r.initial_train_loss
-    for step, v in zip(r.step[1:], r.train_loss[1:], strict=True):
-        if math.isfinite(v) and v > threshold:
-            return step
     return None
-
-
-def ended_above_since(r: LaneResult, diverge_factor: float) -> int | None:
-    """For a lane that ended above the threshold without being frozen: where that began."""
-    threshold = diverge_factor * r.initial_train_loss
-    since = None
-    for step, v in zip(r.step[1:], r.train_loss[1:], strict=True):
-        since = (since if since is not None else step) if not v <= threshold else None
-    return since
 
 
 # --------------------------------------------------------------------------- a group
@@ -145,6 +179,7 @@ class GroupVerdict:
     seed_spread: dict[str, float] | None
     status_counts: dict[str, int]
     erratic_above_edge: list[float] = field(default_factory=list)
+    first_unstable_lr: float | None = None  # where the walk up from the best met a spike
     curve: dict[str, list[Any]] = field(default_factory=dict)
     rank: int | None = None
 
@@ -176,10 +211,7 @@ def analyze(
     verdicts = {key: _group_verdict(m, loss, zone_tolerance, higher) for key, m in groups.items()}
     for r in results:
         if r.status == "diverged" and r.diverged_at_step is None:
-            # ended above the threshold: since when; collapsed: where it first blew up
-            r.diverged_at_step = ended_above_since(r, diverge_factor) or first_crossing(
-                r, diverge_factor
-            )
+            r.diverged_at_step = blow_up_step(r, diverge_factor)  # not frozen: where it blew up
     ranked = sorted(
         (key for key, v in verdicts.items() if v.best_val_loss is not None),
         key=lambda key: verdicts[key].best_val_loss,
@@ -210,18 +242,36 @@ def _refine(members, by_lr, lrs, best, higher) -> None:
     """The second pass: each lane against its group's best LR (see the module docstring)."""
     best_lr = lrs[best]
     group_best = min(r.best_val_loss for r in by_lr[best_lr])
-    initial = _mean([r.initial_val_loss for r in members])
-    gain = initial - group_best
+    group_start = _mean([r.initial_val_loss for r in members])
     for r in members:
         lr = r.lane.learning_rate
-        if r.status in ("diverged", "unstable"):
+        if r.status in NOT_STABLE:
             continue
         if lr > best_lr and no_better_than_start(r, higher):
             r.status = "diverged"  # collapsed without a spike: too hot to train at all
             continue
-        near = gain > 0 and r.best_val_loss - group_best <= NEAR_BEST * gain
-        if r.status == "converged" and not near:
-            r.status = "stagnated" if lr < best_lr else "unstable"
+        p = progress(r, group_best, group_start)
+        if p is not None and p >= 1 - NEAR_BEST:
+            continue  # near the best: as it was on its own (converged, or barely moved)
+        p = -math.inf if p is None else p  # the best never improved on this lane's start
+        if lr > best_lr:
+            r.status = "too_high"
+        elif r.status == "converged" and p >= SLOW_PROGRESS:
+            r.status = "too_slow"
+        else:
+            r.status = "stagnated"
+
+
+def progress(r: LaneResult, group_best: float, group_start: float = math.nan) -> float | None:
+    """How far the lane's best validation loss went from its own start towards the group's
+    best (1: all the way, 0: not at all); None when the best did not improve on that start.
+    A lane without a finite start is measured from the group's mean start."""
+    start = r.initial_val_loss if math.isfinite(r.initial_val_loss) else group_start
+    gain = start - group_best
+    if not (math.isfinite(gain) and gain > 0):
+        return None
+    mine = start - r.best_val_loss
+    return mine / gain if math.isfinite(mine) else -math.inf
 
 
 def _group_verdict(
@@ -282,13 +332,15 @@ def _group_verdict(
             "val_loss_std": std_loss[best],
             "val_metric_std": _std([r.best_val_metric for r in at_best]),
         }
-    # The stability edge: the first diverged LR above the best, and the LR just below it.
+    # The stability edge: the first diverged LR above the best. The largest stable LR: going
+    # up from the best, the last LR before the first with an unstable or diverged seed.
     edge_i = next((i for i in range(best + 1, len(lrs)) if diverged[i]), None)
-    if edge_i is None:
-        verdict.max_stable_lr = lrs[-1]
-    else:
+    stop = next((i for i in range(best, len(lrs)) if worst[i] in NOT_STABLE), len(lrs))
+    verdict.max_stable_lr = lrs[stop - 1] if stop > best else None
+    if stop < len(lrs) and worst[stop] == "unstable":
+        verdict.first_unstable_lr = lrs[stop]
+    if edge_i is not None:
         verdict.min_diverged_lr = lrs[edge_i]
-        verdict.max_stable_lr = lrs[edge_i - 1]
         verdict.erratic_above_edge = [
             lrs[i] for i in range(edge_i + 1, len(lrs)) if not diverged[i]
         ]

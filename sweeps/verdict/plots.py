@@ -8,12 +8,13 @@ neither thread-safe inside a server nor leak-free, and we never touch the proces
 
 One visual language in every picture:
 - a group (optimizer, schedule, fixed args) has one colour, from blues, greens and greys;
-- red, orange and purple belong to the statuses only (diverged x, unstable triangle up,
-  stagnated triangle down), so a marker is never mistaken for a series;
+- red, orange and purple belong to the statuses only (diverged x; above the best, unstable
+  triangle up, too_high the same hollow; below it, stagnated triangle down, too_slow the same
+  hollow), so a marker is never mistaken for a series;
 - the Goldilocks zone is a gold band, the stability edge a dashed red line, the best LR a star.
 
 Artists that carry meaning get a `gid` ("zone", "edge", "best", "diverged", "unstable",
-"stagnated", "curve", ...), so a test can find them without guessing from colours.
+"too_high", "stagnated", "too_slow", "curve", ...), so a test can find them without guessing from colours.
 
 Reports come from JSON, so any number can be None (a NaN or inf when written): everything goes
 through `_finite`, which turns those into NaN, and NaN points are skipped.
@@ -40,12 +41,16 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 FIGSIZE = (9.0, 5.5)
 DPI = 110
 CAP_FACTOR = 3.0  # training curves: the y-range stops at 3x the loss the lanes started from
-STATUS_ORDER = ("converged", "stagnated", "unstable", "diverged")  # worst last
+# As sweeps/verdict/analysis.py's (not imported: that pulls in JAX), worst last.
+STATUS_ORDER = ("converged", "too_slow", "stagnated", "too_high", "unstable", "diverged")
 STATUS_STYLE = {  # marker, colour, legend label; these colours are used by nothing else
     "diverged": ("x", "#d62728", "diverged"),
-    "unstable": ("^", "#ff7f0e", "unstable"),
+    "unstable": ("^", "#ff7f0e", "unstable (spiked)"),
+    "too_high": ("^", "#ff7f0e", "too high (no spike)"),
     "stagnated": ("v", "#9467bd", "stagnated"),
+    "too_slow": ("v", "#9467bd", "too slow"),
 }
+HOLLOW = frozenset({"too_high", "too_slow"})  # drawn unfilled: the milder of the two
 # Group colours: blues, greens and greys only, so none is close to a status colour.
 SERIES = ("#1f77b4", "#2ca02c", "#17becf", "#393b79", "#006d2c", "#525252", "#6baed6", "#74c476")
 ZONE_COLOUR = "#f2c12e"  # gold, drawn light
@@ -158,11 +163,20 @@ def _zone_span(low: float, high: float) -> tuple[float, float]:
     return (low / 10**0.125, high * 10**0.125) if high <= low * (1 + 1e-9) else (low, high)
 
 
+def _fill(status: str) -> dict[str, Any]:
+    return {"mfc": "none"} if status in HOLLOW else {}
+
+
 def _edge_lr(group: dict) -> float | None:
-    """Where the stability edge is drawn: between max_stable_lr and min_diverged_lr."""
+    """Where the stability edge is drawn: between min_diverged_lr and the searched LR just
+    below it (max_stable_lr may lie lower: an unstable LR is not called stable)."""
     stable, diverged = _finite([group.get("max_stable_lr"), group.get("min_diverged_lr")])
     if not (np.isfinite(diverged) and diverged > 0):
         return None
+    searched = _finite((group.get("curve") or {}).get("learning_rate"))
+    below = searched[np.isfinite(searched) & (searched > 0) & (searched < diverged)]
+    if below.size:
+        stable = float(below.max())
     if np.isfinite(stable) and 0 < stable < diverged:
         return float(math.sqrt(stable * diverged))
     return float(diverged)
@@ -245,7 +259,7 @@ def _lr_limits(lrs: Iterable[float]) -> tuple[float, float]:
 
 def _status_handles(seen: set[str]) -> list[tuple[Any, str]]:
     return [
-        (Line2D([], [], ls="", marker=m, color=c, ms=7, mew=2), lab)
+        (Line2D([], [], ls="", marker=m, color=c, ms=7, mew=2, **_fill(s)), lab)
         for s, (m, c, lab) in STATUS_STYLE.items()
         if s in seen
     ]
@@ -254,14 +268,18 @@ def _status_handles(seen: set[str]) -> list[tuple[Any, str]]:
 def _mark_statuses(
     ax: Any, lrs: np.ndarray, ys: np.ndarray, statuses: list[str], seen: set
 ) -> None:
-    """Unstable and stagnated markers on the curve; diverged LRs as red x's on the top strip."""
-    for status in ("unstable", "stagnated"):
+    """Unstable, too-high, stagnated and too-slow markers on the curve; diverged LRs as red x's
+    on the top strip."""
+    for status in ("unstable", "too_high", "stagnated", "too_slow"):
         marker, colour, _ = STATUS_STYLE[status]
         mask = np.array([s == status for s in statuses], dtype=bool)
         if mask.any():
             seen.add(status)
             on = mask & np.isfinite(ys)
-            ax.plot(lrs[on], ys[on], ls="", marker=marker, color=colour, ms=7, zorder=4, gid=status)
+            ax.plot(
+                lrs[on], ys[on], ls="", marker=marker, color=colour, ms=7, zorder=4, gid=status,
+                **_fill(status),
+            )  # fmt: skip
             if (mask & ~on).any():  # no finite value: on the strip, like a diverged LR
                 ax.plot(
                     lrs[mask & ~on],
@@ -274,6 +292,7 @@ def _mark_statuses(
                     clip_on=False,
                     zorder=4,
                     gid=f"{status}_no_value",
+                    **_fill(status),
                 )
     div = np.array([s == "diverged" for s in statuses], dtype=bool)
     if div.any():
@@ -433,14 +452,18 @@ def _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen) -> None:
         parts[0] += f" (loss {best_y:.2g})"
     if zone:
         parts.append(f"zone {_fmt(zone[0])}–{_fmt(zone[1])}")
-    stable, first_div = _finite([g.get("max_stable_lr"), g.get("min_diverged_lr")])
+    stable, first_div, spiked = _finite(
+        [g.get("max_stable_lr"), g.get("min_diverged_lr"), g.get("first_unstable_lr")]
+    )
+    words = [f"stable ≤ {_fmt(stable)}"] if np.isfinite(stable) else []
+    if np.isfinite(spiked):
+        words.append(f"unstable at {_fmt(spiked)}")
     if np.isfinite(first_div):
-        parts.append(
-            (f"stable ≤ {_fmt(stable)}, " if np.isfinite(stable) and stable < first_div else "")
-            + f"diverged ≥ {_fmt(first_div)}"
-        )
-    elif np.isfinite(stable):
-        parts.append(f"no divergence up to {_fmt(stable)}")
+        words.append(f"diverged ≥ {_fmt(first_div)}")
+    elif not div.any() and np.isfinite(lrs).any():
+        words.append(f"no divergence up to {_fmt(float(np.nanmax(lrs)))}")
+    if words:
+        parts.append(", ".join(words))
     erratic = _finite(g.get("erratic_above_edge"))
     if np.isfinite(erratic).any():
         parts.append("erratic above: " + ", ".join(_fmt(x) for x in erratic if np.isfinite(x)))
@@ -493,7 +516,7 @@ def _goldilocks_legend(fig: Figure, seen: set[str]) -> None:
             [h for h, _ in shown],
             [lab for _, lab in shown],
             loc="outside lower center",
-            ncols=min(len(shown), 5),
+            ncols=min(len(shown), 6),  # two rows at most, every status shown
             fontsize=8.5,
             frameon=False,
         )
@@ -864,6 +887,7 @@ def _strip_row(strip, row, g, lrs, statuses, colour, best, seen) -> None:
                 color=mcolour,
                 zorder=3,
                 gid=status,
+                **_fill(status),
             )
     if np.isfinite(best) and best > 0:
         seen.add("best")

@@ -12,6 +12,13 @@ from sweeps.folder import REPORT, write_json_atomic
 from sweeps.spec import SweepSpec
 from sweeps.verdict.analysis import GroupVerdict
 from sweeps.verdict.results import LaneResult
+from sweeps.verdict.words import (
+    COUNTS_HEADER,
+    STATUS_LEGEND,
+    min_diverged_text,
+    stability_note,
+    status_counts_text,
+)
 
 
 def lane_entry(r: LaneResult, *, with_history: bool = True) -> dict[str, Any]:
@@ -91,19 +98,18 @@ def verdict_markdown(report: dict[str, Any]) -> str:
         f"# Goldilocks verdict — {report['name']}",
         "",
         f"| # | optimizer | schedule | best LR | zone | max stable | min diverged "
-        f"| best val loss | val {metric} | lanes c/s/u/d |",
+        f"| best val loss | val {metric} | {COUNTS_HEADER} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in report["groups"]:
         zone = g.get("zone")
-        c = g["status_counts"]
         best = f(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else "")
         lines.append(
             f"| {f(g['rank'], 'd')} | {g['optimizer']} | {g['schedule']} | {best} "
             f"| {f(zone['low']) + ' – ' + f(zone['high']) if zone else '—'} "
-            f"| {f(g['max_stable_lr'])} | {f(g['min_diverged_lr'])} "
+            f"| {f(g['max_stable_lr'])} | {min_diverged_text(g)} "
             f"| {f(g['best_val_loss'], '.4f')} | {f(g['best_val_metric'], '.4f')} "
-            f"| {c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']} |"
+            f"| {status_counts_text(g)} |"
         )
     w = report.get("winner")
     if w:
@@ -114,13 +120,16 @@ def verdict_markdown(report: dict[str, Any]) -> str:
             f"{metric} {f(w['val_metric'], '.4f')}",
         ]
     for g in report["groups"]:
+        note = stability_note(g)
+        if note:
+            lines.append(f"- {g['optimizer']} · {g['schedule']}: {note}")
         if g.get("erratic_above_edge"):
             lines.append(
                 f"- {g['optimizer']} · {g['schedule']}: "
                 f"{', '.join(f(lr) for lr in g['erratic_above_edge'])} ended finite above the "
                 "stability edge (not counted as stable)"
             )
-    lines += ["", "Statuses: c converged, s stagnated (too slow), u unstable, d diverged."]
+    lines += ["", STATUS_LEGEND.capitalize() + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from sweeps.verdict.plots import (
     CAP_FACTOR,
     DIVERGED_Y,
+    STATUS_ORDER,
     STATUS_STYLE,
     goldilocks_figure,
     lr_find_figure,
@@ -52,8 +53,12 @@ def _lane(opt: str, lr: float, seed: int, centre: float, args: dict) -> dict:
         status = "diverged"
     elif d > 0.9:
         status = "unstable"
+    elif d > 0.4:
+        status = "too_high"
     elif d < -1.6:
         status = "stagnated"
+    elif d < -1.2:
+        status = "too_slow"
     t = np.array(STEPS, dtype=float) / STEPS[-1]
     val = 2.3 * (final / 2.3) ** (t ** (0.6 if d > -1 else 2.0))
     val_loss: list[float | None] = [float(v) for v in val]
@@ -92,7 +97,7 @@ def _lane(opt: str, lr: float, seed: int, centre: float, args: dict) -> dict:
 def _group(opt: str, args: dict, lanes: list[dict], zone: dict | None, lr_free=False) -> dict:
     mine = [la for la in lanes if la["optimizer"] == opt]
     lrs = sorted({la["learning_rate"] for la in mine})
-    order = ["converged", "stagnated", "unstable", "diverged"]
+    order = list(STATUS_ORDER)
     loss, std, status = [], [], []
     for lr in lrs:
         at = [la for la in mine if la["learning_rate"] == lr]
@@ -113,7 +118,17 @@ def _group(opt: str, args: dict, lanes: list[dict], zone: dict | None, lr_free=F
         "schedule_args": {},
         "best_lr": best_lr,
         "zone": zone,
-        "max_stable_lr": max(lr for lr, s in zip(lrs, status, strict=True) if s != "diverged"),
+        # going up from the best, the last LR before one with an unstable or diverged lane
+        "max_stable_lr": max(
+            lr
+            for lr in lrs
+            if best_lr <= lr
+            and all(
+                s not in ("unstable", "diverged")
+                for x, s in zip(lrs, status, strict=True)
+                if x <= lr
+            )
+        ),
         "min_diverged_lr": min(
             (lr for lr, s in zip(lrs, status, strict=True) if s == "diverged"), default=None
         ),
@@ -136,7 +151,7 @@ def report() -> dict:
     lanes += [_lane("prodigy", 1.0, seed, 1.0, {}) for seed in (0, 1)]
     groups = [
         _group("sgd", {"momentum": 0.9}, lanes, {"low": 0.03, "high": 0.3}),
-        _group("adam", {"b1": 0.9}, lanes, {"low": 3e-4, "high": 3e-3}),
+        _group("adam", {"b1": 0.9}, lanes, {"low": 3e-4, "high": 1e-3}),
         _group("prodigy", {}, lanes, None, lr_free=True),
     ]
     return {
@@ -334,7 +349,7 @@ def _check_goldilocks(report: dict, fig: Figure | None = None) -> None:
     # One legend for the whole figure, short enough to sit in one or two rows.
     assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in axes)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert len(labels) <= 10
+    assert len(labels) <= 12  # two rows of six
     assert not any(lab.startswith(("adam", "sgd", "momentum")) for lab in labels)
     series = {to_rgba(line.get_color()) for ax in axes for line in _lines(ax, "curve")}
     assert series and not series & STATUS_COLOURS  # no series in a status colour
@@ -442,7 +457,7 @@ def _check_metric_vs_lr(report: dict, fig: Figure | None = None) -> None:
     series = {to_rgba(line.get_color()) for line in _lines(ax, "curve")}
     assert series and not series & STATUS_COLOURS
     legend = ax.get_legend() or (fig.legends[0] if fig.legends else None)
-    assert legend is not None and len(legend.get_texts()) <= len(groups) + 7
+    assert legend is not None and len(legend.get_texts()) <= len(groups) + 9
     # The strip: one row per group, its own zone band, best star and status markers.
     assert [t.get_text() for t in strip.get_yticklabels()][: len(groups)] and len(
         strip.get_yticks()

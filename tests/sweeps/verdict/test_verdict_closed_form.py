@@ -60,8 +60,12 @@ def test_the_stability_edge_brackets_the_closed_form(lambda_max, optimizer, fact
     spec = least_squares_spec(threshold / 4 * OFFSET, threshold * 4 * OFFSET, 13, optimizer)
     v = verdicts_for(spec)["constant"]
     assert v.max_stable_lr is not None and v.min_diverged_lr is not None
-    assert v.max_stable_lr <= threshold < v.min_diverged_lr
-    assert v.min_diverged_lr / v.max_stable_lr == pytest.approx(16 ** (1 / 12), rel=1e-6)
+    below = max(lr for lr in v.curve["learning_rate"] if lr < v.min_diverged_lr)
+    assert below <= threshold < v.min_diverged_lr
+    assert v.min_diverged_lr / below == pytest.approx(16 ** (1 / 12), rel=1e-6)
+    # Stable is the LR just below, unless it spiked: heavy ball at 0.87x its edge grows
+    # transiently past 4x its initial loss before it settles (measured), so it is unstable.
+    assert v.max_stable_lr == below or (v.first_unstable_lr == below and v.max_stable_lr < below)
     assert v.erratic_above_edge == []  # on a quadratic, everything above the edge blows up
 
 

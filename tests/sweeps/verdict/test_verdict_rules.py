@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweeps.plan.lanes import Lane
-from sweeps.verdict.analysis import analyze
+from sweeps.verdict.analysis import NOT_STABLE, STATUS_ORDER, analyze, blew_up
 from sweeps.verdict.results import LaneResult
 
 NAN = math.nan
@@ -64,14 +64,16 @@ def test_a_blow_up_that_ends_at_chance_is_diverged_not_unstable():
     assert lanes[1.0].status == "diverged"  # 3900, then ln 10 at 9 %: collapsed
     assert lanes[4.64].status == "diverged"  # 275 the whole run: never trained
     assert lanes[1e-1].status == "unstable"  # spiked and still ended clearly better
-    assert v.min_diverged_lr == 1.0 and v.max_stable_lr == 1e-1
+    # 1e-1 spiked: it is not called stable; the stable LRs stop just below it
+    assert v.min_diverged_lr == 1.0 and v.max_stable_lr == 1e-2 and v.first_unstable_lr == 1e-1
     assert v.max_stable_lr < v.min_diverged_lr
 
 
 def test_slow_lanes_are_not_converged():
     results = digits_like_adam()
     analyze(results, loss="cross_entropy")
-    assert by_lr(results)[1e-5].status == "stagnated"  # 30 % accuracy: too slow
+    assert by_lr(results)[1e-5].status == "stagnated"  # 30 %: a fifth of the way, barely moved
+    assert by_lr(results)[1e-4].status == "too_slow"  # 91 %: most of the way, not there
     assert by_lr(results)[1e-3].status == "converged"
 
 
@@ -120,7 +122,9 @@ def group_histories(draw):
     results = []
     for lr in lrs:
         for seed in range(seeds):
-            kind = draw(st.sampled_from(["train", "slow", "spike", "nan", "collapse", "flat"]))
+            kind = draw(
+                st.sampled_from(["train", "slow", "spike", "nan", "collapse", "flat", "val_blowup"])
+            )
             finals = draw(st.lists(st.floats(0.01, 2.2), min_size=3, max_size=3))
             finals = sorted(finals, reverse=True)
             if kind == "slow":
@@ -136,6 +140,9 @@ def group_histories(draw):
             else:
                 train = finals
             val = [LN10] + [v + draw(st.floats(0.0, 0.3)) for v in train]
+            if kind == "val_blowup":  # training loss unremarkable, validation loss explodes
+                train = [2.2, 2.1, 2.0]
+                val = [LN10, 2.33, draw(st.floats(5.0, 12.0)), draw(st.floats(12.0, 50.0))]
             acc = [0.1] + [
                 max(0.0, min(1.0, 1.0 - v / LN10)) if math.isfinite(v) else NAN for v in val[1:]
             ]
@@ -162,14 +169,22 @@ def test_verdict_invariants(results):
         statuses.setdefault(r.lane.learning_rate, set()).add(r.status)
     if v.max_stable_lr is not None and v.min_diverged_lr is not None:
         assert v.max_stable_lr < v.min_diverged_lr
+    if v.max_stable_lr is not None:  # no LR called stable has an unstable or diverged lane,
+        assert v.best_lr is not None and v.best_lr <= v.max_stable_lr
+        for lr, s in statuses.items():  # nor any LR on the way up to it from the best
+            if v.best_lr <= lr <= v.max_stable_lr:
+                assert not s & set(NOT_STABLE), (lr, s)
+    if v.first_unstable_lr is not None:
+        assert "unstable" in statuses[v.first_unstable_lr]
+        assert v.max_stable_lr is None or v.max_stable_lr < v.first_unstable_lr
     if v.best_lr is not None:
         assert "diverged" not in statuses[v.best_lr]
+        if not statuses[v.best_lr] & set(NOT_STABLE):
+            assert v.max_stable_lr is not None
         if v.min_diverged_lr is not None:
             assert v.best_lr < v.min_diverged_lr or v.min_diverged_lr < v.best_lr
-            if v.min_diverged_lr > v.best_lr:
-                assert v.best_lr <= v.max_stable_lr
     if v.zone is not None:
-        assert v.zone["low"] <= v.best_lr <= v.zone["high"]
+        assert v.zone["low"] <= v.best_lr <= v.zone["high"] <= v.max_stable_lr
         for lr, s in statuses.items():
             if v.zone["low"] <= lr <= v.zone["high"]:
                 assert s == {"converged"}, (lr, s)  # never unstable or diverged inside
@@ -187,6 +202,31 @@ def test_verdict_invariants(results):
     for r in results:
         if r.spiked and r.train_loss[-1] >= 0.95 * r.initial_train_loss:
             assert r.status == "diverged"
+        assert r.status in STATUS_ORDER
+        # unstable only with a spike; too high, too slow and stagnated never spiked
+        assert (r.status == "unstable") <= blew_up(r, 4.0)
+        if r.status in ("too_high", "too_slow", "stagnated", "converged"):
+            assert not blew_up(r, 4.0), r
+        # every diverged lane says where: one of its own eval points
+        if r.status == "diverged":
+            assert r.diverged_at_step in r.step[1:] or r.diverged_at_step == 15  # 15: frozen
+    # too high above the best LR it was measured against, too slow at or below it
+    if v.best_lr is not None:
+        for r in results:
+            if r.status == "too_slow":
+                assert r.lane.learning_rate <= first_pass_best(results)
+            if r.status == "too_high":
+                assert r.lane.learning_rate > first_pass_best(results)
+    assert sum(v.status_counts.values()) == len(results)
+
+
+def first_pass_best(results) -> float:
+    """The LR with the lowest mean best validation loss among LRs with no diverged seed."""
+    by = {}
+    for r in results:
+        by.setdefault(r.lane.learning_rate, []).append(r)
+    ok = {lr: rs for lr, rs in by.items() if all(r.status != "diverged" for r in rs)}
+    return min(ok, key=lambda lr: (float(np.mean([r.best_val_loss for r in ok[lr]])), lr))
 
 
 def test_a_blow_up_whose_validation_loss_never_improved_is_diverged():

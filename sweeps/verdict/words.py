@@ -1,0 +1,65 @@
+"""The verdict in words: what the console table, the Markdown table and notes say about a group.
+
+Reads report.json's group dicts only (no JAX, no pandas): the service's client prints verdicts
+with it too. Reports written before a status existed lack its count; it reads as 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# One letter per status, in the order the table's lane counts list them: the low side (too
+# slow, stagnated), then the high side (too high, unstable, diverged).
+STATUS_LETTERS = {
+    "converged": "c",
+    "too_slow": "l",
+    "stagnated": "s",
+    "too_high": "h",
+    "unstable": "u",
+    "diverged": "d",
+}
+COUNTS_HEADER = "lanes " + "/".join(STATUS_LETTERS.values())
+STATUS_LEGEND = (
+    "lanes: c converged, l too slow (improved, stopped short of the best), s stagnated (barely "
+    "moved), h too high (trained without a spike, ended far from the best), u unstable "
+    "(spiked, recovered), d diverged"
+)
+
+
+def fmt(v: Any, spec: str = ".3g") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def status_counts_text(group: dict) -> str:
+    counts = group.get("status_counts") or {}
+    return "/".join(str(counts.get(status, 0)) for status in STATUS_LETTERS)
+
+
+def searched_top(group: dict) -> float | None:
+    """The largest LR the group searched (its curve's last), None for an LR-free optimizer."""
+    lrs = [lr for lr in (group.get("curve") or {}).get("learning_rate") or [] if lr is not None]
+    return None if group.get("lr_free") or not lrs else max(lrs)
+
+
+def min_diverged_text(group: dict) -> str:
+    """The first diverged LR, or "no divergence up to <max LR>" when no LR of the group
+    diverged anywhere in the searched range."""
+    if group.get("min_diverged_lr") is not None:
+        return fmt(group["min_diverged_lr"])
+    statuses = (group.get("curve") or {}).get("status") or []
+    top = searched_top(group)
+    if top is None or "diverged" in statuses:
+        return "—"
+    return f"no divergence up to {fmt(top)}"
+
+
+def stability_note(group: dict) -> str | None:
+    """Why max stable sits below an LR that did not diverge: a spike on the way up."""
+    spiked = group.get("first_unstable_lr")
+    if spiked is None:
+        return None
+    stable = group.get("max_stable_lr")
+    below = f"stable up to {fmt(stable)}; " if stable is not None else ""
+    return (
+        f"{below}{fmt(spiked)} spiked (unstable), so it and the LRs above it are not called stable"
+    )
