@@ -214,7 +214,8 @@ def _progress_line(p: dict[str, Any]) -> str:
             if p.get("trials_total")
             else ""
         )
-        return f"{stage}: {what}{trials} (ETA once training has begun)"
+        what = what if what.startswith(stage) else f"{stage}: {what}"
+        return f"{what}{trials} (ETA once training has begun)"
     pace = p.get("lane_steps_per_s")
     pace_text = f", {pace:,.0f} lane-steps/s" if pace else ""
     eta = p.get("eta_s")
