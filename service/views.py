@@ -71,8 +71,9 @@ def progress(sweep: Sweep, folder) -> SweepProgress | None:
 
 
 def mlflow_links(sweep: Sweep, settings: ServiceSettings) -> SweepMlflow | None:
-    """Where the sweep's runs are: None until its driver started (and named the store)."""
-    if not (sweep.experiment_id or sweep.tracking_uri):
+    """Where the sweep's runs are: None until its driver opened its MLflow experiment (a
+    client may take a non-null `mlflow` for "it is logging")."""
+    if not sweep.experiment_id:
         return None
     links = ui_links(
         sweep.tracking_uri or settings.mlflow_uri,

@@ -95,7 +95,9 @@ def test_without_a_ui_url_the_service_says_how_to_open_its_store(tmp_path):
     with live_server(settings) as server:
         sid = _queued(server)
         with server.app.state.sessions() as session:
-            store.record_driver(session, sweep_id=sid, tracking_uri=settings.mlflow_uri)
+            store.record_driver(
+                session, sweep_id=sid, tracking_uri=settings.mlflow_uri, experiment_id="2"
+            )
         with server.client() as api:
             mlflow = api.get(f"/sweeps/{sid}").json()["mlflow"]
     assert mlflow["tracking_uri"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
