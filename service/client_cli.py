@@ -141,11 +141,14 @@ def submit(
         err.print(f"[bold red]error:[/] spec: cannot read {spec}: {exc.strerror}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     kind = "application/json" if spec.suffix.lower() == ".json" else "application/yaml"
-    raw = _local_spec(body, kind)
+    from service.client_submit import check_locally, local_spec, note_imports, upload_data
+
+    raw = local_spec(body, kind)
     if raw is not None:
-        _note_imports(raw, err)
+        check_locally(raw, err)
+        note_imports(raw, err)
     with _handled(), _client(server) as client:
-        sent = _upload_data(client, raw, spec.parent, err) if raw is not None and upload else None
+        sent = upload_data(client, raw, spec.parent, err) if raw is not None and upload else None
         if sent is None:  # as written: the server's errors point at the file's own lines
             created = client.submit(body, content_type=kind, idempotency_key=idempotency_key)
         else:
@@ -153,89 +156,6 @@ def submit(
         out.print(f"submitted [bold]{created['id']}[/] ({created['name']}): {created['status']}")
         if wait:
             _follow(client, created["id"], poll, out, err)
-
-
-def _local_spec(body: bytes, kind: str) -> dict[str, Any] | None:
-    """The spec as data, to find its local files; None if it does not parse (the server
-    then says what is wrong with it, as for any spec)."""
-    from sweeps.errors import SpecError
-    from sweeps.spec import load_json, load_yaml
-
-    try:
-        text = body.decode("utf-8-sig")
-        raw = load_json(text) if kind == "application/json" else load_yaml(text)
-    except (UnicodeDecodeError, SpecError, RecursionError):
-        return None
-    return raw if isinstance(raw, dict) else None
-
-
-def _import_files(raw: dict[str, Any]) -> dict[str, str]:
-    """The spec's `import:` references that name .py files, by field."""
-    found = {}
-    for section in ("model", "loss", "metrics", "data"):
-        ref = raw.get(section)
-        ref = ref.get("import") if isinstance(ref, dict) else None
-        if isinstance(ref, str) and ref.rpartition(":")[0].endswith(".py"):
-            found[f"{section}.import"] = ref
-    return found
-
-
-def _note_imports(raw: dict[str, Any], err: Console) -> None:
-    from rich.markup import escape
-
-    for field, ref in _import_files(raw).items():
-        source = ref.rpartition(":")[0]
-        err.print(
-            f"[yellow]note:[/] {field}: {escape(source)} is not uploaded: the server imports "
-            "code only from its own plugin folders (GOLDILOCKS_PLUGIN_PATH) and installed "
-            f"packages, never from a client; its operator must put {escape(Path(source).name)} "
-            "there",
-            soft_wrap=True,
-            highlight=False,
-        )
-
-
-def _upload_name(path: Path) -> str:
-    """A name the server accepts ([A-Za-z0-9][A-Za-z0-9._-]*, 128 at most), suffix kept."""
-    stem = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in path.stem)
-    stem = stem.lstrip("._-") or "data"
-    return stem[: 128 - len(path.suffix)] + path.suffix.lower()
-
-
-def _upload_data(
-    client: GoldilocksClient, raw: dict[str, Any], folder: Path, err: Console
-) -> dict[str, Any] | None:
-    """Upload the local file of `data.path` / `data.text`; the spec naming it as
-    `data.dataset` instead, or None when there is nothing to upload."""
-    from rich.markup import escape
-
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return None
-    sources = [f for f in ("name", "path", "text", "import", "dataset") if data.get(f) is not None]
-    field = sources[0] if len(sources) == 1 else None
-    if field not in ("path", "text") or not isinstance(data[field], str):
-        return None  # nothing local, or not one source: the server's validation says so
-    local = Path(data[field]).expanduser()
-    local = local if local.is_absolute() else folder / local
-    if not local.is_file():
-        err.print(
-            f"[yellow]note:[/] data.{field}: {escape(data[field])} is not a file here; the "
-            "server looks for it in its datasets folder",
-            soft_wrap=True,
-            highlight=False,
-        )
-        return None
-    target = data.get("target") if isinstance(data.get("target"), str) else None
-    info, new = client.upload_dataset(local, name=_upload_name(local), target=target)
-    err.print(
-        f"uploaded data.{field} {escape(str(local))} ({info['bytes']:,} bytes) as dataset "
-        f"{info['id']}" + ("" if new else " (the server had it already)"),
-        soft_wrap=True,
-        highlight=False,
-    )
-    sent = {k: v for k, v in data.items() if k != field}
-    return {**raw, "data": {**sent, "dataset": info["id"]}}
 
 
 def _follow(client: GoldilocksClient, sweep_id: str, poll: float, out, err) -> None:
@@ -270,18 +190,51 @@ def _describe(sweep: dict[str, Any]) -> str:
         return sweep["status"]
     if p.get("phase"):
         return p["phase"]
+    if p.get("stage") in _STAGE_TEXT:
+        return _STAGE_TEXT[p["stage"]]
     running = f", {p['trials_running']} running" if p.get("trials_running") else ""
     return f"trials {p.get('trials_done', 0)}/{p.get('trials_total', 0)}{running}"
 
 
+_STAGE_TEXT = {
+    "measuring": "measuring the CPU lane width",
+    "starting": "starting (MLflow, Ray, compiles ahead)",
+    "compiling": "compiling the trials' programs",
+}
+
+
+def _progress_line(p: dict[str, Any]) -> str:
+    """The status table's progress: what the sweep does before it trains (no 0/0 counts),
+    then how far it is, at what measured pace, and the ETA from that pace."""
+    stage = p.get("stage") or ("measuring" if p.get("phase") else "training")
+    if stage != "training":
+        what = p.get("phase") or _STAGE_TEXT.get(stage, stage)
+        trials = (
+            f"; trials {p['trials_done']}/{p['trials_total']}, {p['trials_running']} running"
+            if p.get("trials_total")
+            else ""
+        )
+        what = what if what.startswith(stage) else f"{stage}: {what}"
+        return f"{what}{trials} (ETA once training has begun)"
+    pace = p.get("lane_steps_per_s")
+    pace_text = f", {pace:,.0f} lane-steps/s" if pace else ""
+    eta = p.get("eta_s")
+    eta_text = f", ETA {eta:.0f} s" if eta is not None else ", ETA after the next eval point"
+    return (
+        f"training: {100 * p['fraction']:.0f}% ({p['lane_steps_done']:,}/"
+        f"{p['lane_steps_total']:,} lane-steps, {p['lanes_total']} lanes; trials "
+        f"{p['trials_done']}/{p['trials_total']}, {p['trials_running']} running{pace_text}"
+        f"{eta_text})"
+    )
+
+
 def _print_links(out, sweep: dict[str, Any]) -> None:
+    from sweeps.console import mlflow_lines
+
     mlflow = sweep.get("mlflow") or {}
     if mlflow.get("parent_run_id"):
-        link = mlflow.get("parent_run_url") or ""
-        out.print(
-            f"MLflow: experiment {mlflow['experiment_id']}, parent run {mlflow['parent_run_id']}"
-            + (f"\n  {link}" if link else "")
-        )
+        for line in mlflow_lines(mlflow, mlflow):
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def status(sweep_id: IdArg, server: ServerOpt = None) -> None:
@@ -300,28 +253,28 @@ def status(sweep_id: IdArg, server: ServerOpt = None) -> None:
     table.add_row("status", sweep["status"] + (" (cancelling)" if _cancelling(sweep) else ""))
     p = sweep.get("progress")
     if p:
-        eta = f", ETA {p['eta_s']:.0f} s" if p.get("eta_s") else ""
-        table.add_row(
-            "progress",
-            f"{100 * p['fraction']:.0f}% ({p['lane_steps_done']}/{p['lane_steps_total']} "
-            f"lane-steps, {p['lanes_total']} lanes; trials {p['trials_done']}/"
-            f"{p['trials_total']}, {p['trials_running']} running{eta})",
-        )
+        table.add_row("progress", _progress_line(p))
     for key in ("created_at", "started_at", "finished_at"):
         if sweep.get(key):
             table.add_row(key.removesuffix("_at"), sweep[key])
-    mlflow = sweep.get("mlflow") or {}
-    if mlflow.get("experiment_id"):
-        table.add_row(
-            "mlflow", f"experiment {mlflow['experiment_id']}, run {mlflow['parent_run_id']}"
-        )
-        if mlflow.get("parent_run_url"):
-            table.add_row("mlflow ui", mlflow["parent_run_url"])
+    _mlflow_rows(table, sweep.get("mlflow") or {})
     if sweep.get("error"):
         table.add_row("error", escape(sweep["error"]))
     out.print(table)
     if code := _STATUS_EXIT.get(sweep["status"]):
         raise typer.Exit(code)
+
+
+def _mlflow_rows(table, mlflow: dict[str, Any]) -> None:
+    if mlflow.get("experiment_id"):
+        table.add_row(
+            "mlflow", f"experiment {mlflow['experiment_id']}, run {mlflow['parent_run_id']}"
+        )
+    rows = (("tracking URI", "tracking_uri"), ("open the UI", "ui_command"),
+            ("runs", "experiment_url"), ("sweep run", "parent_run_url"))  # fmt: skip
+    for label, key in rows:
+        if mlflow.get(key):
+            table.add_row(label, mlflow[key])
 
 
 def _cancelling(sweep: dict[str, Any]) -> bool:
@@ -397,7 +350,15 @@ def report(
     out, _ = _consoles()
     with _handled(), _client(server) as client:
         data = client.report(sweep_id)
+        sweep = None if as_json else client.get(sweep_id)
+        server_url = client.server
     if as_json:
         out.print_json(json.dumps(data))
-    else:
-        print_verdict(data)
+        return
+    print_verdict(data)
+    plots = sweep.get("plot_urls") or {}
+    if plots:
+        out.print("plots:", highlight=False)
+        for name, url in sorted(plots.items()):
+            out.print(f"  {name}: {server_url}{url}", soft_wrap=True, highlight=False)
+    _print_links(out, sweep)

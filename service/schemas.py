@@ -27,16 +27,42 @@ class SweepProgress(BaseModel):
     trials_total: int = 0
     trials_running: int = 0
     phase: str = Field("", description="Before training: e.g. measuring the CPU lane width.")
+    stage: str = Field(
+        "",
+        description="measuring (the CPU lane width), starting (MLflow, Ray, compiles ahead), "
+        "compiling (trials started, no step trained yet) or training.",
+    )
     fraction: float = Field(0.0, description="lane-steps done / total, 0..1")
-    eta_s: float | None = Field(None, description="Seconds left, extrapolated; null if unknown.")
+    lane_steps_per_s: float | None = Field(
+        None, description="The measured pace since training began; null before."
+    )
+    eta_s: float | None = Field(
+        None,
+        description="Seconds left at the measured pace (not counting the time before training "
+        "began); null until two points are in.",
+    )
     updated_at: datetime | None = None
 
 
 class SweepMlflow(BaseModel):
+    tracking_uri: str | None = Field(
+        None,
+        description="The MLflow store the sweep logs to (the service's GOLDILOCKS_TRACKING_URI "
+        "or MLFLOW_TRACKING_URI; default sqlite:///<GOLDILOCKS_DATA_DIR>/mlflow.db).",
+    )
     experiment_id: str | None = None
     parent_run_id: str | None = None
-    experiment_url: str | None = Field(None, description="When an MLflow UI URL is configured.")
-    parent_run_url: str | None = None
+    experiment_url: str | None = Field(
+        None,
+        description="The experiment's runs table in the MLflow UI (GOLDILOCKS_MLFLOW_UI_URL, "
+        "else a tracking server's address, else `mlflow ui`'s default address).",
+    )
+    parent_run_url: str | None = Field(None, description="The sweep's parent run in the UI.")
+    ui_command: str | None = Field(
+        None,
+        description="For a database store with no UI configured: the command that serves "
+        "the UI the links point at (run where the database file is).",
+    )
 
 
 class SweepSummary(BaseModel):

@@ -6,6 +6,11 @@
     )
     report.table          # the verdict table (Markdown; shown as a table in a notebook)
     report.plots          # the plot files
+    report.groups_frame() # pandas: one row per optimizer and schedule (best LR, zone, edge...)
+    report.lanes_frame()  # pandas: one row per lane (LR, seed, status, losses, run id)
+    report.history_frame()  # pandas: the eval points of every lane, long format
+
+A progress bar shows while it runs (`progress=False`: none); the MLflow links at the end.
 
 Objects are registered under `obj:` references (models/imports.py) and the spec names them, so
 the rest of the pipeline is the one the CLI runs: the same checks, the same folder, the same
@@ -17,13 +22,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps import folder as files
+from sweeps.console import print_mlflow, progress_bar, progress_text
 from sweeps.pipeline import Prepared, new_sweep_id, prepare
 from sweeps.pipeline import run_sweep as run_prepared
 from sweeps.spec import SweepSpec, load_spec, parse_spec
+from sweeps.stream import Progress
 from sweeps.verdict.report import verdict_markdown
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Report(dict):
@@ -46,6 +56,44 @@ class Report(dict):
     def plots(self) -> list[Path]:
         return sorted((self.folder / files.PLOTS).glob("*.png"))
 
+    def groups_frame(self) -> pd.DataFrame:
+        """One row per optimizer x schedule, in the report's order (rank 1 first). The zone
+        and the status counts are columns of their own; the LR curve is left out."""
+        import pandas as pd
+
+        rows = []
+        for g in self["groups"]:
+            row = {k: v for k, v in g.items() if k not in ("zone", "status_counts", "curve")}
+            zone = g.get("zone") or {}
+            row["zone_low"], row["zone_high"] = zone.get("low"), zone.get("high")
+            for status, n in (g.get("status_counts") or {}).items():
+                row[f"n_{status}"] = n
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def lanes_frame(self) -> pd.DataFrame:
+        """One row per lane (an optimizer, schedule, LR and seed): its status, losses, metric,
+        divergence step and MLflow run id; the histories are in `history_frame()`."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: v for k, v in lane.items() if k != "history"}
+                             for lane in self["lanes"]])  # fmt: skip
+
+    def history_frame(self) -> pd.DataFrame:
+        """Every lane's eval points, one row each: lane, step, train/val loss, metric, LR."""
+        import pandas as pd
+
+        frames = [
+            pd.DataFrame({"lane": lane["lane"], **lane["history"]})
+            for lane in self["lanes"]
+            if lane.get("history")
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def print_mlflow(self) -> None:
+        """Where the runs are: the tracking URI and the links to the MLflow UI's runs view."""
+        print_mlflow(self)
+
     def _repr_markdown_(self) -> str:  # Jupyter shows the table
         return self.table
 
@@ -61,6 +109,7 @@ def run_sweep(
     higher_is_better: bool = True,
     data: Mapping[str, Any] | tuple | Callable[..., Any] | None = None,
     base_dir: str | Path | None = None,
+    progress: bool = True,
     **options: Any,
 ) -> Report:
     """Run a sweep and return its report.
@@ -72,6 +121,8 @@ def run_sweep(
     `metric` the one the verdict reports; `data` a mapping of arrays (x/y, or
     x_train/y_train/x_val/y_val), a pair (x, y), or a loader function. `options` go to
     `sweeps.pipeline.run_sweep` (executor="inline" | "ray", tracking_uri, track, ...).
+    `progress`: a live bar (what it does before training, then lane-steps), and the MLflow
+    links once done; False for neither.
     """
     if isinstance(spec, Prepared):
         if any(v is not None for v in (model, loss, metrics, data)):
@@ -87,8 +138,20 @@ def run_sweep(
         options.setdefault("sweep_id", new_sweep_id(prepared.spec))
         out_dir = Path("runs") / options["sweep_id"]
     out = Path(out_dir)
-    report = run_prepared(prepared, out, **options)
-    return Report(report, out)
+    if not progress:
+        return Report(run_prepared(prepared, out, **options), out)
+    forward = options.pop("on_progress", None)
+    with progress_bar() as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def on_progress(p: Progress) -> None:
+            bar.update(task, completed=p.fraction, description=progress_text(p))
+            if forward:
+                forward(p)
+
+        report = Report(run_prepared(prepared, out, on_progress=on_progress, **options), out)
+    print_mlflow(report)
+    return report
 
 
 def _raw_spec(spec: SweepSpec | Mapping[str, Any] | str | Path) -> tuple[dict, Path | None]:

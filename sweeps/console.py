@@ -35,10 +35,19 @@ def progress_bar() -> Progress:
     )
 
 
+STAGE_TEXT = {
+    "starting": "starting (MLflow, Ray, compiles ahead)",
+    "compiling": "compiling the trials' programs",
+}
+
+
 def progress_text(p) -> str:
-    """Lane-steps (what the bar measures, so a one-trial sweep moves too) and trials."""
+    """What the sweep does before it trains; then lane-steps (what the bar measures, so a
+    one-trial sweep moves too) and trials."""
     if p.phase:
         return p.phase
+    if p.stage in STAGE_TEXT:
+        return STAGE_TEXT[p.stage]
     running = f", {p.trials_running} running" if p.trials_running else ""
     steps = f"{p.lane_steps_done:,}/{p.lane_steps_total:,} lane-steps"
     return f"{steps} · trials {p.trials_done}/{p.trials_total}{running}"
@@ -108,16 +117,39 @@ def print_verdict(report: dict) -> None:
             )
 
 
-def print_mlflow(report: dict) -> None:
+def print_mlflow(report: dict, ui_url: str | None = None) -> None:
+    """Where the runs are: the tracking URI, and links that open the UI's runs view (or the
+    `mlflow ui` command that serves a database first). `ui_url`: GOLDILOCKS_MLFLOW_UI_URL."""
     info = report.get("mlflow")
     if not info:
         return
-    from sweeps.tracking.uri import ui_command
+    from sweeps.settings import get_settings
+    from sweeps.tracking.uri import ui_links
 
-    console.print(
-        f"MLflow: experiment {info['experiment_id']}, parent run {info['parent_run_id']} "
-        f"at {info['tracking_uri']}\n  look: {ui_command(info['tracking_uri'])}"
+    links = ui_links(
+        info.get("tracking_uri"),
+        info.get("experiment_id"),
+        info.get("parent_run_id"),
+        ui_url or get_settings().mlflow_ui_url,
     )
+    for line in mlflow_lines(info, links):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def mlflow_lines(info: dict, links: dict) -> list[str]:
+    """The MLflow block of a sweep's output, as plain lines (each unwrapped: a URL stays whole
+    and clickable). `links` as `sweeps.tracking.uri.ui_links` gives them."""
+    lines = [
+        f"MLflow: experiment {info.get('experiment_id')}, parent run {info.get('parent_run_id')}",
+        f"  tracking URI: {links.get('tracking_uri')}",
+    ]
+    if links.get("ui_command"):
+        lines.append(f"  open the UI: {links['ui_command']}   (then the links below)")
+    if links.get("experiment_url"):
+        lines.append(f"  runs:  {links['experiment_url']}")
+    if links.get("parent_run_url"):
+        lines.append(f"  sweep: {links['parent_run_url']}")
+    return lines
 
 
 def print_lr_find(result: dict) -> None:

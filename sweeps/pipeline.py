@@ -28,7 +28,7 @@ from sweeps.folder import SweepFolder
 from sweeps.plan.lanes import Lane, Population
 from sweeps.plan.planner import Planner
 from sweeps.spec import SweepSpec, check_against_data, parse_spec
-from sweeps.stream import Dispatcher, Progress, ProgressCallback
+from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_writer
 from sweeps.verdict.analysis import analyze
 from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
@@ -149,21 +149,6 @@ def new_sweep_id(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def progress_writer(folder: SweepFolder, forward: ProgressCallback | None) -> ProgressCallback:
-    """Writes progress.json at most twice a second (bounded I/O on the hot path), and forwards."""
-    last = [0.0]
-
-    def write(p: Progress) -> None:
-        now = time.monotonic()
-        if now - last[0] > 0.5 or p.fraction >= 1.0:
-            folder.write_progress(p.as_dict())
-            last[0] = now
-        if forward:
-            forward(p)
-
-    return write
-
-
 def run_sweep(
     prepared: Prepared,
     out_dir: Path,
@@ -216,8 +201,9 @@ def run_sweep(
     t0 = time.perf_counter()
     try:
         planner.persist(folder / files.PLAN, resume=resume)
-        progress = progress_writer(folder, on_progress)
+        progress = progress_writer(folder.write_progress, on_progress)
         tune_s = _measure_lane_widths(prepared, executor, ray_address, progress)
+        progress(Progress(stage="starting"))  # MLflow, Ray, the compiles ahead
         tracker, ahead = _start(
             prepared, folder, sweep_id, executor, track, tracking_uri, ray_address
         )
@@ -275,7 +261,7 @@ def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
 
     def tell(what: str) -> None:
         if on_progress:
-            on_progress(Progress(phase=what))
+            on_progress(Progress(phase=what, stage="measuring"))
 
     threads = _trial_threads(prepared, executor, ray_address)
     return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell, threads)

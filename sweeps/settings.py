@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     datasets_dir: Path | None = None
     # A Ray trial checkpoints its population at an eval point at most this often.
     checkpoint_every_s: float = 20.0
+    # Where an MLflow UI serves the tracking store (e.g. http://127.0.0.1:5000): the printed
+    # links point there. Unset: a tracking server's own address, or for a database the
+    # `mlflow ui` command to start one (sweeps/tracking/uri.py). The service reads it too.
+    mlflow_ui_url: str | None = None
 
 
 @lru_cache(maxsize=1)

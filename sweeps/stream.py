@@ -8,6 +8,7 @@ keeps the sweep's `Progress` (shown by the CLI, written for the service).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -94,6 +95,13 @@ class Progress:
     trials_total: int = 0
     trials_running: int = 0
     phase: str = ""  # what the sweep does before its first trial reports, e.g. measuring
+    # measuring (the CPU lane width), starting (MLflow, Ray, compiles ahead), compiling (the
+    # trials run, nothing trained yet), training (lane-steps move)
+    stage: str = ""
+    # Measured while training (progress_writer): the lane-steps per second since the
+    # first lane-steps, and the seconds left at that pace; None until two points are in.
+    lane_steps_per_s: float | None = None
+    eta_s: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -104,6 +112,41 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+def progress_writer(
+    save: Callable[[dict], None], forward: ProgressCallback | None
+) -> ProgressCallback:
+    """Saves the progress (progress.json) at most twice a second (bounded I/O on the hot path), and at once
+    when the stage changes; fills in the measured pace and ETA; forwards."""
+    last = [0.0, None]  # when progress.json was last written, and the stage it said
+    first: list[tuple[float, int]] = []  # (when, lane-steps) of the first lane-steps seen
+
+    def write(p: Progress) -> None:
+        now = time.monotonic()
+        _pace(p, now, first)
+        if now - last[0] > 0.5 or p.fraction >= 1.0 or p.stage != last[1]:
+            save(p.as_dict())
+            last[0], last[1] = now, p.stage
+        if forward:
+            forward(p)
+
+    return write
+
+
+def _pace(p: Progress, now: float, first: list[tuple[float, int]]) -> None:
+    """The ETA from the measured throughput, counted from the first lane-steps trained: the
+    time spent measuring, starting Ray and compiling before them says nothing of the pace."""
+    if not p.lane_steps_done:
+        return
+    if not first:
+        first.append((now, p.lane_steps_done))
+        return
+    t0, done0 = first[0]
+    if p.lane_steps_done > done0 and now > t0:
+        rate = (p.lane_steps_done - done0) / (now - t0)
+        p.lane_steps_per_s = round(rate, 3)
+        p.eta_s = round(max(0, p.lane_steps_total - p.lane_steps_done) / rate, 1)
 
 
 class PointSink(Protocol):
@@ -184,5 +227,6 @@ class Dispatcher:
         )
         p.trials_done = len(self.finished)
         p.trials_running = len(self.running - self.finished)
+        p.stage = "training" if p.lane_steps_done else "compiling"
         if self.on_progress:
             self.on_progress(p)

@@ -56,6 +56,7 @@ from sweeps.tracking.naming import (
     truncate,
     winner_tags,
 )
+from sweeps.tracking.store import create_store_beside
 from sweeps.tracking.uri import check_reachable, sqlite_path
 from sweeps.tracking.writer import (
     PARENT,
@@ -97,6 +98,7 @@ class SweepTracker:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.state_path = Path(state_path)
+        create_store_beside(tracking_uri)
         self._client = MlflowClient(tracking_uri=tracking_uri)
         self._lock = threading.Lock()  # guards the state below (the writer updates it too)
         self._progress_lock = threading.Lock()  # executors may report from their own threads

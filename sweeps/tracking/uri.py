@@ -32,6 +32,58 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
+# MLflow 3's UI opens an experiment on its GenAI view (traces, evaluations) unless the link
+# says otherwise; its bundle (3.17) reads `workflowType` from the query of the hash route
+# (`#/experiments/1/runs?workflowType=...`; a query before the `#` is ignored), so the links
+# open the model-training runs table. Checked in a real browser: tests/sweeps/test_mlflow_ui.py.
+RUNS_VIEW_QUERY = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def experiment_url(ui_base: str, experiment_id: str) -> str:
+    """The runs table of an experiment in the MLflow UI at `ui_base`."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs?{RUNS_VIEW_QUERY}"
+
+
+def run_url(ui_base: str, experiment_id: str, run_id: str) -> str:
+    """One run (the sweep's parent run: its children are the lanes) in the MLflow UI."""
+    base = ui_base.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{RUNS_VIEW_QUERY}"
+
+
+def ui_base(tracking_uri: str | None, ui_url: str | None = None) -> str | None:
+    """Where the UI is: the configured URL, else a tracking server (it serves the UI too),
+    else None (a database: someone has to start `mlflow ui` over it)."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return None
+
+
+def ui_links(
+    tracking_uri: str | None,
+    experiment_id: str | None,
+    parent_run_id: str | None = None,
+    ui_url: str | None = None,
+) -> dict[str, str | None]:
+    """What a user needs to look at a sweep's runs: the tracking URI, the UI links to the runs
+    view, and for a database without a UI, the command that serves one (the links then point
+    at its default address)."""
+    base = ui_base(tracking_uri, ui_url)
+    command = None
+    if base is None and tracking_uri:
+        command, base = ui_command(tracking_uri), LOCAL_UI
+    exp = experiment_url(base, experiment_id) if base and experiment_id else None
+    run = run_url(base, experiment_id, parent_run_id) if exp and parent_run_id else None
+    return {
+        "tracking_uri": tracking_uri,
+        "ui_command": command,
+        "experiment_url": exp,
+        "parent_run_url": run,
+    }
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The absolute database path of a file-backed SQLite URI, else None."""
     if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):

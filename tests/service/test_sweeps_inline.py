@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import threading
 import time
 
@@ -63,6 +64,9 @@ def test_submit_wait_shows_progress_and_the_verdict(happy):
     assert "Goldilocks verdict — happy" in out
     assert sum(line.startswith("winner: adam · constant at LR") for line in out.splitlines()) == 1
     assert "MLflow: experiment" in out and "#/experiments/" in out
+    # the store, and the links open the runs view (not the GenAI one)
+    assert f"tracking URI: {os.environ['MLFLOW_TRACKING_URI']}" in out
+    assert "/runs?workflowType=machine_learning" in out
 
 
 def test_status_of_a_succeeded_sweep_exits_0(server, happy):
@@ -85,7 +89,9 @@ def test_happy_path_over_http(server, happy):
     assert m["experiment_id"] and m["parent_run_id"]
     assert m["parent_run_url"] == (
         f"http://127.0.0.1:5000/#/experiments/{m['experiment_id']}/runs/{m['parent_run_id']}"
+        "?workflowType=machine_learning"
     )
+    assert m["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
 
     report = api.get(sweep["report_url"])
     assert report.status_code == 200 and report.headers["content-type"] == "application/json"
@@ -105,6 +111,17 @@ def test_happy_path_over_http(server, happy):
     listed = api.get("/sweeps", params={"status": "succeeded"}).json()["items"]
     assert sweep_id in [s["id"] for s in listed]
     assert api.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
+
+
+def test_report_lists_the_plots_and_the_mlflow_links(server, happy):
+    _, sweep_id = happy
+    result = CliRunner(env={"GOLDILOCKS_SERVER": server.url}).invoke(cli_app, ["report", sweep_id])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for name in ("goldilocks", "training_curves", "metric_vs_lr"):
+        assert f"{name}: {server.url}/sweeps/{sweep_id}/plots/{name}.png" in out
+    assert "Goldilocks verdict — happy" in out
+    assert "tracking URI:" in out and "/runs?workflowType=machine_learning" in out
 
 
 def test_happy_path_logs_one_mlflow_run_per_lane(server, happy, mlflow_client):

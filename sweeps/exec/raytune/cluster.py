@@ -4,6 +4,7 @@ and the programs the driver compiles while Ray starts."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -196,6 +197,7 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     runtime_env = {"env_vars": worker_env(spec)}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet_ray_notices()
     with keeping_sigterm_handler(), _quiet_fork_warning():
         if address:
             check_reachable(address)
@@ -249,6 +251,26 @@ def leave_ray(exit_code: int, address: str | None = None) -> None:
         ray.shutdown()
     finally:
         timer.cancel()
+
+
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _NoAuthNotice(logging.Filter):
+    """Ray 2.60's `ray.init` logs "Token authentication is enabled (disabled) for this Ray
+    cluster ..." on every start (authentication_token_setup.py). Our local Ray's token is
+    Ray's own (~/.ray/auth_token) and the service's is set by the service: nothing for a
+    user to act on, so it is dropped; the module's other records (errors) still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is ")
+
+
+def quiet_ray_notices() -> None:
+    """Filter Ray's token-authentication notice out of this process's logs (idempotent)."""
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    if not any(isinstance(f, _NoAuthNotice) for f in logger.filters):
+        logger.addFilter(_NoAuthNotice())
 
 
 @contextlib.contextmanager
