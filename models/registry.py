@@ -139,7 +139,21 @@ def _constructor_arguments(ctor, args: dict, shape: DataShape, where: str) -> di
             f"{getattr(ctor, '__name__', 'it')} takes: {', '.join(valid) or 'none'}"
         )
     offered = {k: v for k, v in shape.arguments().items() if k in names and k not in args}
-    return {**args, **offered, **_config_arguments(target, params, args, shape)}
+    kwargs = {**args, **offered, **_config_arguments(target, params, args, shape)}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [
+        n
+        for n, p in params.items()
+        if p.kind in named and p.default is inspect.Parameter.empty
+        and n != "rngs" and n not in kwargs
+    ]  # fmt: skip
+    if missing:
+        field = "model.args" if where == "model.import" else "model"
+        raise ValueError(
+            f"{field}.{missing[0]}: required by {getattr(ctor, '__name__', 'the model')} "
+            "(no default, and the data does not fill it)"
+        )
+    return kwargs
 
 
 def _config_arguments(target, params: dict, args: dict, shape: DataShape) -> dict[str, Any]:
@@ -229,12 +243,20 @@ def _abstract_build(spec: ModelSpec, factory) -> tuple:
 
     # Annotations are read first without a mesh (eager sharding off), then the model is built
     # inside a one-device mesh of the axes it names, as it will run (models/conventions.py).
-    with nnx.use_eager_sharding(False):
-        abstract = nnx.eval_shape(build)
-    axes = conventions.axis_names(abstract)
-    if axes:
-        with conventions.mesh_context(axes, traced=False):
+    try:
+        with nnx.use_eager_sharding(False):
             abstract = nnx.eval_shape(build)
+        axes = conventions.axis_names(abstract)
+        if axes:
+            with conventions.mesh_context(axes, traced=False):
+                abstract = nnx.eval_shape(build)
+    except (ValueError, TypeError):  # ours, or the constructor's refusal: its words
+        raise
+    except Exception as err:  # the user's constructor: anything else may come out of it
+        text = (str(err).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"model: building {spec_label(spec)} raised {type(err).__name__}: {text}"
+        ) from err
     for path, value in nnx.iter_graph(abstract):
         if isinstance(value, nnx.Variable) and not isinstance(value, (nnx.Param, *CARRIED_STATE)):
             where = ".".join(str(p) for p in path)
