@@ -4,6 +4,8 @@ One contract for every model, built-in or the user's (docs/architecture.md):
 ``Model(**args, rngs=nnx.Rngs(...))`` builds an ``nnx.Module``; the data fills in any of
 ``n_outputs``, ``input_shape``, ``n_features``, ``num_classes``, ``image_shape`` and
 ``vocab_size`` that its signature asks for. ``__call__(x)`` maps a batch to predictions.
+Flax's own conventions (call-time ``rngs`` and mode flags, sharding annotations, config
+dataclasses) are accepted as Flax writes them: models/conventions.py.
 
 The population trainer vmaps over lanes, each with its own variables, so it needs functions
 rather than stateful modules. We build the module once, abstractly (no FLOPs), to capture its
