@@ -4,6 +4,8 @@ One contract for every model, built-in or the user's (docs/architecture.md):
 ``Model(**args, rngs=nnx.Rngs(...))`` builds an ``nnx.Module``; the data fills in any of
 ``n_outputs``, ``input_shape``, ``n_features``, ``num_classes``, ``image_shape`` and
 ``vocab_size`` that its signature asks for. ``__call__(x)`` maps a batch to predictions.
+Flax's own conventions (call-time ``rngs`` and mode flags, sharding annotations, config
+dataclasses) are accepted as Flax writes them: models/conventions.py.
 
 The population trainer vmaps over lanes, each with its own variables, so it needs functions
 rather than stateful modules. We build the module once, abstractly (no FLOPs), to capture its
@@ -28,7 +30,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from models import imports
+from models import conventions, imports
 from models.nets import CNN, MLP, Linear
 from models.specs import DATA_ARGUMENTS, DataShape, ImportModelSpec, ModelSpec
 
@@ -52,6 +54,9 @@ _register_architectures()
 
 # Variables a lane carries besides its params; anything else has no per-lane meaning here.
 CARRIED_STATE = (nnx.BatchStat, nnx.RngState)
+# Where a lane's state keeps the key its call-time `rngs` come from (a model whose __call__
+# takes `rngs`): not an attribute name, so it never meets the module's own state.
+CALL_KEY = "~call_rngs"
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,37 @@ def _constructor_arguments(ctor, args: dict, shape: DataShape, where: str) -> di
             f"{getattr(ctor, '__name__', 'it')} takes: {', '.join(valid) or 'none'}"
         )
     offered = {k: v for k, v in shape.arguments().items() if k in names and k not in args}
-    return {**args, **offered}
+    kwargs = {**args, **offered, **_config_arguments(target, params, args, shape)}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [
+        n
+        for n, p in params.items()
+        if p.kind in named and p.default is inspect.Parameter.empty
+        and n != "rngs" and n not in kwargs
+    ]  # fmt: skip
+    if missing:
+        field = "model.args" if where == "model.import" else "model"
+        raise ValueError(
+            f"{field}.{missing[0]}: required by {getattr(ctor, '__name__', 'the model')} "
+            "(no default, and the data does not fill it)"
+        )
+    return kwargs
+
+
+def _config_arguments(target, params: dict, args: dict, shape: DataShape) -> dict[str, Any]:
+    """Arguments annotated with a dataclass (`config: ModelConfig`), built from the nested
+    mapping in `args` (or from nothing, where the argument has no default); data-filled
+    fields (`num_classes`, ...) the mapping leaves out come from the data."""
+    hints = conventions.type_hints(target)
+    built = {}
+    for name, param in params.items():
+        cls = conventions.dataclass_type(hints.get(name, param.annotation))
+        if cls is None or (name not in args and param.default is not inspect.Parameter.empty):
+            continue
+        built[name] = conventions.build_dataclass(
+            cls, args.get(name, {}), f"model.args.{name}", shape.arguments()
+        )
+    return built
 
 
 def make_model(spec: ModelSpec, shape: DataShape) -> ModelFns:
@@ -149,28 +184,43 @@ def make_model(spec: ModelSpec, shape: DataShape) -> ModelFns:
         built = _ABSTRACT[key] = _abstract_build(spec, factory)
         while len(_ABSTRACT) > _ABSTRACT_MAX:  # oldest first
             _ABSTRACT.pop(next(iter(_ABSTRACT)), None)
-    train_def, eval_def, shapes, num_params, key_leaves = built
+    train_def, eval_def, shapes, num_params, key_leaves, call, axes = built
 
     def init(key: jax.Array) -> tuple[PyTree, PyTree]:
-        _, params, state = nnx.split(factory(lane_rngs(key)), nnx.Param, ...)
-        return nnx.to_pure_dict(params), _keys_as_data(nnx.to_pure_dict(state))
+        with conventions.mesh_context(axes, traced=conventions.is_traced(key)):
+            _, params, state = nnx.split(factory(lane_rngs(key)), nnx.Param, ...)
+        state = _keys_as_data(nnx.to_pure_dict(state))
+        if call.rngs:  # the lane's call-time stream: its own, from its seed
+            state[CALL_KEY] = jax.random.key_data(jax.random.fold_in(key, 3))
+        return nnx.to_pure_dict(params), state
 
     def apply(params: PyTree, state: PyTree, x: jax.Array, train: bool):
         # merge runs at trace time only; under jit it costs nothing per step.
         graphdef = train_def if train else eval_def
-        module = nnx.merge(graphdef, params, _data_as_keys(state, key_leaves))
-        pred = module(x)
-        if not train or not key_leaves:  # eval leaves the state as it was
-            return pred, state
-        _, _, new_state = nnx.split(module, nnx.Param, ...)
-        return pred, _keys_as_data(nnx.to_pure_dict(new_state))
+        carried = {k: v for k, v in state.items() if k != CALL_KEY}
+        rngs = next_key = None
+        if train and call.rngs:  # a fresh key each step; the next one goes on in the state
+            step_key, next_key = jax.random.split(jax.random.wrap_key_data(state[CALL_KEY]))
+            rngs = conventions.step_rngs(step_key)
+        with conventions.mesh_context(axes, traced=conventions.is_traced(params, state, x)):
+            module = nnx.merge(graphdef, params, _data_as_keys(carried, key_leaves))
+            pred = module(conventions.on_mesh(x) if axes else x, **call.kwargs(train, rngs))
+            if not train:  # eval leaves the state as it was
+                return pred, state
+            new_state = {}
+            if key_leaves:
+                _, _, moved = nnx.split(module, nnx.Param, ...)
+                new_state = _keys_as_data(nnx.to_pure_dict(moved))
+        if next_key is not None:
+            new_state[CALL_KEY] = jax.random.key_data(next_key)
+        return pred, new_state
 
     return ModelFns(
         init=init,
         apply=apply,
         num_params=num_params,
         param_shapes=shapes,
-        has_state=bool(key_leaves),
+        has_state=bool(key_leaves) or call.rngs,
         name=spec_label(spec),
     )
 
@@ -187,8 +237,28 @@ _ABSTRACT_MAX = 256
 
 def _abstract_build(spec: ModelSpec, factory) -> tuple:
     """Shapes only, no FLOPs (cheap for big models): (train graphdef, eval graphdef, param
-    shapes, param count, which state leaves are RNG keys)."""
-    abstract = nnx.eval_shape(lambda: factory(lane_rngs(jax.random.key(0))))
+    shapes, param count, which state leaves are RNG keys, what `__call__` asks for, the mesh
+    axes the parameters are annotated with)."""
+
+    def build():
+        return factory(lane_rngs(jax.random.key(0)))
+
+    # Annotations are read first without a mesh (eager sharding off), then the model is built
+    # inside a one-device mesh of the axes it names, as it will run (models/conventions.py).
+    try:
+        with nnx.use_eager_sharding(False):
+            abstract = nnx.eval_shape(build)
+        axes = conventions.axis_names(abstract)
+        if axes:
+            with conventions.mesh_context(axes, traced=False):
+                abstract = nnx.eval_shape(build)
+    except (ValueError, TypeError):  # ours, or the constructor's refusal: its words
+        raise
+    except Exception as err:  # the user's constructor: anything else may come out of it
+        text = (str(err).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"model: building {spec_label(spec)} raised {type(err).__name__}: {text}"
+        ) from err
     for path, value in nnx.iter_graph(abstract):
         if isinstance(value, nnx.Variable) and not isinstance(value, (nnx.Param, *CARRIED_STATE)):
             where = ".".join(str(p) for p in path)
@@ -207,7 +277,9 @@ def _abstract_build(spec: ModelSpec, factory) -> tuple:
     )
     leaves = jax.tree.leaves(abstract_params)
     shapes = tuple(tuple(leaf.shape) for leaf in leaves)
-    return train_def, eval_def, shapes, sum(leaf.size for leaf in leaves), key_leaves
+    call = conventions.call_convention(abstract)
+    num_params = sum(leaf.size for leaf in leaves)
+    return train_def, eval_def, shapes, num_params, key_leaves, call, axes
 
 
 def _keys_as_data(state: PyTree) -> PyTree:

@@ -719,7 +719,17 @@ def _sample_batch_errors(spec: SweepSpec, data: Dataset, loss, fns) -> list[str]
     except Exception as err:  # the user's code: anything may come out of it
         return [f"model: {label} fails on a batch of shape {tuple(x.shape)} {x.dtype}: "
                 f"{type(err).__name__}: {_short(err)}"]  # fmt: skip
+    try:  # evaluation runs another graph (model.eval(), no dropout keys, eval flags)
+        jax.eval_shape(lambda v, x: fns.apply(*v, x, False), variables, x)
+    except Exception as err:
+        return [f"model: {label} fails in evaluation (model.eval()) on a batch of shape "
+                f"{tuple(x.shape)}: {type(err).__name__}: {_short(err)}"]  # fmt: skip
     where = "loss" if isinstance(spec.loss, str) else "loss.import"
+    if isinstance(spec.loss, str) and not isinstance(pred, jax.ShapeDtypeStruct):
+        return [f"model: {label} returns a {_kind(pred)}, but the built-in loss "
+                f"'{spec.loss_name}' takes one array of predictions: return the predictions "
+                "alone, or name your own loss (loss: {import: 'losses.py:my_loss'}) that "
+                "takes what the model returns"]  # fmt: skip
     if isinstance(spec.loss, str):
         want = loss.expected_shape(tuple(y.shape), data.num_classes)
         if tuple(pred.shape) != want:
@@ -746,6 +756,14 @@ def _sample_batch_errors(spec: SweepSpec, data: Dataset, loss, fns) -> list[str]
     if bad:
         return [f"metrics.import: every metric must be a scalar; not: {', '.join(bad)}"]
     return []
+
+
+def _kind(value) -> str:
+    """What a model returned, for a message: `tuple of 2 (array, array)`."""
+    if isinstance(value, tuple | list):
+        parts = ", ".join("array" if hasattr(v, "shape") else type(v).__name__ for v in value)
+        return f"{type(value).__name__} of {len(value)} ({parts})"
+    return type(value).__name__
 
 
 def _short(err: Exception, limit: int = 300) -> str:
