@@ -13,7 +13,19 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKED = ("ray", "mlflow", "service", "fastapi", "starlette", "uvicorn", "sqlalchemy")
+BLOCKED = (
+    "ray",
+    "mlflow",
+    "service",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "pandas",
+    "pyarrow",
+    "psutil",
+    "cloudpickle",
+)
 
 # Loaded by every Python process started with this folder first on PYTHONPATH (the check's
 # children too): importing a blocked package fails as on a machine without it.
