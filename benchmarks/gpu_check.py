@@ -177,13 +177,10 @@ def time_population(structure, data, lanes: int) -> dict:
             "memory_stats_peak_bytes": stats.get("peak_bytes_in_use")}  # fmt: skip
 
 
-def fit_and_verify(structure, data, args, probes) -> dict:
-    """The largest population that fits, sized by the trainer; then, unless told not to, one
-    chunk of training at that size and the device's peak beside the prediction."""
+def fit(structure, data, args, probes) -> dict:
+    """The largest population that fits, sized by the trainer (sweeps/core/memory.py)."""
     import jax
-    import numpy as np
 
-    from benchmarks.common import train_once
     from sweeps.core import memory
 
     budget = memory.device_budget(jax.devices()[0])
@@ -192,20 +189,24 @@ def fit_and_verify(structure, data, args, probes) -> dict:
     else:
         budget_bytes, source = args.budget_mb * 2**20, "--budget-mb"
     sized = memory.size_population(structure, data, budget_bytes, probes=probes)
-    sized = {**sized, "budget_source": source, "verified": None}
-    if args.verify and sized["lanes"]:
-        one_chunk = dataclasses.replace(structure, steps=structure.eval_every)
-        lrs = np.full(sized["lanes"], 1e-3, np.float32)
-        try:
-            wall, _, _, last = train_once(one_chunk, data, lrs)
-            ok = bool(np.all(np.isfinite(last.val_loss)))
-            sized["verified"] = {"trained": ok, "seconds": wall, "error": None,
-                                 "memory_stats_peak_bytes": (device_stats() or {}).get(
-                                     "peak_bytes_in_use")}  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - an OOM here is the finding, not a crash
-            sized["verified"] = {"trained": False, "seconds": None, "error": repr(exc)[:500],
-                                 "memory_stats_peak_bytes": None}  # fmt: skip
-    return sized
+    return {**sized, "budget_source": source, "verified": None}
+
+
+def verify(structure, data, lanes: int) -> dict:
+    """One chunk of training of a population of `lanes`, and the device's peak after it."""
+    import numpy as np
+
+    from benchmarks.common import train_once
+
+    one_chunk = dataclasses.replace(structure, steps=structure.eval_every)
+    lrs = np.full(lanes, 1e-3, np.float32)
+    try:
+        wall, _, _, last = train_once(one_chunk, data, lrs)
+    except Exception as exc:  # noqa: BLE001 - an OOM here is the finding, not a crash
+        return {"trained": False, "seconds": None, "error": repr(exc)[:500],
+                "memory_stats_peak_bytes": None}  # fmt: skip
+    return {"trained": bool(np.all(np.isfinite(last.val_loss))), "seconds": wall, "error": None,
+            "memory_stats_peak_bytes": (device_stats() or {}).get("peak_bytes_in_use")}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- children
@@ -263,18 +264,27 @@ def child_model(args) -> dict:
         }
         lap(f"population_{lanes}")
     say(f"{args.child}: sizing the largest population ...")
-    fit = fit_and_verify(structure, data, args, args.probes)
+    sized = fit(structure, data, args, args.probes)
     lap("max_population")
-    if fit.get("model"):
+    if sized.get("model"):
         from sweeps.core.memory import MemoryModel
 
-        model = MemoryModel(**fit["model"])
+        model = MemoryModel(**sized["model"])
         for row in rows.values():  # the sizing's prediction beside what each count used
             row["predicted_bytes"] = model.bytes_for(int(row["lanes"]))
-    return {"model": args.child, "batch": structure.batch_size, "steps": structure.steps,
-            "eval_every": structure.eval_every, "params_spec": structure.model.model_dump(),
-            "flops_per_lane_step": flops, "loop": loop, "lanes": rows,
-            "max_population": fit, "phase_s": phases, "error": None}  # fmt: skip
+    out = {"model": args.child, "batch": structure.batch_size, "steps": structure.steps,
+           "eval_every": structure.eval_every, "params_spec": structure.model.model_dump(),
+           "flops_per_lane_step": flops, "loop": loop, "lanes": rows,
+           "max_population": sized, "phase_s": phases, "error": None}  # fmt: skip
+    # Everything so far goes out first: a verification that runs past the parent's timeout
+    # (or crashes the process) loses only itself.
+    print(json.dumps(out), flush=True)
+    if args.verify and sized.get("lanes"):
+        say(f"{args.child}: training {sized['lanes']} lanes for one chunk ...")
+        sized["verified"] = verify(structure, data, sized["lanes"])
+        lap("verify")
+        print(json.dumps({"verified": sized["verified"], "phase_s": phases}), flush=True)
+    return out
 
 
 # --------------------------------------------------------------------------- the parent
@@ -291,12 +301,24 @@ def spawn(args, what: str) -> dict:
     try:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
                               timeout=args.child_timeout, check=False)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.child_timeout} s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return {"error": f"exit {done.returncode}: {(lines or ['no output'])[-1][:500]}"}
-    return json.loads(lines[-1])
+        stdout, error = done.stdout, None if done.returncode == 0 else f"exit {done.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or ""
+        stdout = out.decode() if isinstance(out, bytes) else out
+        error = f"timed out after {args.child_timeout} s"
+    lines = [json.loads(x) for x in stdout.strip().splitlines() if x.startswith("{")]
+    if not lines:
+        return {"error": error or "no output"}
+    result = lines[0]
+    if len(lines) > 1:  # a model's verification of its largest population
+        result["max_population"]["verified"] = lines[1]["verified"]
+        result["phase_s"] = lines[1]["phase_s"]
+    elif error and "max_population" in result:  # lost in the verification only
+        result["max_population"]["verified"] = {"trained": False, "seconds": None,
+                                                "error": error, "memory_stats_peak_bytes": None}  # fmt: skip
+    elif error:
+        result["error"] = error
+    return result
 
 
 def add_peak_fractions(result: dict) -> None:
@@ -342,9 +364,11 @@ def main(argv=None) -> dict:
     if args.child and args.quick:  # set, not measured: measuring widths costs compiles
         os.environ.setdefault("GOLDILOCKS_CPU_LANE_WIDTH", QUICK["cpu_width"])
     if args.child:
-        out = child_peak(args) if args.child == "peak" else child_model(args)
-        print(json.dumps(out))
-        return out
+        if args.child == "peak":
+            out = child_peak(args)
+            print(json.dumps(out))
+            return out
+        return child_model(args)  # prints its own lines
     t0 = time.perf_counter()
     say("matmul peaks ...")
     result = {"quick": args.quick, "python": platform.python_version(), "cores": args.cores,
