@@ -24,7 +24,6 @@ BLOCKED = (
     "pandas",
     "pyarrow",
     "psutil",
-    "cloudpickle",
 )
 
 # Loaded by every Python process started with this folder first on PYTHONPATH (the check's
