@@ -58,7 +58,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,21 +144,9 @@ def _reset_peak() -> bool:
 
 def _train(structure, data, lrs: np.ndarray):
     """One `train_population` run: (wall s, CPU s, Timing, last EvalPoint)."""
-    from sweeps.core import population
-    from sweeps.core.optimizers import get_optimizer
+    from benchmarks.common import train_once
 
-    defaults = get_optimizer(structure.optimizer).defaults
-    hp = population.make_hyperparams(
-        lrs, {k: np.full(len(lrs), v) for k, v in defaults.items()}, {}
-    )
-    timing = population.Timing()
-    wall, cpu = time.perf_counter(), time.process_time()
-    last = None
-    for point in population.train_population(
-        structure, data, hp, np.full(len(lrs), SEED), timing=timing
-    ):
-        last = point
-    return time.perf_counter() - wall, time.process_time() - cpu, timing, last
+    return train_once(structure, data, lrs, SEED)
 
 
 def child(args: argparse.Namespace) -> dict:

@@ -47,7 +47,6 @@ import resource
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +58,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from benchmarks.common import Clock, measure_peak, side_by_side  # noqa: E402
 from models import MLPSpec, make_model  # noqa: E402
 from sweeps.core import population  # noqa: E402
 from sweeps.core.data import Dataset, load_dataset  # noqa: E402
@@ -116,37 +116,11 @@ def set_lane_width(width: int) -> None:
     get_settings.cache_clear()
 
 
-class Clock:
-    """Wall and process CPU seconds (all threads). On a shared machine the CPU seconds are the
-    steadier figure: they count the work done, not the time spent waiting for a core."""
-
-    def __init__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def stop(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 # --------------------------------------------------------------------------- measurements
-def measure_peak(n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a warm, jitted n x n fp32 matmul, best of `repeats`."""
-    ka, kb = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(ka, (n, n), jnp.float32)
-    b = jax.random.normal(kb, (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best / 1e9
-
-
 def _train_once(structure: Structure, data: Dataset, lrs: np.ndarray):
     """One full `train_population` run; returns ((wall, cpu) seconds, Timing, last EvalPoint)."""
     hp = make_hyperparams(lrs, {k: np.full(len(lrs), v) for k, v in ADAM.items()}, {})
@@ -208,14 +182,6 @@ def _loop_program(data: Dataset):
     return run, params, tx.init(params)
 
 
-def _side_by_side(threads: int, calls: list) -> list:
-    """Each call (a thunk that runs and waits for one program), `threads` at a time."""
-    if threads <= 1:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda call: call(), calls))
-
-
 def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int, threads: int) -> dict:
     """A Python loop over LRs of one AOT-compiled scan; warm-up first, best of `repeats`; then
     the same loop `threads` LRs at a time (`loop_threaded_s`), as the population trains its
@@ -243,7 +209,7 @@ def run_loop(data: Dataset, lrs: np.ndarray, steps: int, repeats: int, threads: 
     ]
     for _ in range(repeats if threads > 1 else 0):
         clock = Clock()
-        _side_by_side(threads, calls)
+        side_by_side(threads, calls)
         threaded = min(threaded, clock.stop())
     if threads <= 1:
         threaded = best
@@ -282,7 +248,7 @@ def run_bare_population(
         calls = [
             lambda s=s: jax.block_until_ready(compiled(params, opt_state, s, idx)) for s in slices
         ]
-        done = _side_by_side(threads, calls)
+        done = side_by_side(threads, calls)
         seconds = clock.stop()
         if seconds[0] < best[0]:
             best, outs = seconds, done

@@ -555,6 +555,24 @@ def compile_population(
     return prog
 
 
+def probe_programs(structure: Structure, data: Dataset, width: int) -> tuple[list, float]:
+    """The init, eval and chunk programs of one slice of `width` lanes, compiled as
+    `train_population` compiles them (the same keys: a later population at this width reuses
+    them), and the device bytes one lane's state and hyperparameters hold: what
+    sweeps/core/memory.py sizes a population from. Only the slice's init runs."""
+    prog = get_program(structure, data)
+    hp = _measuring_hyperparams(prog, width)
+    x, y, xv, yv = _device_data(data)
+    keys, idx = _init_inputs(np.zeros(width, np.int64), [(0, width)], width)
+    init = prog.compiled("init", keys, idx[0], hp)
+    state = init(keys, idx[0], hp)
+    evaluate = prog.compiled("eval", state, xv, yv)
+    plan = np.zeros((structure.steps, structure.batch_size), np.int32)
+    chunk = prog.compiled("chunk", state, hp, x, y, xv, yv, *_chunk_inputs(plan, 0, structure)[1])
+    lane_bytes = sum(a.nbytes for a in jax.tree.leaves((state, hp))) / width
+    return [init, evaluate, chunk], float(lane_bytes)
+
+
 def train_population(
     structure: Structure,
     data: Dataset,
