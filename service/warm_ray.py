@@ -17,20 +17,14 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 from service.settings import ServiceSettings
+from sweeps.exec.raytune.local_head import free_port, launch_head, reachable, stop_group
 
 log = logging.getLogger(__name__)
-
-RAY = str(Path(sys.executable).parent / "ray")
-READY = b"Ray runtime started"
-START_TIMEOUT_S = 120.0
 
 
 class ServiceRay:
@@ -53,12 +47,7 @@ class ServiceRay:
         killed GCS for a while, or a `ray stop --force` elsewhere on the machine)."""
         if self._proc is None or self._proc.poll() is not None or self.address is None:
             return False
-        host, port = self.address.rsplit(":", 1)
-        try:
-            with socket.create_connection((host, int(port)), timeout=2.0):
-                return True
-        except OSError:
-            return False
+        return reachable(self.address)
 
     @property
     def pid(self) -> int | None:
@@ -91,14 +80,8 @@ class ServiceRay:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        # `ray start --block` stops the processes it started when it is told to stop.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
 
     def _pid_file(self) -> Path:
@@ -118,39 +101,13 @@ class ServiceRay:
 
     def _start(self) -> None:
         self._stop_orphan()
-        port = _free_port()
-        log_path = self.settings.data_dir.resolve() / "ray-head.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.driver_env(), "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS", None)
-        cmd = [RAY, "start", "--head", "--block", f"--port={port}",
-               f"--num-cpus={os.cpu_count() or 1}", "--include-dashboard=false",
-               "--disable-usage-stats", "--node-ip-address=127.0.0.1"]  # fmt: skip
-        with log_path.open("ab") as out:
-            out.write(f"--- {' '.join(cmd)}\n".encode())
-            out.flush()
-            start = log_path.stat().st_size
-            self._proc = subprocess.Popen(
-                cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a driver's end is not its end
-            )  # fmt: skip
+        log_path = self.settings.data_dir.resolve() / "ray-head.log"
+        try:
+            self._proc, self.address = launch_head(free_port(), os.cpu_count() or 1, env, log_path)
+        except RuntimeError as err:
+            raise RuntimeError(f"the service's Ray did not start: {err}") from None
         self._pid_file().write_text(str(self._proc.pid))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if READY in log_path.read_bytes()[start:]:
-                self.address = f"127.0.0.1:{port}"
-                self.starts += 1
-                log.info("the service's Ray runs at %s (pid %d)", self.address, self._proc.pid)
-                return
-            if self._proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        tail = log_path.read_bytes()[start:][-2000:].decode(errors="replace")
-        self._kill_group()
-        raise RuntimeError(f"the service's Ray did not start: {tail.strip()}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        self.starts += 1
+        log.info("the service's Ray runs at %s (pid %d)", self.address, self._proc.pid)

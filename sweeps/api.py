@@ -134,6 +134,10 @@ def run_sweep(
               higher_is_better=higher_is_better, data=data)  # fmt: skip
         base = Path(base_dir) if base_dir else spec_dir
         prepared = prepare(parse_spec(raw), base_dir=base)
+    from sweeps.core.compile_cache import use_persistent_cache
+    from sweeps.settings import get_settings
+
+    use_persistent_cache(get_settings().compile_cache)  # a later kernel compiles nothing again
     if out_dir is None:  # a folder of its own per call: a re-run cell never reuses one
         options.setdefault("sweep_id", new_sweep_id(prepared.spec))
         out_dir = Path("runs") / options["sweep_id"]

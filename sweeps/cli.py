@@ -177,6 +177,36 @@ def _lane_text(prepared) -> str:
     return f"{plural(len(planner.lanes), 'lane')}, {plural(len(planner.populations), 'population')}"
 
 
+def _use_compile_cache() -> None:
+    from sweeps.core.compile_cache import use_persistent_cache
+    from sweeps.settings import get_settings
+
+    use_persistent_cache(get_settings().compile_cache)
+
+
+def _join_kept_head(executor: str, ray_address: str | None) -> str | None:
+    """The cluster a Ray sweep joins: the one named (--ray-address, RAY_ADDRESS), else the
+    local head `goldilocks ray up` keeps, said plainly, else None (a local Ray of its own)."""
+    import os
+
+    if executor != "ray" or ray_address or os.environ.get("RAY_ADDRESS"):
+        return ray_address
+    from sweeps.exec.raytune import local_head
+    from sweeps.settings import get_settings
+
+    head = local_head.find(get_settings().state_dir)
+    if head is None:
+        return None
+    # the head is this machine: its trials may use what the driver compiles and measures
+    os.environ.update(head.env(), GOLDILOCKS_RAY_SAME_HOST="1")
+    get_settings.cache_clear()
+    console.print(
+        f"Ray: joining the local head kept by `goldilocks ray up` ({head.address}); "
+        "`goldilocks ray down` stops it"
+    )
+    return head.address
+
+
 def _run_and_report(
     prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume, overwrite=False
 ):
@@ -184,6 +214,9 @@ def _run_and_report(
 
     from sweeps.errors import SweepFailed, SweepInterrupted
     from sweeps.pipeline import run_sweep
+
+    ray_address = _join_kept_head(executor, ray_address)
+    _use_compile_cache()
 
     # SIGTERM (a cancel, a stopping service) ends the sweep like Ctrl-C: runs closed KILLED,
     # the folder marked interrupted, resumable. Only the first one: a second SIGTERM arriving
@@ -255,6 +288,7 @@ def lr_find_command(
         _fail_input(
             ValueError("--min-lr/--max-lr/--steps: need 0 < min-lr < max-lr and steps >= 2")
         )
+    _use_compile_cache()
     with console.status(
         f"range test {config.min_lr:.0e} → {config.max_lr:.0e}, {config.steps} steps"
     ):
@@ -266,12 +300,57 @@ def lr_find_command(
     console.print(f"curve: {out / 'lr_find.png'}   data: {out / 'lr_find.json'}")
 
 
+ray_app = typer.Typer(
+    help="A local Ray head kept running between commands: `run` joins it (Ray's start paid once).",
+    no_args_is_help=True,
+)
+
+
+@ray_app.command("up")
+def ray_up(
+    cpus: Annotated[int | None, typer.Option(help="CPUs it offers (default: all).")] = None,
+) -> None:
+    """Start a local Ray head and keep it: every `goldilocks run` on Ray joins it."""
+    from sweeps.exec.raytune import local_head
+    from sweeps.settings import get_settings
+
+    state = get_settings().state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    with console.status("starting a local Ray head"):
+        head = local_head.start(state, cpus)
+    console.print(
+        f"Ray head kept at {head.address} ({plural(head.cpus, 'CPU')}, pid {head.pid}): "
+        "`goldilocks run` joins it until `goldilocks ray down`"
+    )
+
+
+@ray_app.command("down")
+def ray_down() -> None:
+    """Stop the local Ray head `ray up` keeps."""
+    from sweeps.exec.raytune import local_head
+    from sweeps.settings import get_settings
+
+    head = local_head.stop(get_settings().state_dir)
+    console.print(f"stopped the Ray head at {head.address}" if head else "no kept Ray head runs")
+
+
+@ray_app.command("status")
+def ray_status() -> None:
+    """Say whether a kept Ray head runs, and where."""
+    from sweeps.exec.raytune import local_head
+    from sweeps.settings import get_settings
+
+    head = local_head.find(get_settings().state_dir)
+    console.print(f"Ray head kept at {head.address} (pid {head.pid})" if head else "none")
+
+
 def register(app: typer.Typer) -> None:
     """Add the sweep commands to `app`."""
     app.command()(validate)
     app.command()(run)
     app.command()(resume)
     app.command("lr-find")(lr_find_command)
+    app.add_typer(ray_app, name="ray")
 
 
 app = new_app()

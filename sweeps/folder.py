@@ -214,11 +214,16 @@ class SweepFolder:
 
 
 def pid_alive(pid: Any) -> bool:
-    """A process of ours with this pid exists (another user's is not ours: False)."""
+    """A process of ours with this pid runs (another user's is not ours; a zombie, which a
+    container's init may never reap, has ended)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # not Linux, or gone just now: the signal probe said it was there
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     precompile: bool = True
     # The persistent XLA compile cache shared by the driver and the Ray trials of this host.
     compile_cache: Path = Path.home() / ".cache" / "goldilocks" / "jax"
+    # Where `goldilocks ray up` notes the local Ray head it keeps running between commands.
+    state_dir: Path = Path.home() / ".cache" / "goldilocks"
     # The Ray cluster joined (RAY_ADDRESS) runs on this machine only (the service's own Ray):
     # its trials can load the programs the driver compiled ahead (sweeps/exec/precompile.py).
     ray_same_host: bool = False

@@ -11,6 +11,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 _SCRATCH = tempfile.mkdtemp(prefix="goldilocks-tests-")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SCRATCH}/mlflow.db"
 os.environ.setdefault("GOLDILOCKS_COMPILE_CACHE", f"{_SCRATCH}/jax-cache")
+# Never join a Ray head a developer keeps (`goldilocks ray up`): the tests' own state folder.
+os.environ["GOLDILOCKS_STATE_DIR"] = f"{_SCRATCH}/state"
 # One fixed lane width: measuring it for every structure of the suite would cost minutes.
 # tests/sweeps/core/test_lane_width.py measures it (and the width a sweep reports) itself.
 os.environ.setdefault("GOLDILOCKS_CPU_LANE_WIDTH", "8")
