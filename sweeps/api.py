@@ -137,7 +137,8 @@ def run_sweep(
     from sweeps.core.compile_cache import use_persistent_cache
     from sweeps.settings import get_settings
 
-    use_persistent_cache(get_settings().compile_cache)  # a later kernel compiles nothing again
+    if options.get("executor", "ray") == "inline":  # a later kernel compiles nothing again
+        use_persistent_cache(get_settings().compile_cache)
     if out_dir is None:  # a folder of its own per call: a re-run cell never reuses one
         options.setdefault("sweep_id", new_sweep_id(prepared.spec))
         out_dir = Path("runs") / options["sweep_id"]

@@ -216,7 +216,8 @@ def _run_and_report(
     from sweeps.pipeline import run_sweep
 
     ray_address = _join_kept_head(executor, ray_address)
-    _use_compile_cache()
+    if executor == "inline":
+        _use_compile_cache()
 
     # SIGTERM (a cancel, a stopping service) ends the sweep like Ctrl-C: runs closed KILLED,
     # the folder marked interrupted, resumable. Only the first one: a second SIGTERM arriving

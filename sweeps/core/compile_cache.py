@@ -1,8 +1,12 @@
-"""JAX's persistent compilation cache, turned on by the entry points (CLI, Python API).
+"""JAX's persistent compilation cache, turned on by the entry points (CLI, Python API) for
+sweeps that train in their own process.
 
-A warm `goldilocks run` of the demo otherwise compiles its nine programs again in every
-process: 4.2 s of an 8 s sweep, 0.8 s from the cache. Ray trial workers get the same folder
-through their environment (sweeps/exec/raytune/cluster.py).
+A warm `goldilocks run --executor inline` of the demo otherwise compiles its nine programs
+again in every process: 4.2 s of an 8 s sweep, 0.8 s from the cache. Ray trial workers get the
+same folder through their environment (sweeps/exec/raytune/cluster.py). Not for a Ray sweep's
+driver: it compiles the trials' programs ahead and serializes them, and an executable read
+back from the cache serializes without its code ("Function wrapped_broadcast.1 not found" in
+the trial, jax 0.10).
 """
 
 from __future__ import annotations

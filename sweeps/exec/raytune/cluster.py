@@ -201,7 +201,13 @@ def init_ray(spec: SweepSpec, address: str | None = None) -> str:
     with keeping_sigterm_handler(), _quiet_fork_warning():
         if address:
             check_reachable(address)
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            # configure_logging=False: no "Connecting to existing Ray cluster" lines for users
+            ray.init(
+                address=address,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                configure_logging=False,
+            )
             return address
         ray.init(
             address="local",  # a new local Ray, even when another cluster runs on this machine
