@@ -69,3 +69,20 @@ def local_ray():
     assert ray.cluster_resources()["CPU"] == 2
     yield
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_compile_cache_leaks():
+    """An in-process `goldilocks run --executor inline` (CliRunner) turns JAX's persistent
+    compile cache on for the process; a later Ray test in it would then not compile ahead
+    (sweeps/core/compile_cache.py). Each test starts with it as the process had it."""
+    yield
+    import sys
+
+    if "jax" in sys.modules:
+        import jax
+        from jax._src import compilation_cache
+
+        if jax.config.jax_compilation_cache_dir:
+            jax.config.update("jax_compilation_cache_dir", None)
+            compilation_cache.reset_cache()

@@ -23,3 +23,11 @@ def use_persistent_cache(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def persistent_cache_on() -> bool:
+    """This process reads compiled programs from a persistent cache (an inline sweep ran here
+    before: a notebook, a test), so it must not serialize executables for other processes."""
+    import jax
+
+    return bool(jax.config.jax_compilation_cache_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import ray
 
+from sweeps.core.compile_cache import persistent_cache_on
 from sweeps.exec.precompile import CompileAhead
 from sweeps.folder import PROGRAMS
 from sweeps.settings import get_settings
@@ -101,6 +102,7 @@ def compile_ahead(
         not get_settings().precompile
         or not trials_run_here(spec, address)
         or not populations  # tpe: points come from the searcher as it runs
+        or persistent_cache_on()  # its executables would reach the trials without their code
     ):
         return None
     threads = ray_trial_threads(spec, populations, address)
