@@ -1,8 +1,8 @@
 """The Goldilocks verdict: a status per lane, edges and a zone per group, and a winner.
 
-Pure functions over `LaneResult`s. A lane's status (the rules, with their numbers, are in the
-README) is decided in two passes: what the lane did on its own, then where it ended against
-its group (same optimizer, schedule and arguments; other LRs and seeds).
+Pure functions over `LaneResult`s. A lane's status (the rules, with their numbers, are in
+docs/verdict-rules.md) is decided in two passes: what the lane did on its own, then where it
+ended against its group (same optimizer, schedule and arguments; other LRs and seeds).
 
 On its own:
 - **diverged**: the trainer froze it (non-finite loss, or above `diverge_factor` x its initial
