@@ -3,7 +3,7 @@
 Trains each example once (inline, no tracking), then re-reads the same lanes' verdict under
 several `analysis.zone_tolerance` values and prints, per group, the zone and the largest gap
 in the headline metric between the best LR and any LR inside the zone. The default is chosen
-from these figures (README: "How the verdict decides").
+from these figures (docs/verdict.md, docs/benchmarks.md).
 
     python benchmarks/zone_rule.py [examples/digits.yaml ...] [--json]
 """

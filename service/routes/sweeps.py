@@ -61,7 +61,7 @@ def _openapi_body() -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "description": "The sweep spec (see DESIGN.md), as JSON or YAML.",
+            "description": 'The sweep spec (see README.md, "The spec"), as JSON or YAML.',
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/SweepSpec"},
@@ -222,7 +222,7 @@ def _folder(settings, sweep_id: str):
     },
 )
 async def get_report(sweep_id: SweepId, request: Request, settings: SettingsDep) -> FileResponse:
-    """The sweep's report.json (see DESIGN.md): 404 until the sweep succeeded."""
+    """The sweep's report.json (its contract: docs/report.md): 404 until the sweep succeeded."""
     sweep = await in_session(request, lambda session: _get(session, sweep_id))
     path = _folder(settings, sweep_id) / REPORT
     if sweep.status != SweepStatus.succeeded or not await run_in_threadpool(path.is_file):

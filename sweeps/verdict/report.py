@@ -1,4 +1,4 @@
-"""report.json: the contract of DESIGN.md, built from analysed lane results."""
+"""report.json: the contract of docs/report.md, built from analysed lane results."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 
 
 def read_report(sweep_dir: Path) -> dict[str, Any]:
-    """A finished sweep's report.json (see DESIGN's report contract)."""
+    """A finished sweep's report.json (its contract: docs/report.md)."""
     path = Path(sweep_dir) / REPORT
     if not path.exists():
         raise FileNotFoundError(f"{path}: no report (the sweep has not finished)")
