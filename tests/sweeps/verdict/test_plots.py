@@ -21,8 +21,6 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from sweeps.verdict.plots import (
-    CAP_FACTOR,
-    DIVERGED_Y,
     STATUS_ORDER,
     STATUS_STYLE,
     goldilocks_figure,
@@ -35,6 +33,7 @@ from sweeps.verdict.plots import (
     training_curves_figure,
     write_sweep_plots,
 )
+from sweeps.verdict.plots.style import CAP_FACTOR, DIVERGED_Y
 
 REPORTS = Path(__file__).parent / "plot_reports"
 EXAMPLES = ("digits", "schedules", "diabetes", "breast_cancer")
