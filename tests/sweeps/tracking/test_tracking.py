@@ -456,3 +456,31 @@ def test_long_histories_and_values(sqlite_uri: str, tmp_path: Path) -> None:
     assert len(hidden) == 500 and hidden.endswith("…")
     child = client.get_run(results[0].run_id)
     assert json.loads(child.data.params["model"])["hidden"] == [8] * 200  # < 6,000: kept whole
+
+
+def test_a_tracker_made_after_the_environment_was_replaced_has_the_retry_defaults(tmp_path):
+    """The service's standby driver imports the tracker, then takes the service's environment
+    (service/standby.py): MLflow's client must still give up on a dead server in ~30 s, not
+    MLflow's 4 minutes (its defaults: 7 retries, backoff 2, 120 s timeout)."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import os
+import sweeps.tracking.tracker as t
+env = {{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}}
+os.environ.clear()
+os.environ.update(env)  # as the standby does when it is handed its sweep
+tracker = t.SweepTracker("sqlite:///{tmp_path}/m.db", "x", __import__("pathlib").Path("{tmp_path}/s.json"))
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)
+print(MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+      MLFLOW_HTTP_REQUEST_TIMEOUT.get())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["5", "1", "30"]
