@@ -142,17 +142,17 @@ def _reset_peak() -> bool:
         return False
 
 
-def _train(structure, data, lrs: np.ndarray):
-    """One `train_population` run: (wall s, CPU s, Timing, last EvalPoint)."""
+def _train(structure, data, lrs: np.ndarray, width: int | None = None):
+    """One `train_population` run at slice width `width`: (wall s, CPU s, Timing, last
+    EvalPoint)."""
     from benchmarks.common import train_once
 
-    return train_once(structure, data, lrs, SEED)
+    return train_once(structure, data, lrs, SEED, width=width)
 
 
 def child(args: argparse.Namespace) -> dict:
     """One variant in this (fresh) process: warm-up, then the timed run(s)."""
     width = args.width if args.variant == "population" else 1
-    os.environ[WIDTH_ENV] = str(width)
     import jax
 
     from sweeps.core.population import lane_width
@@ -163,20 +163,20 @@ def child(args: argparse.Namespace) -> dict:
     base_rss = _rss_mb()
     used = lane_width(len(lrs), width)
     # Warm-up: one slice of the population (the same shapes: the same compiled programs).
-    _, _, warm, _ = _train(structure, data, lrs[:used])
+    _, _, warm, _ = _train(structure, data, lrs[:used], width)
     before_run = _status_mb("VmRSS")
     resettable = _reset_peak()
     best = None
     for _ in range(args.repeats):
         if args.variant == "population":
-            wall, cpu, timing, last = _train(structure, data, lrs)
+            wall, cpu, timing, last = _train(structure, data, lrs, width)
             finals, compiles = last.train_loss, timing.compiles
             diverged = last.diverged_at
         else:
             wall = cpu = 0.0
             compiles, finals, diverged = 0, [], []
             for lr in lrs:
-                w, c, timing, last = _train(structure, data, np.array([lr]))
+                w, c, timing, last = _train(structure, data, np.array([lr]), 1)
                 wall, cpu, compiles = wall + w, cpu + c, compiles + timing.compiles
                 finals.append(last.train_loss[0])
                 diverged.append(last.diverged_at[0])

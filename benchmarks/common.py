@@ -61,7 +61,7 @@ def adam_hyperparams(structure: Any, lrs: np.ndarray):
     )
 
 
-def train_once(structure: Any, data: Any, lrs: np.ndarray, seed: int = 0, threads=None):
+def train_once(structure: Any, data: Any, lrs: np.ndarray, seed: int = 0, threads=None, width=None):
     """One `train_population` run, every lane from init `seed`: (wall s, CPU s, Timing, last
     EvalPoint)."""
     from sweeps.core import population
@@ -75,6 +75,7 @@ def train_once(structure: Any, data: Any, lrs: np.ndarray, seed: int = 0, thread
         adam_hyperparams(structure, lrs),
         np.full(len(lrs), seed),
         timing=timing,
+        width=width,
         threads=threads,
     ):
         last = point

@@ -41,8 +41,8 @@ prints one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -60,7 +60,7 @@ import optax  # noqa: E402
 
 from benchmarks.common import Clock, measure_peak, side_by_side  # noqa: E402
 from models import MLPSpec, make_model  # noqa: E402
-from sweeps.core import population  # noqa: E402
+from sweeps.core import lane_policy, population  # noqa: E402
 from sweeps.core.data import Dataset, load_dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
 from sweeps.core.optimizers import OPTIMIZERS, set_hyperparams  # noqa: E402
@@ -109,11 +109,12 @@ def flops_per_lane_step(params) -> float:
     return 6.0 * BATCH * macs
 
 
+WIDTH: list[int | None] = [None]  # --width: every population at this slice width
+
+
 def set_lane_width(width: int) -> None:
-    """Make `lane_width` use `width` on this backend (read from the environment, as in a sweep)."""
-    os.environ["GOLDILOCKS_CPU_LANE_WIDTH"] = str(width)
-    os.environ["GOLDILOCKS_GPU_LANE_WIDTH"] = str(width)
-    get_settings.cache_clear()
+    """Train every population of this run at slice width `width` (--width)."""
+    WIDTH[0] = width
 
 
 def peak_rss_mb() -> float:
@@ -121,14 +122,15 @@ def peak_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------- measurements
-def _train_once(structure: Structure, data: Dataset, lrs: np.ndarray):
+def _train_once(structure: Structure, data: Dataset, lrs: np.ndarray, width: int | None = None):
     """One full `train_population` run; returns ((wall, cpu) seconds, Timing, last EvalPoint)."""
     hp = make_hyperparams(lrs, {k: np.full(len(lrs), v) for k, v in ADAM.items()}, {})
     seeds = np.full(len(lrs), SEED)
     timing = Timing()
     clock = Clock()
     last = None
-    for point in population.train_population(structure, data, hp, seeds, timing=timing):
+    run = population.train_population(structure, data, hp, seeds, timing=timing, width=width)
+    for point in run:
         last = point
     return clock.stop(), timing, last
 
@@ -136,11 +138,15 @@ def _train_once(structure: Structure, data: Dataset, lrs: np.ndarray):
 def run_population(structure: Structure, data: Dataset, lrs: np.ndarray, repeats: int) -> dict:
     """The real trainer: the lane width settled as a sweep's driver does (measured here unless
     set or cached), a cold run (compile), then `repeats` warm runs; the best warm wall time."""
-    choice = population.lane_choice(structure, data, len(lrs), measure=True)
-    _, cold, _ = _train_once(structure, data, lrs)
+    policy = dataclasses.replace(get_settings().lane_policy(), min_lane_steps=0)
+    if WIDTH[0]:
+        policy = dataclasses.replace(policy, cpu_width=WIDTH[0], gpu_width=WIDTH[0])
+    choice = lane_policy.choose(policy, structure, data, len(lrs), measure=True)
+    width = choice["width"]
+    _, cold, _ = _train_once(structure, data, lrs, width)
     best, warm, last = (float("inf"), 0.0), None, None
     for _ in range(repeats):
-        seconds, timing, point = _train_once(structure, data, lrs)
+        seconds, timing, point = _train_once(structure, data, lrs, width)
         if seconds[0] < best[0]:
             best, warm, last = seconds, timing, point
     return {
@@ -280,12 +286,13 @@ def _child(args: argparse.Namespace) -> None:
     lrs = learning_rates(args.lanes)
     if args.width:
         set_lane_width(args.width)
+    width = WIDTH[0] or population.default_width(structure)
     if not args.cold:
-        _train_once(structure, data, lrs)
-    (wall, cpu), timing, _ = _train_once(structure, data, lrs)
+        _train_once(structure, data, lrs, width)
+    (wall, cpu), timing, _ = _train_once(structure, data, lrs, width)
     print(json.dumps({"seconds": wall, "cpu_s": cpu, "compile_s": timing.compile_s,
                       "train_s": timing.train_s,
-                      "width": population.lane_choice(structure, data, len(lrs))["width"],
+                      "width": width,
                       "peak_rss_mb": peak_rss_mb()}))  # fmt: skip
 
 

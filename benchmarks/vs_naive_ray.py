@@ -89,7 +89,7 @@ from sweeps.core.population import batch_plan, data_shape, forget_programs  # no
 from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
 from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
 from sweeps.exec.raytune.collector import PointLog  # noqa: E402
-from sweeps.exec.trial import measure_lane_widths  # noqa: E402
+from sweeps.exec.trial import decide_widths  # noqa: E402
 from sweeps.folder import POINTS  # noqa: E402
 from sweeps.pipeline import prepare, run_sweep  # noqa: E402
 from sweeps.plan.search import learning_rates  # noqa: E402
@@ -267,7 +267,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
         # The lane width is measured once per machine and structure, then read from the
         # host's cache (like the imports, a one-time cost): paid before the clock starts.
         ahead = prepare(spec)
-        measure_lane_widths(spec, ahead.data, ahead.populations)
+        decide_widths(spec, ahead.data, ahead.populations, get_settings().lane_policy())
         forget_programs()
         t0 = time.perf_counter()
         timeline = Timeline(t0)

@@ -348,6 +348,8 @@ class Runner:
                 address = self.ray.ensure()
             if address:
                 args += ["--ray-address", address]
+            if sweep.executor == "ray" and self.ray.enabled:
+                args += ["--ray-same-host"]  # its trials may use programs compiled ahead
             env = self._driver_env()
             log_file: IO[bytes] | None = (folder / DRIVER_LOG).open("ab")
             log_file.write(f"{ATTEMPT_MARK}{sweep.attempts}: {' '.join(args)}\n".encode())

@@ -66,10 +66,9 @@ class ServiceRay:
             return self.address
 
     def driver_env(self) -> dict[str, str]:
-        """What a driver needs to join: Ray's token (the address goes on its command line),
-        and that the cluster is this machine (its trials may use programs compiled ahead)."""
-        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self._token,
-                "GOLDILOCKS_RAY_SAME_HOST": "1"}  # fmt: skip
+        """What a driver needs to join: Ray's token (the address, and that the cluster is this
+        machine, go on its command line: `--ray-address`, `--ray-same-host`)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self._token}
 
     def stop(self) -> None:
         with self._lock:

@@ -92,7 +92,9 @@ class Report(dict):
 
     def print_mlflow(self) -> None:
         """Where the runs are: the tracking URI and the links to the MLflow UI's runs view."""
-        print_mlflow(self)
+        from sweeps.settings import get_settings
+
+        print_mlflow(self, get_settings().mlflow_ui_url)
 
     def _repr_markdown_(self) -> str:  # Jupyter shows the table
         return self.table
@@ -155,7 +157,7 @@ def run_sweep(
                 forward(p)
 
         report = Report(run_prepared(prepared, out, on_progress=on_progress, **options), out)
-    print_mlflow(report)
+    print_mlflow(report, get_settings().mlflow_ui_url)
     return report
 
 

@@ -20,17 +20,22 @@ from sweeps.core.lane_width import CANDIDATES
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.errors import SpecError
 from sweeps.plan.planner import Planner
-from sweeps.settings import get_settings
+from sweeps.settings import Settings
 from sweeps.spec import SweepSpec, model_for
 
 BYTES = 4  # float32
 ACTIVATION_COPIES = 3  # forward activations kept for the backward pass, and their gradients
 
 
-def check_budget(spec: SweepSpec, data: Dataset, planner: Planner) -> None:
-    """Raise SpecError naming the field when the sweep is over a budget."""
-    s = get_settings()
+def check_budget(spec: SweepSpec, data: Dataset, planner: Planner, s: Settings) -> None:
+    """Raise SpecError naming the field when the sweep is over a budget (`s`: the caps, from
+    GOLDILOCKS_* settings read at the entry point)."""
     errors = []
+    if spec.lane_count() > s.max_lanes:
+        errors.append(
+            f"search: this sweep has {spec.lane_count():,} lanes, above the cap of "
+            f"{s.max_lanes:,} (GOLDILOCKS_MAX_LANES); narrow the grid or use fewer seeds"
+        )
     steps = spec.train.steps
     if steps > s.max_steps:
         errors.append(
@@ -45,7 +50,7 @@ def check_budget(spec: SweepSpec, data: Dataset, planner: Planner) -> None:
             "fewer steps, LRs or seeds"
         )
     if not errors:
-        memory = _memory_error(spec, data, planner)
+        memory = _memory_error(spec, data, planner, s)
         if memory:
             errors.append(memory)
     if errors:
@@ -59,7 +64,9 @@ def trial_lanes(spec: SweepSpec, planner: Planner) -> int:
     return max((len(p.lanes) for p in planner.populations), default=0)
 
 
-def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> dict[str, float]:
+def estimate_trial_bytes(
+    spec: SweepSpec, data: Dataset, planner: Planner, s: Settings
+) -> dict[str, float]:
     """Bytes one trial needs, by part."""
     _, fns = model_for(spec, data)
     lanes = trial_lanes(spec, planner)
@@ -67,7 +74,6 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     # parameters, their gradients, the optimizer's state: per lane, every lane resident
     state = BYTES * fns.num_params * (2 + state_arrays) * lanes
     batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
-    s = get_settings()
     # the widest slice the trial may run (on a CPU: the widest width the tuner may choose)
     cpu = s.cpu_lane_width or max(CANDIDATES)
     width = min(lanes, s.gpu_lane_width if spec.resources.accelerator != "cpu" else cpu)
@@ -94,10 +100,9 @@ def estimate_trial_bytes(spec: SweepSpec, data: Dataset, planner: Planner) -> di
     }
 
 
-def trial_memory_limit(spec: SweepSpec, planner: Planner) -> int | None:
+def trial_memory_limit(spec: SweepSpec, planner: Planner, s: Settings) -> int | None:
     """What one trial may use: GOLDILOCKS_TRIAL_MEMORY_BYTES, else (CPU trials) this machine's
     memory shared by the trials that run at once; None when unknown (GPU trials)."""
-    s = get_settings()
     if s.trial_memory_bytes is not None:
         return s.trial_memory_bytes
     if spec.resources.gpus_per_trial:
@@ -110,11 +115,11 @@ def trial_memory_limit(spec: SweepSpec, planner: Planner) -> int | None:
     return total // concurrent
 
 
-def _memory_error(spec: SweepSpec, data: Dataset, planner: Planner) -> str | None:
-    limit = trial_memory_limit(spec, planner)
+def _memory_error(spec: SweepSpec, data: Dataset, planner: Planner, s: Settings) -> str | None:
+    limit = trial_memory_limit(spec, planner, s)
     if limit is None:
         return None
-    est = estimate_trial_bytes(spec, data, planner)
+    est = estimate_trial_bytes(spec, data, planner, s)
     if est["total"] <= limit:
         return None
     return (

@@ -95,6 +95,8 @@ TrackingOpt = Annotated[
 RayAddressOpt = Annotated[
     str | None, typer.Option(help="Join this Ray cluster (else RAY_ADDRESS, else local Ray).")
 ]
+# The service's driver: the Ray it names runs on this machine (the service's own).
+SameHostOpt = Annotated[bool, typer.Option("--ray-same-host", hidden=True)]
 
 
 def run(
@@ -119,6 +121,7 @@ def run(
         ),
     ] = False,
     sweep_id: Annotated[str | None, typer.Option(help="Use this sweep id.", hidden=True)] = None,
+    ray_same_host: SameHostOpt = False,
 ) -> None:
     """Run a sweep, print the verdict, write report.json and plots, log it all to MLflow."""
     parsed = _load(spec)
@@ -139,7 +142,7 @@ def run(
     )
     _run_and_report(
         prepared, out, executor, tracking_uri, ray_address, sweep_id, resume=False,
-        overwrite=overwrite,
+        overwrite=overwrite, same_host=ray_same_host,
     )  # fmt: skip
 
 
@@ -147,6 +150,7 @@ def resume(
     sweep_dir: Annotated[Path, typer.Argument(help="The folder of an interrupted sweep.")],
     tracking_uri: TrackingOpt = None,
     ray_address: RayAddressOpt = None,
+    ray_same_host: SameHostOpt = False,
 ) -> None:
     """Resume an interrupted sweep from its folder (Ray Tune restores its trials)."""
     from sweeps.pipeline import load_for_resume
@@ -165,8 +169,9 @@ def resume(
     uri = tracking_uri or (state.get("mlflow") or {}).get("tracking_uri")
     console.print(f"resuming [bold]{state['sweep_id']}[/] ({state.get('status')})")
     _run_and_report(
-        prepared, sweep_dir, state.get("executor", "ray"), uri, ray_address, None, resume=True
-    )
+        prepared, sweep_dir, state.get("executor", "ray"), uri, ray_address, None, resume=True,
+        same_host=ray_same_host,
+    )  # fmt: skip
 
 
 def _lane_text(prepared) -> str:
@@ -184,38 +189,42 @@ def _use_compile_cache() -> None:
     use_persistent_cache(get_settings().compile_cache)
 
 
-def _join_kept_head(executor: str, ray_address: str | None) -> str | None:
-    """The cluster a Ray sweep joins: the one named (--ray-address, RAY_ADDRESS), else the
-    local head `goldilocks ray up` keeps, said plainly, else None (a local Ray of its own)."""
+def _join_kept_head(executor: str, ray_address: str | None, settings):
+    """The cluster a Ray sweep joins and the settings it runs with: the one named
+    (--ray-address, RAY_ADDRESS), else the local head `goldilocks ray up` keeps (said plainly;
+    this machine, so its trials may use what the driver compiles and measures), else None (a
+    local Ray of its own)."""
     import os
 
     if executor != "ray" or ray_address or os.environ.get("RAY_ADDRESS"):
-        return ray_address
+        return ray_address, settings
     from sweeps.exec.raytune import local_head
-    from sweeps.settings import get_settings
 
-    head = local_head.find(get_settings().state_dir)
+    head = local_head.find(settings.state_dir)
     if head is None:
-        return None
-    # the head is this machine: its trials may use what the driver compiles and measures
-    os.environ.update(head.env(), GOLDILOCKS_RAY_SAME_HOST="1")
-    get_settings.cache_clear()
+        return None, settings
+    os.environ.update(head.env())  # Ray's token, which ray.init reads
     console.print(
         f"Ray: joining the local head kept by `goldilocks ray up` ({head.address}); "
         "`goldilocks ray down` stops it"
     )
-    return head.address
+    return head.address, settings.model_copy(update={"ray_same_host": True})
 
 
 def _run_and_report(
-    prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume, overwrite=False
-):
+    prepared, out, executor, tracking_uri, ray_address, sweep_id, *, resume, overwrite=False,
+    same_host=False,
+):  # fmt: skip
     import signal
 
     from sweeps.errors import SweepFailed, SweepInterrupted
     from sweeps.pipeline import run_sweep
+    from sweeps.settings import get_settings
 
-    ray_address = _join_kept_head(executor, ray_address)
+    settings = get_settings()
+    if same_host:  # the service's own Ray: this machine
+        settings = settings.model_copy(update={"ray_same_host": True})
+    ray_address, settings = _join_kept_head(executor, ray_address, settings)
     if executor == "inline":
         _use_compile_cache()
 
@@ -237,7 +246,7 @@ def _run_and_report(
             report = run_sweep(
                 prepared, out, executor=executor, sweep_id=sweep_id, on_progress=on_progress,
                 ray_address=ray_address, tracking_uri=tracking_uri, resume=resume,
-                overwrite=overwrite,
+                overwrite=overwrite, settings=settings,
             )  # fmt: skip
     except SweepInterrupted as err:
         err_console.print(
@@ -256,11 +265,15 @@ def _run_and_report(
         raise typer.Exit(EXIT_FAILED) from None
     print_verdict(report)
     console.print(f"report: {out / files.REPORT}   plots: {out / files.PLOTS}")
-    print_mlflow(report)
+    from sweeps.settings import get_settings
+
+    print_mlflow(report, get_settings().mlflow_ui_url)
     if executor == "ray":  # everything is recorded: a Ray that lost its head must not hold us
+        import os
+
         from sweeps.exec.raytune.cluster import leave_ray
 
-        leave_ray(exit_code=0, address=ray_address)
+        leave_ray(exit_code=0, address=ray_address or os.environ.get("RAY_ADDRESS"))
 
 
 def lr_find_command(

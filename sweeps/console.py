@@ -123,14 +123,10 @@ def print_mlflow(report: dict, ui_url: str | None = None) -> None:
     info = report.get("mlflow")
     if not info:
         return
-    from sweeps.settings import get_settings
     from sweeps.tracking.uri import ui_links
 
     links = ui_links(
-        info.get("tracking_uri"),
-        info.get("experiment_id"),
-        info.get("parent_run_id"),
-        ui_url or get_settings().mlflow_ui_url,
+        info.get("tracking_uri"), info.get("experiment_id"), info.get("parent_run_id"), ui_url
     )
     for line in mlflow_lines(info, links):
         console.print(line, soft_wrap=True, highlight=False, markup=False)

@@ -16,133 +16,24 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps import folder as files
-from sweeps.budget import check_budget
-from sweeps.core.data import DataError, Dataset, load_dataset
 from sweeps.errors import FolderError, SpecError, SweepInterrupted
 from sweeps.folder import SweepFolder
-from sweeps.plan.lanes import Lane, Population
-from sweeps.plan.planner import Planner
-from sweeps.spec import SweepSpec, check_against_data, parse_spec
+from sweeps.preparation import Prepared, load_sweep_data, prepare, resolve_imports
+from sweeps.settings import Settings, get_settings
+from sweeps.spec import SweepSpec, parse_spec
 from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_writer
 from sweeps.verdict.analysis import analyze
 from sweeps.verdict.report import build_report, verdict_markdown, write_report
 
 EXECUTORS = ("ray", "inline")
+__all__ = ["EXECUTORS", "Prepared", "load_for_resume", "load_sweep_data", "new_sweep_id",
+           "prepare", "resolve_imports", "run_sweep"]  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prepared:
-    """A validated spec, its data and its plan: everything a run needs, nothing written yet."""
-
-    spec: SweepSpec
-    data: Dataset
-    planner: Planner
-    base_dir: Path | None = None
-    ran: bool = False  # its planner hands out each population once: one run per Prepared
-
-    @property
-    def lanes(self) -> list[Lane]:
-        """The lanes planned so far (all of them for grid and random; tpe makes them as it runs)."""
-        return self.planner.lanes
-
-    @property
-    def populations(self) -> list[Population]:
-        return self.planner.populations
-
-
-def load_sweep_data(spec: SweepSpec, base_dir: Path | None = None) -> Dataset:
-    d = spec.data
-    path, text = d.path, d.text
-    if d.dataset is not None:  # an upload: a table or arrays, or a text corpus (.txt)
-        upload = uploaded_dataset(d.dataset)
-        path, text = (None, str(upload)) if upload.suffix == ".txt" else (str(upload), None)
-    return load_dataset(
-        name=d.name,
-        path=path,
-        text=text,
-        block_size=d.block_size or 64,
-        arrays=_loader_arrays(d.import_, d.args) if d.import_ else None,
-        target=d.target,
-        task=d.task,
-        val_fraction=d.val_fraction,
-        standardize=d.standardize,
-        seed=spec.train.data_seed,
-        base_dir=base_dir,
-    )
-
-
-def uploaded_dataset(dataset_id: str) -> Path:
-    """The file of a dataset uploaded to the service (`POST /datasets`), by its id."""
-    from sweeps.settings import get_settings
-    from sweeps.uploads import find_upload
-
-    root = get_settings().datasets_dir
-    found = find_upload(root, dataset_id) if root else None
-    if found is None:
-        raise DataError("data.dataset", f"no uploaded dataset {dataset_id!r} here")
-    return found[1]
-
-
-def _loader_arrays(ref: str, args: dict[str, Any]) -> dict[str, Any]:
-    """What a data loader returns (a mapping of arrays, or (x, y)), or the arrays themselves
-    when the reference names them (handed to the Python API)."""
-    from models import imports
-
-    try:
-        source = imports.resolve(ref)
-    except imports.ImportFailed as err:
-        raise DataError("data.import", str(err)) from None
-    if callable(source):
-        try:
-            source = source(**args)
-        except Exception as err:  # the user's loader
-            raise DataError("data.import", f"{ref} raised {type(err).__name__}: {err}") from err
-    if isinstance(source, tuple) and len(source) == 2:
-        source = {"x": source[0], "y": source[1]}
-    if not hasattr(source, "keys"):
-        raise DataError(
-            "data.import",
-            f"{ref} gave a {type(source).__name__}; return a mapping of arrays "
-            "(x/y or x_train/y_train/x_val/y_val) or a pair (x, y)",
-        )
-    return dict(source)
-
-
-def resolve_imports(spec: SweepSpec, base_dir: Path | None = None) -> SweepSpec:
-    """The spec with its files' references made absolute, each one checked to import
-    (SpecError naming the field, before anything is created)."""
-    from models import imports
-
-    refs = {field: imports.canonical(ref, base_dir) for field, ref in spec.import_refs().items()}
-    errors = []
-    for field, ref in refs.items():
-        try:
-            imports.resolve(ref)
-        except imports.ImportFailed as err:
-            errors.append(f"{field}: {err}")
-    if errors:
-        raise SpecError(errors)
-    return spec.with_import_refs(refs) if refs else spec
-
-
-def prepare(spec: SweepSpec, base_dir: Path | None = None) -> Prepared:
-    """Load the data and plan the sweep; every input problem raises SpecError (nothing written)."""
-    spec = resolve_imports(spec, base_dir)
-    try:
-        data = load_sweep_data(spec, base_dir)
-    except DataError as err:
-        raise SpecError([str(err)]) from None
-    check_against_data(spec, data)
-    planner = Planner(spec)
-    check_budget(spec, data, planner)  # steps, lane-steps, memory: before anything exists
-    return Prepared(spec, data, planner, base_dir)
 
 
 def new_sweep_id(spec: SweepSpec) -> str:
@@ -161,6 +52,7 @@ def run_sweep(
     track: bool = True,
     resume: bool = False,
     overwrite: bool = False,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a prepared sweep; write report.json and plots into `out_dir`.
 
@@ -170,7 +62,11 @@ def run_sweep(
 
     Raises `SweepInterrupted` (Ctrl-C/SIGTERM; resumable) or `SweepFailed`; either way every
     MLflow run is closed with a true status and the sweep folder says what happened.
+
+    A library entry point: `settings` are read here when not given (GOLDILOCKS_*) and passed
+    down as arguments (the lane-width policy, where Ray runs and what its trials are told).
     """
+    settings = settings or get_settings()
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
     if prepared.ran:  # its planner has nothing left: it would train nothing and "succeed"
@@ -202,10 +98,11 @@ def run_sweep(
     try:
         planner.persist(folder / files.PLAN, resume=resume)
         progress = progress_writer(folder.write_progress, on_progress)
-        tune_s = _measure_lane_widths(prepared, executor, ray_address, progress)
+        target = _ray_target(executor, settings, ray_address)
+        widths = _decide_widths(prepared, target, settings, progress)
         progress(Progress(stage="starting"))  # MLflow, Ray, the compiles ahead
         tracker, ahead = _start(
-            prepared, folder, sweep_id, executor, track, tracking_uri, ray_address
+            prepared, folder, sweep_id, executor, track, tracking_uri, target, widths
         )
         folder.set_state(mlflow=tracker.info if tracker else None)
         dispatcher = Dispatcher(
@@ -217,17 +114,16 @@ def run_sweep(
             on_progress=progress,
         )
         planner.subscribe(dispatcher.add_population)
-        runner = _executor(prepared, folder, executor, ray_address, ahead)
+        runner = _executor(prepared, folder, executor, target, ahead, widths)
         watchdog = _watch_ray_head(folder, tracker) if executor == "ray" else None
         try:
             timing = runner.run(planner, dispatcher, resume=resume)
         finally:
             if watchdog:
                 watchdog.stop()
-        timing.tune_s += tune_s
-        threads = _trial_threads(prepared, executor, ray_address)
+        timing.tune_s += widths.tune_s
         report = _finish(
-            prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, threads
+            prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths
         )
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = str(err) or "interrupted (Ctrl-C)"
@@ -247,38 +143,44 @@ def run_sweep(
     return report
 
 
-def _measure_lane_widths(prepared, executor, ray_address, on_progress) -> float:
-    """The CPU lane widths, measured before Ray starts or anything trains (quiet timings),
-    where the trials train on this machine; the seconds it took."""
-    if prepared.spec.resources.accelerator != "cpu":
-        return 0.0
-    if executor == "ray":
-        from sweeps.exec.raytune.cluster import trials_run_here
+def _ray_target(executor: str, settings: Settings, ray_address: str | None):
+    """Where a Ray sweep's trials run (None: inline, in this process)."""
+    if executor != "ray":
+        return None
+    from sweeps.exec.raytune.cluster import RayTarget
 
-        if not trials_run_here(prepared.spec, ray_address):
-            return 0.0  # the workers' CPUs are not this one: they take the default rule
-    from sweeps.exec.trial import measure_lane_widths
+    return RayTarget.from_settings(settings, ray_address)
+
+
+def _decide_widths(prepared, target, settings: Settings, on_progress):
+    """Every planned population's slice width, decided once before Ray starts or anything
+    trains (quiet timings, where measuring pays and the trials train on this machine's CPU),
+    and the slices a trial trains at once: the record the trials are told and the report
+    is written from (sweeps/exec/trial.py: WidthBook)."""
+    from sweeps.exec.trial import WidthBook, trial_threads
+
+    spec = prepared.spec
+    if target is None:  # inline: this process's cores (or the setting)
+        threads, here = settings.cpu_threads, True
+    else:
+        from sweeps.exec.raytune.cluster import ray_trial_threads, trials_run_here
+
+        here = trials_run_here(spec, target)
+        threads = (
+            trial_threads(spec, None, target.cpu_threads)
+            if prepared.planner.adaptive
+            else ray_trial_threads(spec, prepared.populations, target)
+        )
+    book = WidthBook(spec, prepared.data, settings.lane_policy(), threads)
 
     def tell(what: str) -> None:
         if on_progress:
             on_progress(Progress(phase=what, stage="measuring"))
 
-    threads = _trial_threads(prepared, executor, ray_address)
-    return measure_lane_widths(prepared.spec, prepared.data, prepared.populations, tell, threads)
-
-
-def _trial_threads(prepared: Prepared, executor: str, ray_address: str | None) -> int | None:
-    """Slices a trial trains at once: a Ray trial's (sweeps/exec/trial.py); inline, this
-    process's (None)."""
-    from sweeps.exec.trial import trial_threads
-
-    if executor != "ray":
-        return None
-    if prepared.planner.adaptive:
-        return trial_threads(prepared.spec, None)
-    from sweeps.exec.raytune.cluster import ray_trial_threads
-
-    return ray_trial_threads(prepared.spec, prepared.populations, ray_address)
+    # the workers' CPUs are not this one: they take what is known, else the default rule
+    measure = here and spec.resources.accelerator == "cpu"
+    book.decide(prepared.populations, measure=measure, tell=tell)
+    return book
 
 
 def _watch_ray_head(folder: SweepFolder, tracker):
@@ -313,7 +215,7 @@ def _record_ending(folder: SweepFolder, status: str, reason: str) -> None:
         )
 
 
-def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_address):
+def _start(prepared, folder, sweep_id, executor, track, tracking_uri, target, widths):
     """Open the MLflow tracker, start Ray and compile the trials' programs at once (each takes
     seconds): (the tracker or None, the compile-ahead or None)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -329,9 +231,10 @@ def _start(prepared, folder, sweep_id, executor, track, tracking_uri, ray_addres
 
                 spec = prepared.spec
                 ahead = compile_ahead(
-                    spec, prepared.data, prepared.populations, folder.path, ray_address
-                )
-                init_ray(spec, ray_address)
+                    spec, prepared.data, prepared.populations, folder.path, target,
+                    widths.widths(),
+                )  # fmt: skip
+                init_ray(spec, target)
             return (pending.result() if pending else None), ahead
         except BaseException:
             if ahead:
@@ -350,17 +253,19 @@ def _start_tracker(spec, folder, sweep_id, tracking_uri):
     return tracker
 
 
-def _executor(prepared, folder, executor, ray_address, ahead):
+def _executor(prepared, folder, executor, target, ahead, widths):
     if executor == "inline":
         from sweeps.exec.inline import InlineExecutor
 
-        return InlineExecutor(prepared.spec, prepared.data)
+        return InlineExecutor(prepared.spec, prepared.data, widths)
     from sweeps.exec.raytune.executor import RayExecutor
 
-    return RayExecutor(prepared.spec, prepared.data, folder.path, address=ray_address, ahead=ahead)
+    return RayExecutor(
+        prepared.spec, prepared.data, folder.path, target=target, widths=widths, ahead=ahead
+    )
 
 
-def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, threads) -> dict:
+def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths) -> dict:
     """The verdict, once: after every point is in MLflow, with the lanes' run ids known."""
     spec = prepared.spec
     results = dispatcher.results()
@@ -392,7 +297,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,
-            **lane_width_report(prepared, dispatcher, threads),
+            **lane_width_report(prepared, dispatcher, widths),
         },
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,
@@ -410,29 +315,24 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
     return report
 
 
-def lane_width_report(
-    prepared: Prepared, dispatcher: Dispatcher, threads: int | None = None
-) -> dict[str, Any]:
-    """The width each population trained at, and what this host measured for its structure
-    (seconds per lane-step by candidate width, `threads` slices at once), where known here."""
-    from sweeps.core.population import lane_choice, slice_threads
-    from sweeps.exec.trial import structure_for
-
-    threads = threads or slice_threads()
-    measured = {}
+def lane_width_report(prepared: Prepared, dispatcher: Dispatcher, widths) -> dict[str, Any]:
+    """The width each population trained at, and the decision it came from, as it was made
+    (the WidthBook's record, never decided again here): setting, measured now, read from this
+    host's earlier measurement, or the default rule, with the figures it was made on."""
+    by_group = {}
     for pop in prepared.populations:
-        structure = structure_for(prepared.spec, pop, prepared.data)
-        choice = lane_choice(structure, prepared.data, len(pop.lanes), threads=threads)
-        measured[f"{pop.optimizer}-{pop.schedule}"] = {
-            "width": choice["width"],
-            "source": choice["source"],
-            "threads": threads,
-            "seconds_per_lane_step": choice.get("measured"),
-        }
+        choice = widths.record.get(pop.id)
+        if choice is not None:
+            by_group[f"{pop.optimizer}-{pop.schedule}"] = {
+                "width": choice["width"], "source": choice["source"],
+                "reason": choice.get("reason"), "threads": choice.get("threads"),
+                "seconds_per_lane_step": choice.get("seconds_per_lane_step"),
+                "cost_per_step_s": choice.get("cost_per_step_s"),
+            }  # fmt: skip
     return {
         "lane_width": dict(dispatcher.widths),
         "lane_threads": dict(dispatcher.threads),  # slices each population trained at once
-        "lane_width_choice": measured,
+        "lane_width_choice": by_group,
     }
 
 
@@ -440,7 +340,7 @@ def lane_width_report(
 RESUME_READS = (files.MLFLOW_STATE, files.PLAN)
 
 
-def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:
+def load_for_resume(sweep_dir: Path, settings: Settings | None = None) -> tuple[Prepared, dict]:
     """The prepared sweep and state of an interrupted sweep folder.
 
     Every state file is read before anything is written: a truncated or garbage one raises
@@ -466,4 +366,4 @@ def load_for_resume(sweep_dir: Path) -> tuple[Prepared, dict]:
     except SpecError as err:
         raise refuse(f"{files.SPEC} is not a valid sweep spec ({'; '.join(err.errors)})") from None
     base = Path(state["base_dir"]) if state.get("base_dir") else None
-    return prepare(spec, base_dir=base), state
+    return prepare(spec, base_dir=base, settings=settings), state

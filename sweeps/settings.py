@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # width, all served by one compile.
     cpu_lane_width: int | None = None
     tune_lane_width: bool = True
+    # ... measured only where a structure's populations train at least this many lane-steps
+    # (a few compiles and seconds of timing must pay for themselves: sweeps/core/lane_policy.py)
+    lane_width_min_lane_steps: int = 500_000
     # Slices of a population trained at once on a CPU, each by its own thread (one small XLA
     # program keeps about one core busy): unset, the cores this process may run on; a Ray
     # trial gets its whole CPUs (sweeps/exec/raytune/cluster.py).
@@ -47,10 +50,26 @@ class Settings(BaseSettings):
     datasets_dir: Path | None = None
     # A Ray trial checkpoints its population at an eval point at most this often.
     checkpoint_every_s: float = 20.0
+    # "file.py:fn" or "package.module:fn", called fn(population_id, step) in the trial at each
+    # eval point (the fault tests kill a trial with it); unset: nothing.
+    trial_hook: str | None = None
     # Where an MLflow UI serves the tracking store (e.g. http://127.0.0.1:5000): the printed
     # links point there. Unset: a tracking server's own address, or for a database the
     # `mlflow ui` command to start one (sweeps/tracking/uri.py). The service reads it too.
     mlflow_ui_url: str | None = None
+
+    def lane_policy(self):
+        """The lane-width settings the driver decides widths with (sweeps/core/lane_policy.py)."""
+        from sweeps.core.lane_width import LanePolicy
+
+        return LanePolicy(
+            cpu_width=self.cpu_lane_width,
+            gpu_width=self.gpu_lane_width,
+            tune=self.tune_lane_width,
+            threads=self.cpu_threads,
+            cache_dir=self.compile_cache,
+            min_lane_steps=self.lane_width_min_lane_steps,
+        )
 
 
 @lru_cache(maxsize=1)

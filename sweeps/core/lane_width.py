@@ -18,13 +18,13 @@ only figures of one round are compared); the walk stops two widths past the best
 `BUDGET_S`: a convolution (best at 1 on a CPU) costs three compiles, a dense model the widths
 up to its best and two beyond.
 
-The choice (and its figures) is kept on disk (next to the persistent compile cache) per
-population size, keyed by the CPU, the jax version, the backend, the threads and the structure's compute (model, loss, batch and data shapes;
-not the optimizer, whose update is elementwise and vectorizes alike at every width), so later
-sweeps and the Ray trials of this host read them instead of measuring. A trial never
-measures: where nothing was measured for it (another host of a cluster), it takes the default
-rule. `GOLDILOCKS_CPU_LANE_WIDTH` overrides it all; `GOLDILOCKS_TUNE_LANE_WIDTH=0` turns the
-measurement off.
+The figures (seconds per lane-step of each width timed) are kept on disk (next to the
+persistent compile cache), keyed by the CPU, the jax version, the backend, the threads and the
+structure's compute (model, loss, batch and data shapes; not the optimizer, whose update is
+elementwise and vectorizes alike at every width), so later sweeps of any population size cost
+their widths from them instead of measuring. The driver decides every population's width
+(sweeps/core/lane_policy.py) and tells the trials. `GOLDILOCKS_CPU_LANE_WIDTH` overrides it
+all; `GOLDILOCKS_TUNE_LANE_WIDTH=0` turns the measurement off.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,21 @@ TIE = 0.03
 PATIENCE = 2
 # Nor once measuring has taken this long (a large model compiles for seconds per width).
 BUDGET_S = 20.0
+
+
+MEASURE_MIN_LANE_STEPS = 500_000  # sweeps/core/lane_policy.py: where measuring pays
+
+
+@dataclass(frozen=True)
+class LanePolicy:
+    """The settings the width decision needs, read once at an entry point."""
+
+    cpu_width: int | None = None  # GOLDILOCKS_CPU_LANE_WIDTH: every CPU population at this
+    gpu_width: int = 1024  # GOLDILOCKS_GPU_LANE_WIDTH
+    tune: bool = True  # GOLDILOCKS_TUNE_LANE_WIDTH: measure where it pays
+    threads: int | None = None  # GOLDILOCKS_CPU_THREADS: slices side by side (None: cores)
+    cache_dir: Path | None = None  # measured figures kept here (None: in this process only)
+    min_lane_steps: int = MEASURE_MIN_LANE_STEPS
 
 
 def slice_width(num_lanes: int, cap: int) -> int:
@@ -127,25 +143,24 @@ def cache_key(structure_id: str, backend: str, threads: int = 1) -> str:
 
 
 class WidthCache:
-    """A small JSON file of {key: {"chosen": {lanes: {"width", "measured"}}, "structure",
-    "machine"}}: per population size, the width it was given and the figures of its walk."""
+    """A small JSON file of {key: {"figures": {width: seconds per lane-step}, "structure",
+    "machine", "threads"}}: what this host measured for a structure at a thread count; any
+    population size is costed from it (`step_cost`)."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / CACHE_FILE
 
-    def get(self, key: str) -> dict[int, dict[str, Any]]:
-        """{lanes: {"width", "measured": {width: s/lane-step}}}, empty when nothing is kept."""
+    def get_figures(self, key: str) -> dict[int, float]:
+        """{width: s/lane-step}, empty when nothing is kept (or the file is damaged)."""
         try:
-            chosen = json.loads(self.path.read_text()).get(key)["chosen"]
-            return {
-                int(n): {
-                    "width": int(c["width"]),
-                    "measured": {int(w): float(t) for w, t in c["measured"].items()},
-                }
-                for n, c in chosen.items()
-            }
+            figures = json.loads(self.path.read_text()).get(key)["figures"]
+            return {int(w): float(t) for w, t in figures.items()}
         except (OSError, ValueError, AttributeError, KeyError, TypeError):
             return {}
+
+    def put_figures(self, key: str, figures: Mapping[int, float], **about: Any) -> None:
+        self.put(key, {"figures": {str(w): t for w, t in figures.items()}, "machine": machine(),
+                       **about})  # fmt: skip
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         """Read-merge-replace: concurrent writers lose at most each other's latest entry."""

@@ -184,7 +184,7 @@ def size_population(
     the backend reports no memory analysis."""
     from sweeps.core import population
 
-    cap = width_cap or population.lane_choice(structure, data, max(probes))["width"]
+    cap = width_cap or population.default_width(structure)
     measured: dict[int, int] = {}
     state_bytes = 0.0
     for width in probes:

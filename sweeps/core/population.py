@@ -22,7 +22,6 @@ structure and shape: a second population with other numbers reuses the compile.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -41,7 +40,6 @@ from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
 from sweeps.core.optimizers import get_optimizer, set_hyperparams
 from sweeps.core.schedules import get_schedule
-from sweeps.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -114,32 +112,31 @@ class Timing:
     tune_s: float = 0.0  # the driver measuring lane widths (sweeps/core/lane_width.py)
 
 
-DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
-# Models whose lanes share their input's first matmul (one wide matmul for the slice): on a
-# CPU they gain from a slice of lanes. Convolutions become grouped convolutions under vmap and
-# attention batched matmuls, which XLA's CPU backend runs 1.3-2x slower than one lane at a
-# time (benchmarks/architectures.py): those, and the user's models, default to width 1.
-DENSE_MODELS = frozenset({"linear", "mlp"})
+GPU_WIDTH = 1024  # an accelerator trains a population in one slice up to this many lanes
 
 
-def lane_width(num_lanes: int, cap: int | None = None) -> int:
-    """Lanes per compiled slice: at most `cap` (by default the backend's setting), the
-    population cut into equal slices (10 lanes at cap 8 are 5 + 5, not 8 + 2)."""
-    if cap is None:
-        s = get_settings()
-        cpu = s.cpu_lane_width or DEFAULT_CPU_WIDTH
-        cap = cpu if jax.default_backend() == "cpu" else s.gpu_lane_width
+def lane_width(num_lanes: int, cap: int) -> int:
+    """Lanes per compiled slice: at most `cap`, the population cut into equal slices (10 lanes
+    at cap 8 are 5 + 5, not 8 + 2)."""
     return tuner.slice_width(num_lanes, cap)
 
 
-def slice_threads() -> int:
-    """Slices trained at once: on a CPU the setting, else the cores this process may run on
-    (a Ray trial is told its whole CPUs); elsewhere 1 (one device runs one program at a time)."""
+def default_width(structure: Structure) -> int:
+    """The slice width when none is given: on an accelerator the whole population (up to
+    `GPU_WIDTH`); on a CPU the default rule (sweeps/core/lane_policy.py)."""
+    from sweeps.core.lane_policy import default_cpu_width
+
+    return default_cpu_width(structure) if jax.default_backend() == "cpu" else GPU_WIDTH
+
+
+def slice_threads(threads: int | None = None) -> int:
+    """Slices trained at once: on a CPU `threads` if given, else the cores this process may run
+    on (a Ray trial is told its whole CPUs); elsewhere 1 (one device runs one program at a
+    time)."""
     if jax.default_backend() != "cpu":
         return 1
-    setting = get_settings().cpu_threads
-    if setting:
-        return setting
+    if threads:
+        return threads
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -336,83 +333,7 @@ def forget_programs() -> None:
     _PROGRAMS.clear()
 
 
-# --------------------------------------------------------------------------- lane width
-# Per compute structure, threads and population size: the width given and its walk's figures
-# (sweeps/core/lane_width.py's WidthCache entries), as this process knows them.
-_CHOSEN: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
-
-
-def structure_id(structure: Structure, data: Dataset) -> str:
-    """What the per-lane-step cost's dependence on width comes from: the model, loss, batch and
-    data shapes (not the optimizer or schedule, elementwise over the lanes; not the steps).
-    A user's model counts by its reference: an edited file keeps its figures (a speed hint,
-    never a result)."""
-    s = structure
-    return json.dumps(
-        [s.model.model_dump(mode="json"), s.loss, s.metrics, s.batch_size, s.eval_every,
-         list(data.x_train.shape), list(data.x_val.shape), str(data.x_train.dtype),
-         data.num_classes]
-    )  # fmt: skip
-
-
-def default_cpu_width(structure: Structure) -> int:
-    """The CPU slice width when nothing is set or measured: 8 for dense models, else 1."""
-    dense = getattr(structure.model, "name", None) in DENSE_MODELS and not isinstance(
-        structure.model, ImportModelSpec
-    )
-    return DEFAULT_CPU_WIDTH if dense else 1
-
-
-def lane_choice(
-    structure: Structure,
-    data: Dataset,
-    num_lanes: int,
-    *,
-    measure: bool = False,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """The slice width for a population of `num_lanes` of this structure here, trained
-    `threads` slices at a time (default: `slice_threads()`, as `train_population` does), and
-    why: a setting, this host's measurement (made now only with `measure`: the driver, before
-    the trials, see sweeps/core/lane_width.py), or the default rule.
-
-    {"width", "source": setting|measured|cache|default, "measured": {width: s/lane-step},
-    "tune_s": seconds spent measuring in this call}."""
-    s = get_settings()
-    backend = jax.default_backend()
-    if backend != "cpu":
-        return {"width": s.gpu_lane_width, "source": "setting"}
-    if s.cpu_lane_width:
-        return {"width": s.cpu_lane_width, "source": "setting"}
-    default = {"width": default_cpu_width(structure), "source": "default"}
-    if not s.tune_lane_width:
-        return default
-    threads = threads or slice_threads()
-    sid = structure_id(structure, data)
-    memo = (sid, threads)
-    disk_key = tuner.cache_key(sid, backend, threads)
-    cache = tuner.WidthCache(s.compile_cache)
-    if memo not in _CHOSEN:
-        _CHOSEN[memo] = cache.get(disk_key)
-    chosen = _CHOSEN[memo]
-    if num_lanes in chosen:
-        return {**chosen[num_lanes], "source": "cache", "tune_s": 0.0}
-    if not measure:
-        return default
-    t0 = time.perf_counter()
-    width, measured = tuner.search(
-        num_lanes, lambda ws: _time_widths(structure, data, ws, threads), threads=threads
-    )
-    chosen[num_lanes] = {"width": width, "measured": measured}
-    cache.put(
-        disk_key,
-        {"chosen": chosen, "structure": sid, "machine": tuner.machine(), "threads": threads},
-    )
-    tune_s = round(time.perf_counter() - t0, 3)
-    return {**chosen[num_lanes], "source": "measured", "tune_s": tune_s}
-
-
-def _time_widths(
+def time_widths(
     structure: Structure, data: Dataset, widths: list[int], threads: int = 1
 ) -> dict[int, float]:
     """Seconds per lane-step of one chunk at each width, `threads` slices at once: the chunk
@@ -536,16 +457,17 @@ def compile_population(
     hyperparams: LaneHyperparams,
     seeds: np.ndarray,
     *,
+    width: int | None = None,
     threads: int | None = None,
 ) -> _Program:
-    """Compile the programs `train_population` will run for this population, and no more,
-    where it trains `threads` slices at a time (default: as in this process).
+    """Compile the programs `train_population` will run for this population at slice width
+    `width` (default: `default_width`), and no more. (`threads` is accepted for symmetry with
+    `train_population`; the programs do not depend on it.)
 
     The same calls with the same argument shapes, so the keys match; nothing is trained
     (only the first slice is initialised, to give the later programs a real state)."""
     prog = get_program(structure, data)
-    choice = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, choice["width"])
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, width or default_width(structure))
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
     state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
@@ -583,19 +505,21 @@ def train_population(
     start: list[LaneState] | None = None,
     start_step: int = 0,
     timing: Timing | None = None,
+    width: int | None = None,
     threads: int | None = None,
 ) -> Iterator[EvalPoint]:
     """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
 
     `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
-    (the `state` of an earlier EvalPoint, as a list of slices, and its step). `threads`:
-    slices trained at once (default `slice_threads()`).
+    (the `state` of an earlier EvalPoint, as a list of slices, and its step). `width`: lanes
+    per compiled slice, at most (default `default_width`; the caller's policy decides it,
+    sweeps/core/lane_policy.py); `threads`: slices trained at once (default: the cores).
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
-    threads = threads or slice_threads()
+    threads = slice_threads(threads)
     if start is None:
-        cap = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)["width"]
+        cap = width or default_width(structure)
     else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
         cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
     n, width, bounds, hp_slices = _lane_slices(hyperparams, cap)

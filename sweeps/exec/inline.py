@@ -11,7 +11,7 @@ from itertools import chain
 
 from sweeps.core.data import Dataset
 from sweeps.core.population import Timing
-from sweeps.exec.trial import run_trial
+from sweeps.exec.trial import WidthBook, run_trial
 from sweeps.plan.planner import Planner
 from sweeps.spec import SweepSpec
 from sweeps.stream import Dispatcher, TrialPoint
@@ -20,9 +20,11 @@ from sweeps.stream import Dispatcher, TrialPoint
 class InlineExecutor:
     name = "inline"
 
-    def __init__(self, spec: SweepSpec, data: Dataset):
+    def __init__(self, spec: SweepSpec, data: Dataset, widths: WidthBook | None = None):
         self.spec = spec
         self.data = data
+        # the widths the driver decided (None: each population's default rule)
+        self.widths = widths
 
     def run(self, planner: Planner, dispatcher: Dispatcher, *, resume: bool = False) -> Timing:
         # Nothing of an interrupted inline sweep is kept but its MLflow runs: `resume` trains
@@ -35,7 +37,12 @@ class InlineExecutor:
         for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
             last, before = None, timing.train_s
-            for point in run_trial(self.spec, pop, self.data, timing=timing):
+            width = self.widths.width(pop) if self.widths else None
+            threads = self.widths.threads if self.widths else None
+            trial = run_trial(
+                self.spec, pop, self.data, timing=timing, width=width, threads=threads
+            )
+            for point in trial:
                 trained = timing.train_s - before
                 dispatcher.point(TrialPoint.of(pop.id, point, timing.compile_s, trained))
                 last = point

@@ -52,6 +52,7 @@ def compile_programs(
     populations: list[Population],
     stop: threading.Event | None = None,
     threads: int | None = None,
+    widths: dict[str, int] | None = None,
 ) -> Programs:
     """Compile and serialize the programs of every distinct population shape, in plan order
     (the order trials start). `stop` ends the work after the structure in progress, and
@@ -67,12 +68,13 @@ def compile_programs(
         if stop is not None and stop.is_set() and programs.by_structure:
             break
         structure = structure_for(spec, pop, data)
-        if (structure, len(pop.lanes)) in done:
+        width = (widths or {}).get(pop.id)
+        if (structure, len(pop.lanes), width) in done:
             continue
-        done.add((structure, len(pop.lanes)))
+        done.add((structure, len(pop.lanes), width))
         t0 = time.perf_counter()
         prog = compile_population(
-            structure, data, hyperparams_for(pop), seeds_for(pop), threads=threads
+            structure, data, hyperparams_for(pop), seeds_for(pop), width=width, threads=threads
         )
         programs.compile_s += time.perf_counter() - t0
         blobs = programs.by_structure.setdefault(structure, {})
@@ -153,6 +155,7 @@ class CompileAhead:
         populations: list[Population],
         path: Path,
         threads: int | None = None,
+        widths: dict[str, int] | None = None,
     ):
         import jax
 
@@ -164,18 +167,18 @@ class CompileAhead:
         self._writing = threading.Lock()
         self._thread = threading.Thread(
             target=self._run,
-            args=(spec, data, populations, threads),
+            args=(spec, data, populations, threads, widths),
             name="compile-ahead",
             daemon=True,
         )
         self._thread.start()
 
-    def _run(self, spec, data, populations, threads) -> None:
+    def _run(self, spec, data, populations, threads, widths) -> None:
         # Behind Ray's own start-up for the CPU: a slower Ray start delays everything.
         with contextlib.suppress(AttributeError, OSError):  # per-thread niceness: Linux
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
-            self.programs = compile_programs(spec, data, populations, self._stop, threads)
+            self.programs = compile_programs(spec, data, populations, self._stop, threads, widths)
         except Exception as err:  # the trials compile for themselves
             log.warning("compiling ahead failed: %s", err)
         # Written even when empty, so no trial waits for programs that will never come.

@@ -11,19 +11,19 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from sweeps.core import lane_policy
 from sweeps.core.data import Dataset
+from sweeps.core.lane_width import LanePolicy
 from sweeps.core.population import (
     EvalPoint,
     LaneHyperparams,
     LaneState,
     Structure,
     Timing,
-    lane_choice,
     make_hyperparams,
     train_population,
 )
 from sweeps.plan.lanes import Population
-from sweeps.settings import get_settings
 from sweeps.spec import SweepSpec
 
 
@@ -64,10 +64,12 @@ def run_trial(
     timing: Timing | None = None,
     start: list[LaneState] | None = None,
     start_step: int = 0,
+    width: int | None = None,
     threads: int | None = None,
 ) -> Iterator[EvalPoint]:
-    """Train one population, `threads` slices at a time (None: this process's cores); yields
-    its eval points (see `train_population`)."""
+    """Train one population at slice width `width` (decided by the driver: `decide_widths`),
+    `threads` slices at a time (None: this process's cores); yields its eval points (see
+    `train_population`)."""
     return train_population(
         structure_for(spec, pop, data),
         data,
@@ -77,18 +79,19 @@ def run_trial(
         start=start,
         start_step=start_step,
         timing=timing,
+        width=width,
         threads=threads,
     )
 
 
-def trial_threads(spec: SweepSpec, trials: int | None = None) -> int:
+def trial_threads(spec: SweepSpec, trials: int | None = None, setting: int | None = None) -> int:
     """Slices a Ray CPU trial trains at once (sweeps/core/population.py): its whole CPUs, and
     where its sweep has fewer trials than it may run at once (`trials`, known for a fixed
     plan) the CPUs of the slots it leaves empty, up to this machine's cores (a one-population
-    sweep on two slots of one CPU trains on two threads); GOLDILOCKS_CPU_THREADS overrides.
+    sweep on two slots of one CPU trains on two threads); `setting` (GOLDILOCKS_CPU_THREADS)
+    overrides.
     The driver measures lane widths and compiles ahead for this count; an inline sweep trains
     with its own process's cores (`slice_threads`)."""
-    setting = get_settings().cpu_threads
     if setting:
         return setting
     own = max(1, math.floor(spec.resources.cpus_per_trial))
@@ -99,24 +102,70 @@ def trial_threads(spec: SweepSpec, trials: int | None = None) -> int:
     return max(own, min(boosted, os.cpu_count() or 1))
 
 
-def measure_lane_widths(
+def decide_widths(
     spec: SweepSpec,
     data: Dataset,
     populations: list[Population],
-    tell: Callable[[str], None] = lambda what: None,
+    policy: LanePolicy,
+    *,
     threads: int | None = None,
-) -> float:
-    """Measure, here and now, the CPU lane width of every planned population not measured on
-    this host before (sweeps/core/lane_width.py), for trials training `threads` slices at once
-    (None: as this process would): the driver does it before any trial starts, so the timings
-    are quiet and the trials read them. Returns the seconds it took; `tell` hears what is
+    measure: bool = True,
+    tell: Callable[[str], None] = lambda what: None,
+) -> tuple[dict[str, dict], float]:
+    """The slice width of every population, decided once (sweeps/core/lane_policy.py), for
+    trials training `threads` slices at once: ({population id: the choice and why}, seconds
+    spent measuring). `measure`: the trials run on this machine's CPU, so what is measured
+    here holds for them (the driver, before any trial starts: quiet timings). Where a
+    structure's populations train enough lane-steps to pay for it; `tell` hears what is
     measured while it is."""
-    spent = 0.0
+    lane_steps: dict[Structure, int] = {}
+    for pop in populations:
+        structure = structure_for(spec, pop, data)
+        lane_steps[structure] = lane_steps.get(structure, 0) + len(pop.lanes) * spec.train.steps
+    record, spent = {}, 0.0
     for pop in populations:
         structure = structure_for(spec, pop, data)
         n = len(pop.lanes)
-        if lane_choice(structure, data, n, threads=threads)["source"] == "default":
+        steps = sum(v for k, v in lane_steps.items() if _same_compute(k, structure))
+        ask = dict(threads=threads, lane_steps=steps)
+        known = lane_policy.choose(policy, structure, data, n, **ask)
+        if measure and known["source"] == "default" and steps >= policy.min_lane_steps:
             tell(f"measuring the lane width for {pop.optimizer}-{pop.schedule} on this CPU")
-        choice = lane_choice(structure, data, n, measure=True, threads=threads)
+        choice = lane_policy.choose(policy, structure, data, n, **ask, measure=measure)
+        record[pop.id] = choice
         spent += choice.get("tune_s", 0.0)
-    return spent
+    return record, spent
+
+
+def _same_compute(a: Structure, b: Structure) -> bool:
+    """Two structures whose width figures are the same (sweeps/core/lane_policy.structure_id
+    leaves the optimizer, schedule and steps out)."""
+    keep = ("model", "loss", "metrics", "batch_size", "eval_every")
+    return all(getattr(a, k) == getattr(b, k) for k in keep)
+
+
+class WidthBook:
+    """The width each population trains at, decided once and recorded: measured up front for
+    a fixed plan (`decide_widths`), decided from what is known for populations an adaptive
+    searcher makes later (no measuring mid-sweep). The report is written from this record."""
+
+    def __init__(self, spec: SweepSpec, data: Dataset, policy: LanePolicy, threads: int | None):
+        self.spec, self.data, self.policy, self.threads = spec, data, policy, threads
+        self.record: dict[str, dict] = {}
+        self.tune_s = 0.0
+
+    def decide(self, populations: list[Population], *, measure: bool, tell=lambda what: None):
+        record, spent = decide_widths(
+            self.spec, self.data, populations, self.policy, threads=self.threads,
+            measure=measure, tell=tell,
+        )  # fmt: skip
+        self.record.update(record)
+        self.tune_s += spent
+
+    def width(self, pop: Population) -> int:
+        if pop.id not in self.record:
+            self.decide([pop], measure=False)
+        return int(self.record[pop.id]["width"])
+
+    def widths(self) -> dict[str, int]:
+        return {pid: int(choice["width"]) for pid, choice in self.record.items()}

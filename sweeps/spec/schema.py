@@ -25,7 +25,6 @@ from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import SCHEDULES
 from sweeps.errors import SpecError
-from sweeps.settings import get_settings
 
 if TYPE_CHECKING:
     pass
@@ -269,16 +268,6 @@ class SweepSpec(Strict):
         if "data.import" in refs:
             update["data"] = self.data.model_copy(update={"import_": refs["data.import"]})
         return self.model_copy(update=update)
-
-    @model_validator(mode="after")
-    def _lane_cap(self) -> SweepSpec:
-        cap = get_settings().max_lanes
-        if self.lane_count() > cap:
-            raise ValueError(
-                f"search: this sweep has {self.lane_count()} lanes, above the cap of {cap} "
-                "(GOLDILOCKS_MAX_LANES); narrow the grid or use fewer seeds"
-            )
-        return self
 
     def lane_count(self) -> int:
         seeds = len(self.train.seeds)

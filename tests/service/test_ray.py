@@ -24,7 +24,8 @@ def test_ray_sweep_end_to_end_over_http(tmp_path):
         assert sweep["status"] == "succeeded", (sweep["error"], log[-3000:])
 
         p = sweep["progress"]
-        assert (p["lanes_total"], p["trials_done"], p["trials_total"]) == (6, 2, 2)
+        # the service's Ray is this machine: one trial trains both populations on every CPU
+        assert (p["lanes_total"], p["trials_done"], p["trials_total"]) == (6, 1, 1)
         report = api.get(f"/sweeps/{sweep['id']}/report").json()
         assert report["executor"] == "ray" and len(report["lanes"]) == 6
         assert {lane["trial_id"] for lane in report["lanes"]} == {

@@ -50,11 +50,11 @@ def test_a_model_that_cannot_fit_is_refused_naming_model_and_the_estimate():
 def test_the_estimate_counts_parameters_exactly_and_scales_with_lanes():
     # iris: 4 features, mlp [16], 3 classes: 4*16 + 16 + 16*3 + 3 = 131 parameters
     small = _prepare()
-    est = estimate_trial_bytes(small.spec, small.data, small.planner)
+    est = estimate_trial_bytes(small.spec, small.data, small.planner, get_settings())
     assert est["params"] == 131 and est["lanes"] == 7
     assert est["state"] == 4 * 131 * (2 + 2) * 7  # float32 x (params, grads, adam's 2 moments)
     wide = prepare(parse_spec({**tiny_spec_dict(), "resources": {"max_lanes_per_trial": 3}}))
-    assert estimate_trial_bytes(wide.spec, wide.data, wide.planner)["lanes"] == 3
+    assert estimate_trial_bytes(wide.spec, wide.data, wide.planner, get_settings())["lanes"] == 3
 
 
 def test_the_cli_exits_2_and_writes_nothing(tmp_path):

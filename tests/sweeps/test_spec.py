@@ -277,34 +277,49 @@ def test_every_problem_is_reported_at_once():
 
 
 # ---------------------------------------------------------------- the lane cap
+# A budget of the machine, not a rule of the spec: whether a spec is valid never depends on
+# the process environment; `prepare` refuses it under the settings it is given.
 
 
-@pytest.fixture
-def max_lanes_10(monkeypatch):
+def budget_errors(raw: dict, **settings) -> list[str]:
+    from sweeps.pipeline import prepare
+    from sweeps.settings import Settings
+
+    with pytest.raises(SpecError) as info:
+        prepare(
+            parse_spec(raw),
+            settings=Settings.model_construct(**{**Settings().model_dump(), **settings}),
+        )
+    return info.value.errors
+
+
+def test_lane_count_above_cap_is_refused_by_the_budget_not_the_schema(monkeypatch):
+    # tiny: 7 learning rates x [sgd, adam] = 14 lanes
     monkeypatch.setenv("GOLDILOCKS_MAX_LANES", "10")
     get_settings.cache_clear()
-    assert get_settings().max_lanes == 10
-    yield
-    get_settings.cache_clear()  # the next reader sees the restored environment
+    try:
+        assert parse_spec(tiny_spec_dict()).lane_count() == 14  # the environment is not read
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    errors = budget_errors(tiny_spec_dict(), max_lanes=10)
+    assert_error(errors, "search", "14 lanes", "cap of 10", "GOLDILOCKS_MAX_LANES")
 
 
-def test_lane_count_above_cap_is_refused(max_lanes_10):
-    # tiny: 7 learning rates x [sgd, adam] = 14 lanes
-    assert_error(
-        spec_errors(tiny_spec_dict()), "search", "14 lanes", "cap of 10", "GOLDILOCKS_MAX_LANES"
-    )
-
-
-def test_random_search_lane_count_above_cap_is_refused(max_lanes_10):
+def test_random_search_lane_count_above_cap_is_refused():
     spec = tiny_spec_dict()
     spec["search"].update(method="random", num_samples=6)
     spec["train"]["seeds"] = [0, 1]
-    assert_error(spec_errors(spec), "search", "12 lanes", "cap of 10")
+    assert_error(budget_errors(spec, max_lanes=10), "search", "12 lanes", "cap of 10")
 
 
-def test_lane_count_at_cap_is_accepted(max_lanes_10):
-    spec = spec_with("search.learning_rate.num", 5)  # 5 x 2 optimizers = 10
-    assert parse_spec(spec).lane_count() == 10
+def test_lane_count_at_cap_is_accepted():
+    from sweeps.pipeline import prepare
+    from sweeps.settings import Settings
+
+    spec = parse_spec(spec_with("search.learning_rate.num", 5))  # 5 x 2 optimizers = 10
+    settings = Settings.model_construct(**{**Settings().model_dump(), "max_lanes": 10})
+    assert len(prepare(spec, settings=settings).lanes) == 10
 
 
 # ---------------------------------------------------------------- valid specs

@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -19,21 +20,45 @@ import ray
 from sweeps.core.compile_cache import persistent_cache_on
 from sweeps.exec.precompile import CompileAhead
 from sweeps.folder import PROGRAMS
-from sweeps.settings import get_settings
 from sweeps.spec import SweepSpec
 
-WORKER_KNOBS = {
-    "GOLDILOCKS_CHECKPOINT_EVERY_S",
-    "GOLDILOCKS_CPU_THREADS",
-    "GOLDILOCKS_COMPILE_CACHE",
-    "GOLDILOCKS_CPU_LANE_WIDTH",
-    "GOLDILOCKS_GPU_LANE_WIDTH",
-    "GOLDILOCKS_TUNE_LANE_WIDTH",
-    "GOLDILOCKS_MAX_LANES",
-}
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where a sweep's Ray trials run and what they are told, decided once by the driver's
+    entry point from its settings (nothing below reads the environment). The trials get what
+    they need with their trial (`tune.with_parameters`), not through environment variables."""
+
+    address: str | None = None  # the cluster to join; None: a local Ray of the sweep's own
+    same_host: bool = False  # that cluster is this machine (the service's Ray, a kept head)
+    jax_cpu_only: bool = True  # this driver's JAX has no accelerator plugin to grab a device
+    compile_cache: Path | None = None  # the trials' persistent compile cache
+    precompile: bool = True  # compile the trials' programs here while Ray starts
+    checkpoint_every_s: float = 20.0  # a trial checkpoints at most this often
+    cpu_threads: int | None = None  # slices a CPU trial trains at once (unset: its CPUs)
+    trial_hook: str | None = None  # "file.py:fn" called fn(population_id, step) per eval point
+
+    @classmethod
+    def from_settings(cls, settings, address: str | None = None) -> RayTarget:
+        from importlib.metadata import entry_points
+
+        return cls(
+            address=address or os.environ.get("RAY_ADDRESS") or None,
+            same_host=settings.ray_same_host,
+            jax_cpu_only=os.environ.get("JAX_PLATFORMS") == "cpu"
+            or not entry_points(group="jax_plugins"),
+            compile_cache=settings.compile_cache,
+            precompile=settings.precompile,
+            checkpoint_every_s=settings.checkpoint_every_s,
+            cpu_threads=settings.cpu_threads,
+            trial_hook=settings.trial_hook,
+        )
 
 
-def worker_env(spec: SweepSpec) -> dict[str, str]:
+LOCAL = RayTarget()
+
+
+def worker_env(spec: SweepSpec, target: RayTarget = LOCAL) -> dict[str, str]:
     """Environment for trial processes: threads sized to the trial, a shared compile cache."""
     threads = str(max(1, math.floor(spec.resources.cpus_per_trial)))
     env = {
@@ -44,20 +69,12 @@ def worker_env(spec: SweepSpec) -> dict[str, str]:
         # must not each spin up a pool as wide as the machine.
         "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads != '1' else 'false'} "
         f"intra_op_parallelism_threads={threads}",
-        "JAX_COMPILATION_CACHE_DIR": str(compile_cache_dir()),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     }
+    if target.compile_cache is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(compile_cache_dir(target.compile_cache))
     env.update(accelerator_env(spec))
-    # Trainer knobs (and test fault injection) travel to the workers; secrets such as the
-    # API token or the database URL must not end up in Ray's cluster state.
-    env.update(
-        {
-            k: v
-            for k, v in os.environ.items()
-            if k in WORKER_KNOBS or k.startswith("GOLDILOCKS_TEST_")
-        }
-    )
     return env
 
 
@@ -86,30 +103,34 @@ def trial_resources(spec: SweepSpec) -> dict[str, float]:
     return resources
 
 
-def compile_cache_dir() -> Path:
-    path = get_settings().compile_cache
+def compile_cache_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def compile_ahead(
-    spec: SweepSpec, data, populations: list, folder: Path, address: str | None = None
+    spec: SweepSpec,
+    data,
+    populations: list,
+    folder: Path,
+    target: RayTarget = LOCAL,
+    widths: dict[str, int] | None = None,
 ) -> CompileAhead | None:
     """Start compiling the trials' programs in this process while Ray starts, where the trials
     can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
     accelerator plugin would have this driver grab the device). See sweeps/exec/precompile.py."""
     if (
-        not get_settings().precompile
-        or not trials_run_here(spec, address)
+        not target.precompile
+        or not trials_run_here(spec, target)
         or not populations  # tpe: points come from the searcher as it runs
         or persistent_cache_on()  # its executables would reach the trials without their code
     ):
         return None
-    threads = ray_trial_threads(spec, populations, address)
-    return CompileAhead(spec, data, populations, folder / PROGRAMS, threads)
+    threads = ray_trial_threads(spec, populations, target)
+    return CompileAhead(spec, data, populations, folder / PROGRAMS, threads, widths)
 
 
-def one_trial_per_host(spec: SweepSpec, populations: list, address: str | None = None) -> bool:
+def one_trial_per_host(spec: SweepSpec, populations: list, target: RayTarget = LOCAL) -> bool:
     """Train every population of a fixed plan in ONE Ray trial, one after another, each on all
     the CPUs the sweep may use (its slices side by side), where the sweep fits this host: CPU
     trials on this machine, no ASHA (it compares trials). Several one-CPU trials at once
@@ -121,18 +142,18 @@ def one_trial_per_host(spec: SweepSpec, populations: list, address: str | None =
         bool(populations)
         and spec.scheduler.name == "none"
         and spec.resources.accelerator == "cpu"
-        and trials_run_here(spec, address)
+        and trials_run_here(spec, target)
     )
 
 
-def ray_trial_threads(spec: SweepSpec, populations: list, address: str | None = None) -> int:
+def ray_trial_threads(spec: SweepSpec, populations: list, target: RayTarget = LOCAL) -> int:
     """Slices a Ray trial of this sweep trains at once (what the driver measures and compiles
     for): all the sweep's CPUs for one trial per host, else as `trial_threads` says."""
     from sweeps.exec.trial import trial_threads
 
-    if one_trial_per_host(spec, populations, address):
-        return trial_threads(spec, 1)
-    return trial_threads(spec, len(populations) or None)
+    if one_trial_per_host(spec, populations, target):
+        return trial_threads(spec, 1, target.cpu_threads)
+    return trial_threads(spec, len(populations) or None, target.cpu_threads)
 
 
 def bundle_resources(spec: SweepSpec) -> dict[str, float]:
@@ -143,23 +164,16 @@ def bundle_resources(spec: SweepSpec) -> dict[str, float]:
     return {"cpu": max(r.cpus_per_trial, min(cpus, total or cpus)), "gpu": 0}
 
 
-def trials_run_here(spec: SweepSpec, address: str | None = None) -> bool:
+def trials_run_here(spec: SweepSpec, target: RayTarget = LOCAL) -> bool:
     """The trials run on this machine's CPU, and this driver may use JAX on its CPU without
-    taking a device: a local Ray (or the service's own, GOLDILOCKS_RAY_SAME_HOST), CPU trials,
-    a CPU-only JAX here (an accelerator plugin would have this driver grab the device). Then
-    what the driver compiles or measures holds for the trials."""
-    from importlib.metadata import entry_points
-
-    return not (
-        (cluster_address(address) and not get_settings().ray_same_host)
-        or spec.resources.accelerator != "cpu"
-        or (os.environ.get("JAX_PLATFORMS") != "cpu" and entry_points(group="jax_plugins"))
+    taking a device: a local Ray (or one on this machine: the service's, a kept head), CPU
+    trials, a CPU-only JAX here (an accelerator plugin would have this driver grab the
+    device). Then what the driver compiles or measures holds for the trials."""
+    return (
+        (not target.address or target.same_host)
+        and spec.resources.accelerator == "cpu"
+        and target.jax_cpu_only
     )
-
-
-def cluster_address(address: str | None) -> str | None:
-    """The Ray cluster to join: `address`, else RAY_ADDRESS; None means a local Ray."""
-    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 REACH_TIMEOUT_S = 10.0
@@ -190,13 +204,13 @@ def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
             time.sleep(0.5)
 
 
-def init_ray(spec: SweepSpec, address: str | None = None) -> str:
-    """Join RAY_ADDRESS (or `address`) when given, else start a local Ray with this machine's cores."""
+def init_ray(spec: SweepSpec, target: RayTarget = LOCAL) -> str:
+    """Join `target.address` when given, else start a local Ray with this machine's cores."""
 
-    address = cluster_address(address)
+    address = target.address
     if ray.is_initialized():
         return "existing"
-    runtime_env = {"env_vars": worker_env(spec)}
+    runtime_env = {"env_vars": worker_env(spec, target)}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     quiet_ray_notices()
@@ -239,7 +253,7 @@ def leave_ray(exit_code: int, address: str | None = None) -> None:
     process stops itself) the process exits with `exit_code` without Ray."""
     if not ray.is_initialized():
         return
-    timeout = LEAVE_CLUSTER_S if cluster_address(address) else LEAVE_LOCAL_S
+    timeout = LEAVE_CLUSTER_S if address else LEAVE_LOCAL_S
 
     def give_up() -> None:
         import logging

@@ -25,6 +25,8 @@ from sweeps.exec.precompile import CompileAhead
 from sweeps.exec.raytune import collector as collectors
 from sweeps.exec.raytune import tune_config as tune_setup
 from sweeps.exec.raytune.cluster import (
+    LOCAL,
+    RayTarget,
     bundle_resources,
     init_ray,
     one_trial_per_host,
@@ -34,6 +36,7 @@ from sweeps.exec.raytune.cluster import (
 )
 from sweeps.exec.raytune.collector import Collector, CollectorCallback, PointLog
 from sweeps.exec.raytune.trainable import population_trainable
+from sweeps.exec.trial import WidthBook
 from sweeps.folder import POINTS, RAY
 from sweeps.plan.planner import Planner
 from sweeps.spec import SweepSpec
@@ -49,13 +52,15 @@ class RayExecutor:
         data: Dataset,
         sweep_dir: Path,
         *,
-        address: str | None = None,
+        target: RayTarget = LOCAL,
+        widths: WidthBook | None = None,
         ahead: CompileAhead | None = None,
     ):
         self.spec = spec
         self.data = data
         self.sweep_dir = Path(sweep_dir)
-        self.address = address
+        self.target = target
+        self.widths = widths  # the driver's decisions (None: each population's default rule)
         self.ahead = ahead  # programs compiled here while Ray started (cluster.compile_ahead)
 
     def run(self, planner: Planner, dispatcher: Dispatcher, *, resume: bool = False) -> Timing:
@@ -67,7 +72,7 @@ class RayExecutor:
         # Tune's new console output prints its tables even at verbose=0; our CLI draws its own.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-        init_ray(spec, self.address)
+        init_ray(spec, self.target)
         storage = (self.sweep_dir / RAY).resolve()
         experiment = str(storage / "tune")
         collector = Collector(dispatcher, PointLog(self.sweep_dir / POINTS))
@@ -75,7 +80,7 @@ class RayExecutor:
             collector.replay()
 
         planned = [] if planner.adaptive else planner.populations
-        one_trial = one_trial_per_host(spec, planned, self.address)
+        one_trial = one_trial_per_host(spec, planned, self.target)
         expected = 1 if one_trial else planner.expected_trials
         dispatcher.progress.trials_total = expected
         trainable = tune.with_parameters(
@@ -83,7 +88,10 @@ class RayExecutor:
             spec_json=spec.model_dump_json(),
             populations=planned,
             data=self.data,
-            threads=ray_trial_threads(spec, planned, self.address),
+            threads=ray_trial_threads(spec, planned, self.target),
+            widths={pop.id: self.widths.width(pop) for pop in planned} if self.widths else {},
+            checkpoint_every_s=self.target.checkpoint_every_s,
+            trial_hook=self.target.trial_hook,
             programs=self.ahead.take() if self.ahead else None,
             user_objects=imports.ship(
                 [ref for field, ref in spec.import_refs().items() if field != "data.import"]
@@ -100,7 +108,7 @@ class RayExecutor:
             verbose=0,
         )
         collectors.register(experiment, collector)
-        tune_setup.register(experiment, planner)
+        tune_setup.register(experiment, planner, self.widths)
         t0 = time.perf_counter()
         try:
             with sigterm_stops_tune():

@@ -9,7 +9,6 @@ adaptive one. Every eval point is reported as a `TrialPoint`, several to a repor
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 import time
@@ -49,15 +48,6 @@ def check_backend(platform: str, backend: str) -> None:
         )
 
 
-def _maybe_crash(step: int) -> None:
-    """Fault injection for tests: kill this worker once when it reaches a given step."""
-    at = os.environ.get("GOLDILOCKS_TEST_CRASH_AT_STEP")
-    marker = os.environ.get("GOLDILOCKS_TEST_CRASH_MARKER")
-    if at and marker and step >= int(at) and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(3)  # like a killed worker: no exception, no cleanup
-
-
 def population_trainable(
     config: dict,
     *,
@@ -65,12 +55,17 @@ def population_trainable(
     populations: list[Population],
     data: Dataset,
     threads: int = 1,
+    widths: dict[str, int] | None = None,
+    checkpoint_every_s: float = 20.0,
+    trial_hook: str | None = None,
     programs: ProgramsFile | None = None,
     user_objects: dict | None = None,
 ) -> None:
-    """One Tune trial: train its populations one after another, `threads` slices at once
-    (the driver decided, and measured and compiled for it), report every eval point, and
-    checkpoint as it goes (the population in progress and its state).
+    """One Tune trial: train its populations one after another, each at the slice width the
+    driver decided (`widths`, or the config's for a population an adaptive searcher made),
+    `threads` slices at once, report every eval point, and checkpoint as it goes (at most
+    every `checkpoint_every_s`: the population in progress and its state). `trial_hook`, an
+    import reference, is called with (population id, step) at every eval point.
 
     `user_objects` are the user's model, loss and metrics by reference, shipped by value with
     the trial: this worker may never have seen the files they came from."""
@@ -79,7 +74,6 @@ def population_trainable(
     from models import imports
 
     imports.install(user_objects or {})
-    from sweeps.settings import get_settings
     from sweeps.spec import SweepSpec
 
     spec = SweepSpec.model_validate_json(spec_json)
@@ -93,13 +87,15 @@ def population_trainable(
             saved = pickle.loads((Path(folder) / "state.pkl").read_bytes())
     done = _finished_before(saved, pops, spec.train.steps)
     batch = Batcher(per_point=spec.scheduler.name == "asha")
-    clock = {"last_save": time.monotonic(), "every_s": get_settings().checkpoint_every_s}
+    clock = {"last_save": time.monotonic(), "every_s": checkpoint_every_s}
+    hook = imports.resolve(trial_hook) if trial_hook else None
     for i, pop in enumerate(pops):
         if i < done:
             continue
         resume = saved is not None and saved.get("population", pop.id) == pop.id
         start, start_step = (saved["state"], saved["step"]) if resume else (None, 0)
-        _train_one(spec, pop, data, threads, start, start_step, batch, clock)
+        width = config.get("width") or (widths or {}).get(pop.id)
+        _train_one(spec, pop, data, width, threads, start, start_step, batch, clock, hook)
     if batch.held:  # never left behind (the last point always reports, so only in theory)
         tune.report(batch.take(batch.held.pop()))
 
@@ -113,7 +109,7 @@ def _finished_before(saved: dict | None, pops: list[Population], steps: int) -> 
     return at + 1 if saved["step"] >= steps else at
 
 
-def _train_one(spec, pop, data, threads, start, start_step, batch, clock) -> None:
+def _train_one(spec, pop, data, width, threads, start, start_step, batch, clock, hook) -> None:
     """Train one population of the trial from `start_step`, reporting and checkpointing."""
     import jax
 
@@ -122,8 +118,9 @@ def _train_one(spec, pop, data, threads, start, start_step, batch, clock) -> Non
     timing = Timing()
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     points = run_trial(
-        spec, pop, data, timing=timing, start=start, start_step=start_step, threads=threads
-    )
+        spec, pop, data, timing=timing, start=start, start_step=start_step, width=width,
+        threads=threads,
+    )  # fmt: skip
     for point in points:
         metrics = {
             **TrialPoint.of(pop.id, point, timing.compile_s, timing.train_s).to_json(),
@@ -144,7 +141,8 @@ def _train_one(spec, pop, data, threads, start, start_step, batch, clock) -> Non
             clock["last_save"] = time.monotonic()
         elif batch.due(metrics):
             tune.report(batch.take(metrics))
-        _maybe_crash(point.step)
+        if hook is not None:
+            hook(pop.id, point.step)
 
 
 class Batcher:

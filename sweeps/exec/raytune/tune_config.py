@@ -20,14 +20,17 @@ from sweeps.plan.planner import Planner
 from sweeps.spec import SweepSpec
 
 _PLANNERS: dict[str, Planner] = {}
+_WIDTHS: dict[str, Any] = {}  # the driver's WidthBook: a new population's width goes with it
 
 
-def register(key: str, planner: Planner) -> None:
+def register(key: str, planner: Planner, widths=None) -> None:
     _PLANNERS[key] = planner
+    _WIDTHS[key] = widths
 
 
 def unregister(key: str) -> None:
     _PLANNERS.pop(key, None)
+    _WIDTHS.pop(key, None)
 
 
 class PlannerSearcher(Searcher):
@@ -46,7 +49,8 @@ class PlannerSearcher(Searcher):
         if pop is None:
             return Searcher.FINISHED
         self._population_of[trial_id] = pop.id
-        return {"population": pop.to_json()}
+        widths = _WIDTHS.get(self.key)
+        return {"population": pop.to_json(), "width": widths.width(pop) if widths else None}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         pid = self._population_of.pop(trial_id, None)

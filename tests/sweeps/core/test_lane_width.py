@@ -11,12 +11,13 @@ import pytest
 from conftest import tiny_spec_dict
 
 from models import CNNSpec, MLPSpec
+from sweeps.core import lane_policy
 from sweeps.core import lane_width as tuner
-from sweeps.core import population
+from sweeps.core.lane_width import LanePolicy
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import Structure, lane_choice, make_hyperparams, train_population
+from sweeps.core.population import Structure, make_hyperparams, train_population
 from sweeps.pipeline import prepare, run_sweep
-from sweeps.settings import get_settings
+from sweeps.settings import Settings
 from sweeps.spec import parse_spec
 
 STRUCTURE = Structure(
@@ -26,16 +27,11 @@ STRUCTURE = Structure(
 
 @pytest.fixture
 def measuring(monkeypatch, tmp_path):
-    """No width setting, an empty cache of our own, nothing measured in this process; one
-    slice at a time unless a test asks for more (the injected timings mean one machine)."""
-    monkeypatch.delenv("GOLDILOCKS_CPU_LANE_WIDTH", raising=False)
-    monkeypatch.setenv("GOLDILOCKS_CPU_THREADS", "1")
-    monkeypatch.delenv("GOLDILOCKS_TUNE_LANE_WIDTH", raising=False)  # on by default
-    monkeypatch.setenv("GOLDILOCKS_COMPILE_CACHE", str(tmp_path / "cache"))
-    get_settings.cache_clear()
-    monkeypatch.setattr(population, "_CHOSEN", {})
-    yield tmp_path / "cache" / tuner.CACHE_FILE
-    get_settings.cache_clear()
+    """A policy with an empty cache of our own, measuring whatever the sweep's size, nothing
+    measured in this process; one slice at a time unless a test asks for more."""
+    monkeypatch.setattr(lane_policy, "_FIGURES", {})
+    policy = LanePolicy(threads=1, cache_dir=tmp_path / "cache", min_lane_steps=0)
+    return policy, tmp_path / "cache" / tuner.CACHE_FILE
 
 
 @pytest.fixture
@@ -48,8 +44,16 @@ def timed(monkeypatch):
         asked.extend(widths)
         return {w: times[w] for w in widths}
 
-    monkeypatch.setattr(population, "_time_widths", fake)
+    monkeypatch.setattr(lane_policy, "time_widths", fake)
     return times, asked
+
+
+def choose(policy, structure, data, n, **kw):
+    return lane_policy.choose(policy, structure, data, n, **kw)
+
+
+def _short(choice: dict) -> dict:
+    return {k: choice[k] for k in ("width", "source")}
 
 
 # ------------------------------------------------------------------ the choice itself
@@ -157,121 +161,180 @@ def test_with_two_threads_the_search_keeps_two_slices_busy():
 
 # ------------------------------------------------------------------ measured, then cached
 def test_the_width_is_measured_once_then_read_from_the_hosts_cache(measuring, iris, monkeypatch):
+    policy, cache_file = measuring
     # real timings on this machine, two slices at a time
-    first = lane_choice(STRUCTURE, iris, 8, measure=True, threads=2)
+    first = choose(policy, STRUCTURE, iris, 8, measure=True, threads=2)
     assert first["source"] == "measured" and first["tune_s"] > 0
-    measured = first["measured"]
+    measured = first["seconds_per_lane_step"]
     assert 1 in measured  # width 1 (the loop's own program) always measured
     assert all(v > 0 for v in measured.values())
-    assert first["width"] == min(measured, key=lambda w: (tuner.step_cost(8, w, measured[w], 2), w))
-    (entry,) = json.loads(measuring.read_text()).values()
+    # the report's figures are the ones the choice was made on: the cheapest step
+    cost = first["cost_per_step_s"]
+    assert cost == {w: tuner.step_cost(8, w, t, 2) for w, t in measured.items()}
+    assert cost[first["width"]] <= min(cost.values()) * (1 + tuner.TIE)
+    (entry,) = json.loads(cache_file.read_text()).values()
     assert entry["machine"] == tuner.machine() and entry["threads"] == 2
-    saved = entry["chosen"]["8"]
-    assert saved["width"] == first["width"]
-    assert {int(w): t for w, t in saved["measured"].items()} == measured
+    assert {int(w): t for w, t in entry["figures"].items()} == measured
 
-    population._CHOSEN.clear()  # a later sweep, or a Ray trial on this host
-    monkeypatch.setattr(population, "_time_widths", lambda *a: pytest.fail("measured again"))
-    again = lane_choice(STRUCTURE, iris, 8, measure=True, threads=2)
+    lane_policy._FIGURES.clear()  # a later sweep on this host
+    monkeypatch.setattr(lane_policy, "time_widths", lambda *a: pytest.fail("measured again"))
+    again = choose(policy, STRUCTURE, iris, 8, measure=True, threads=2)
     assert again["source"] == "cache" and again["width"] == first["width"]
 
 
 def test_another_optimizer_shares_the_measurement_but_another_model_does_not(
     measuring, iris, timed
 ):
+    policy, _ = measuring
     times, asked = timed
     times.update({1: 1.0, 4: 0.3, 8: 0.5, 16: 0.6})
-    assert lane_choice(STRUCTURE, iris, 16, measure=True)["width"] == 4
+    assert choose(policy, STRUCTURE, iris, 16, measure=True)["width"] == 4
     sgd = dataclasses.replace(STRUCTURE, optimizer="sgd", schedule="cosine")
-    assert lane_choice(sgd, iris, 16, measure=True)["source"] == "cache"
+    assert choose(policy, sgd, iris, 16, measure=True)["source"] == "cache"
     assert asked == [1, 4, 8, 16, 4]  # 4, the best of round one, timed again in round two
     wider = dataclasses.replace(STRUCTURE, model=MLPSpec(name="mlp", hidden=[32]))
-    assert lane_choice(wider, iris, 16, measure=True)["source"] == "measured"
+    assert choose(policy, wider, iris, 16, measure=True)["source"] == "measured"
     assert asked == [1, 4, 8, 16, 4] * 2
 
 
 def test_a_new_jax_version_measures_again(measuring, iris, timed, monkeypatch):
     import jax
 
+    policy, _ = measuring
     times, asked = timed
     times.update({1: 1.0, 4: 0.3, 8: 0.5, 16: 0.6})
-    lane_choice(STRUCTURE, iris, 16, measure=True)
-    population._CHOSEN.clear()
+    choose(policy, STRUCTURE, iris, 16, measure=True)
+    lane_policy._FIGURES.clear()
     monkeypatch.setattr(jax, "__version__", jax.__version__ + ".post1")
-    assert lane_choice(STRUCTURE, iris, 16) == {"width": 8, "source": "default"}  # not theirs
-    assert lane_choice(STRUCTURE, iris, 16, measure=True)["source"] == "measured"
+    assert _short(choose(policy, STRUCTURE, iris, 16)) == {"width": 8, "source": "default"}
+    assert choose(policy, STRUCTURE, iris, 16, measure=True)["source"] == "measured"
     assert asked == [1, 4, 8, 16, 4] * 2
 
 
 def test_another_thread_count_measures_again(measuring, iris, timed):
+    policy, _ = measuring
     times, asked = timed
     times.update({1: 1.0, 4: 0.3, 8: 0.5, 16: 0.6})
-    assert lane_choice(STRUCTURE, iris, 16, measure=True, threads=1)["source"] == "measured"
-    assert lane_choice(STRUCTURE, iris, 16, threads=2) == {"width": 8, "source": "default"}
-    assert lane_choice(STRUCTURE, iris, 16, measure=True, threads=2)["source"] == "measured"
-    population._CHOSEN.clear()
-    assert lane_choice(STRUCTURE, iris, 16, threads=1)["source"] == "cache"
-    assert lane_choice(STRUCTURE, iris, 16, threads=2)["source"] == "cache"
+    assert choose(policy, STRUCTURE, iris, 16, measure=True, threads=1)["source"] == "measured"
+    assert _short(choose(policy, STRUCTURE, iris, 16, threads=2))["source"] == "default"
+    assert choose(policy, STRUCTURE, iris, 16, measure=True, threads=2)["source"] == "measured"
+    lane_policy._FIGURES.clear()
+    assert choose(policy, STRUCTURE, iris, 16, threads=1)["source"] == "cache"
+    assert choose(policy, STRUCTURE, iris, 16, threads=2)["source"] == "cache"
     assert asked == [1, 4, 8, 16, 4] * 2
 
 
-def test_each_population_size_gets_its_own_walk_and_keeps_it(measuring, iris, timed):
+def test_any_population_size_is_costed_from_what_was_measured(measuring, iris, timed):
+    """Seconds per lane-step of a width do not depend on the population's size: a size whose
+    widths were all timed is decided without measuring (the issue: one walk per size)."""
+    policy, _ = measuring
     times, asked = timed
     times.update({1: 1.0, 4: 0.3, 8: 0.2, 16: 0.15, 32: 0.2, 64: 0.3})
-    assert lane_choice(STRUCTURE, iris, 8, measure=True)["width"] == 8
-    assert lane_choice(STRUCTURE, iris, 64, measure=True)["width"] == 16
-    population._CHOSEN.clear()
-    assert lane_choice(STRUCTURE, iris, 8)["width"] == 8
-    assert lane_choice(STRUCTURE, iris, 64)["width"] == 16
-    assert lane_choice(STRUCTURE, iris, 32) == {"width": 8, "source": "default"}
+    assert choose(policy, STRUCTURE, iris, 64, measure=True)["width"] == 16
+    before = list(asked)
+    eight = choose(policy, STRUCTURE, iris, 8, measure=True)  # widths 1, 4, 8: all known
+    assert eight["source"] == "cache" and eight["width"] == 8 and asked == before
+    lane_policy._FIGURES.clear()
+    assert choose(policy, STRUCTURE, iris, 64)["width"] == 16  # from the host's cache
 
 
 def test_a_trial_never_measures(measuring, iris, timed):
     """Nothing measured for this host (a cluster's other node): the default rule."""
-    assert lane_choice(STRUCTURE, iris, 16) == {"width": 8, "source": "default"}
+    policy, _ = measuring
+    assert _short(choose(policy, STRUCTURE, iris, 16)) == {"width": 8, "source": "default"}
     conv = dataclasses.replace(STRUCTURE, model=CNNSpec(name="cnn", channels=[2]))
-    assert lane_choice(conv, iris, 16) == {"width": 1, "source": "default"}
+    assert _short(choose(policy, conv, iris, 16)) == {"width": 1, "source": "default"}
     assert timed[1] == []
 
 
-def test_the_trainer_slices_at_the_chosen_width(measuring, iris, timed):
+def test_a_short_sweep_is_not_worth_measuring(iris, timed, tmp_path, monkeypatch):
+    monkeypatch.setattr(lane_policy, "_FIGURES", {})
+    policy = LanePolicy(threads=1, cache_dir=tmp_path, min_lane_steps=10_000)
+    choice = choose(policy, STRUCTURE, iris, 16, measure=True, lane_steps=9_000)
+    assert _short(choice) == {"width": 8, "source": "default"}
+    assert "not worth measuring: 9,000 lane-steps" in choice["reason"]
+    assert timed[1] == []
     times, _ = timed
-    times.update({1: 1.0, 3: 0.3, 5: 0.5})  # 5 lanes train at width 1, 3 (padded to 6) or 5
+    times.update({1: 1.0, 4: 0.3, 8: 0.5, 16: 0.6})
+    long = choose(policy, STRUCTURE, iris, 16, measure=True, lane_steps=20_000)
+    assert long["source"] == "measured" and long["width"] == 4
+
+
+def test_the_same_users_class_is_one_structure_whatever_object_it_is(iris, tmp_path):
+    """A notebook cell run again defines its class again (another object, another `obj:`
+    reference): the same code is the same structure, so what was measured still holds."""
+    import importlib.util
+
+    from models import imports
+    from models.specs import ImportModelSpec
+
+    (tmp_path / "netmod.py").write_text(
+        "class Net:\n    def __call__(self, x):\n        return 4 * x\n"
+    )
+    (tmp_path / "other.py").write_text(
+        "class Net:\n    def __call__(self, x):\n        return 8 * x\n"
+    )
+
+    def load(file, name):
+        spec = importlib.util.spec_from_file_location(name, tmp_path / file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.Net
+
+    refs = [imports.register_object(load(f, n)) for f, n in
+            [("netmod.py", "netmod_a"), ("netmod.py", "netmod_b"), ("other.py", "other_a")]]  # fmt: skip
+    assert len(set(refs)) == 3  # three objects, three references
+    ids = [
+        lane_policy.structure_id(
+            dataclasses.replace(STRUCTURE, model=ImportModelSpec(import_=ref)), iris
+        )
+        for ref in refs
+    ]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_the_trainer_slices_at_the_width_it_is_given(iris):
     n = 5
-    assert lane_choice(STRUCTURE, iris, n, measure=True)["width"] == 3
     hp = make_hyperparams(
         np.geomspace(1e-3, 1e-1, n),
         {k: np.full(n, v) for k, v in OPTIMIZERS["adam"].defaults.items()},
         {},
     )
-    points = list(train_population(STRUCTURE, iris, hp, np.zeros(n, np.int64)))
+    points = list(train_population(STRUCTURE, iris, hp, np.zeros(n, np.int64), width=3))
     assert {p.width for p in points} == {3}
     assert len(points[-1].state) == 2  # 5 lanes at width 3: two slices
 
 
-def test_tuning_off_gives_the_default_rule(measuring, monkeypatch, iris, timed):
-    monkeypatch.setenv("GOLDILOCKS_TUNE_LANE_WIDTH", "0")
-    get_settings.cache_clear()
-    assert lane_choice(STRUCTURE, iris, 16, measure=True) == {"width": 8, "source": "default"}
-    assert timed[1] == []
+def test_tuning_off_gives_the_default_rule(iris, timed):
+    choice = choose(LanePolicy(tune=False), STRUCTURE, iris, 16, measure=True)
+    assert _short(choice) == {"width": 8, "source": "default"} and timed[1] == []
 
 
-def test_a_setting_overrides_the_measurement(measuring, monkeypatch, iris, timed):
-    monkeypatch.setenv("GOLDILOCKS_CPU_LANE_WIDTH", "3")
-    get_settings.cache_clear()
-    assert lane_choice(STRUCTURE, iris, 16, measure=True) == {"width": 3, "source": "setting"}
-    assert not measuring.exists() and timed[1] == []
+def test_a_setting_overrides_the_measurement(measuring, iris, timed):
+    _, cache_file = measuring
+    choice = choose(LanePolicy(cpu_width=3), STRUCTURE, iris, 16, measure=True)
+    assert _short(choice) == {"width": 3, "source": "setting"}
+    assert not cache_file.exists() and timed[1] == []
 
 
 # ------------------------------------------------------------------ in a sweep
-def test_the_driver_measures_before_training_and_the_report_says_so(measuring, tmp_path):
+def _settings(tmp_path, **kw) -> Settings:
+    base = Settings().model_dump()
+    base.update(cpu_lane_width=None, cpu_threads=1, compile_cache=tmp_path / "cache", **kw)
+    return Settings.model_construct(**base)
+
+
+def test_the_driver_measures_before_training_and_the_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(lane_policy, "_FIGURES", {})
     raw = tiny_spec_dict(name="widths")
     raw["train"].update(steps=20, eval_every=10)
     spec = parse_spec(raw)
+    settings = _settings(tmp_path, lane_width_min_lane_steps=0)
     seen = []
     report = run_sweep(
-        prepare(spec), tmp_path / "out", executor="inline", track=False, on_progress=seen.append
-    )
+        prepare(spec), tmp_path / "out", executor="inline", track=False,
+        on_progress=seen.append, settings=settings,
+    )  # fmt: skip
     # the progress says what happens while nothing trains yet, once, before the training
     assert [p.phase for p in seen if p.phase] == [
         "measuring the lane width for sgd-constant on this CPU"
@@ -288,8 +351,26 @@ def test_the_driver_measures_before_training_and_the_report_says_so(measuring, t
         assert width == choice["width"]
         widths = {int(w) for w in choice["seconds_per_lane_step"]}
         assert 1 in widths and widths <= set(tuner.widths_for(7))  # 7 LRs per population
-    assert "cache" in sources  # the optimizers share one measurement
+    assert sorted(sources) == ["cache", "measured"]  # the optimizers share one measurement
 
-    again = run_sweep(prepare(spec), tmp_path / "again", executor="inline", track=False)
+    lane_policy._FIGURES.clear()
+    again = run_sweep(
+        prepare(spec), tmp_path / "again", executor="inline", track=False, settings=settings
+    )
     assert again["timing"]["tune_s"] == 0  # read from the host's cache
     assert again["timing"]["lane_width"] == timing["lane_width"]
+    assert {c["source"] for c in again["timing"]["lane_width_choice"].values()} == {"cache"}
+
+
+def test_a_short_sweep_trains_at_once_and_the_report_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(lane_policy, "_FIGURES", {})
+    monkeypatch.setattr(lane_policy, "time_widths", lambda *a: pytest.fail("measured"))
+    raw = tiny_spec_dict(name="short")
+    raw["train"].update(steps=20, eval_every=10)
+    report = run_sweep(
+        prepare(parse_spec(raw)), tmp_path / "out", executor="inline", track=False,
+        settings=_settings(tmp_path),
+    )  # fmt: skip
+    assert report["timing"]["tune_s"] == 0
+    for choice in report["timing"]["lane_width_choice"].values():
+        assert choice["source"] == "default" and "not worth measuring" in choice["reason"]

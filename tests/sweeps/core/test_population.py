@@ -35,8 +35,8 @@ def _hyperparams(optimizer: str, lrs, schedule_args=None, **opt_overrides):
     return make_hyperparams(lrs, opt_args, sched)
 
 
-def _train(structure, data, hp, seeds):
-    points = list(train_population(structure, data, hp, np.asarray(seeds)))
+def _train(structure, data, hp, seeds, **kw):
+    points = list(train_population(structure, data, hp, np.asarray(seeds), **kw))
     return points, points[-1].state
 
 
@@ -181,33 +181,23 @@ def test_eval_points_stream_every_eval_every_steps(iris):
     assert points[0].val_loss[0] > points[-1].val_loss[0]
 
 
-def test_wide_populations_are_sliced_to_the_backend_width(iris, monkeypatch):
-    from sweeps.core import population
-
-    monkeypatch.setattr(
-        population, "lane_choice", lambda s, d, n, **_: {"width": 2, "source": "test"}
-    )
+def test_wide_populations_are_sliced_to_the_width_given(iris):
     structure = _structure("adam")
     lrs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1]
-    sliced, sliced_states = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])
-    monkeypatch.undo()
-    whole, _ = _train(structure, iris, _hyperparams("adam", lrs), [0, 1, 2, 3, 4])
+    hp, seeds = _hyperparams("adam", lrs), [0, 1, 2, 3, 4]
+    sliced, sliced_states = _train(structure, iris, hp, seeds, width=2)
+    whole, _ = _train(structure, iris, _hyperparams("adam", lrs), seeds, width=8)
     assert len(sliced_states) == 3
     np.testing.assert_allclose(sliced[-1].val_loss, whole[-1].val_loss, rtol=1e-5)
 
 
-def test_slices_trained_side_by_side_give_the_results_of_slices_in_turn(iris, monkeypatch):
-    from sweeps.core import population
-
-    monkeypatch.setattr(
-        population, "lane_choice", lambda s, d, n, **_: {"width": 2, "source": "test"}
-    )
+def test_slices_trained_side_by_side_give_the_results_of_slices_in_turn(iris):
     structure = _structure("adam")
     lrs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]  # 4 slices, one padded
 
     def train(threads):
-        monkeypatch.setattr(population, "slice_threads", lambda: threads)
-        return _train(structure, iris, _hyperparams("adam", lrs), range(len(lrs)))[0]
+        hp = _hyperparams("adam", lrs)
+        return _train(structure, iris, hp, range(len(lrs)), width=2, threads=threads)[0]
 
     apart, together = train(1), train(3)
     assert len(apart) == len(together) == 5
@@ -231,22 +221,19 @@ def test_each_slice_runs_its_calls_at_the_same_time():
     assert _each_slice(1, lambda i: i * 2, [(1,), (2,)]) == [2, 4]  # one thread: in order
 
 
-def test_a_checkpoint_resumes_at_its_own_width_whatever_this_host_would_choose(iris, monkeypatch):
-    from sweeps.core import population
-
-    widths = iter([2, 4])  # cut at 2 lanes; on resume this host would choose 4
-    monkeypatch.setattr(
-        population, "lane_choice", lambda s, d, n, **_: {"width": next(widths), "source": "test"}
-    )
+def test_a_checkpoint_resumes_at_its_own_width_whatever_this_host_would_choose(iris):
     structure = _structure("adam")
     lrs = [1e-3, 1e-2, 0.1, 1.0]
     hp, seeds = _hyperparams("adam", lrs), np.arange(4)
     whole, saved = [], None
-    for point in train_population(structure, iris, hp, seeds):
+    for point in train_population(structure, iris, hp, seeds, width=2):  # cut at 2 lanes
         whole.append(point)
         if point.step == 20:  # copied as a checkpoint is, before the next chunk donates it
             saved = [jax.tree.map(np.asarray, s) for s in point.state]
-    resumed = list(train_population(structure, iris, hp, seeds, start=saved, start_step=20))
+    # on resume this host would choose 4: the checkpoint's width wins
+    resumed = list(
+        train_population(structure, iris, hp, seeds, start=saved, start_step=20, width=4)
+    )
     assert [p.step for p in resumed] == [30, 40] and {p.width for p in resumed} == {2}
     np.testing.assert_array_equal(resumed[-1].val_loss, whole[-1].val_loss)
     with pytest.raises(ValueError, match="do not cut"):

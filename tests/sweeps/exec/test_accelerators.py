@@ -46,18 +46,13 @@ def test_a_cpu_trial_trains_on_its_cpus_and_those_its_sweep_leaves_idle(
     assert f"intra_op_parallelism_threads={cpus}" in worker_env(spec)["XLA_FLAGS"]
 
 
-def test_a_thread_setting_travels_to_the_trials(monkeypatch):
-    from sweeps.exec.trial import trial_threads
-    from sweeps.settings import get_settings
+def test_a_thread_setting_travels_to_the_trials_with_the_trial_not_the_environment():
+    from sweeps.exec.raytune.cluster import RayTarget, ray_trial_threads
 
-    monkeypatch.setenv("GOLDILOCKS_CPU_THREADS", "3")
-    get_settings.cache_clear()
-    try:
-        assert worker_env(spec_with(cpus_per_trial=1))["GOLDILOCKS_CPU_THREADS"] == "3"
-        assert trial_threads(spec_with(cpus_per_trial=1), 1) == 3
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    spec = spec_with(cpus_per_trial=1)
+    target = RayTarget(cpu_threads=3)
+    assert ray_trial_threads(spec, [], target) == 3  # what the trainable is handed
+    assert not any(k.startswith("GOLDILOCKS_") for k in worker_env(spec, target))
 
 
 def test_trials_sharing_a_gpu_do_not_preallocate_it():

@@ -15,7 +15,7 @@ from conftest import tiny_spec_dict
 from sweeps.core import population
 from sweeps.core.population import Timing
 from sweeps.exec.precompile import ProgramsFile, compile_programs, install_programs
-from sweeps.exec.raytune.cluster import compile_ahead
+from sweeps.exec.raytune.cluster import RayTarget, compile_ahead
 from sweeps.exec.trial import run_trial
 from sweeps.pipeline import prepare
 from sweeps.spec import parse_spec
@@ -104,14 +104,14 @@ def test_a_stopped_compile_ahead_still_hands_over_the_first_trials_programs(
 )
 def test_nothing_is_compiled_ahead_where_trials_could_not_use_it(change, address, tmp_path):
     prepared = prepare(parse_spec(tiny_spec_dict(**change)))
-    assert compile_ahead(*_ahead_args(prepared), tmp_path, address) is None
+    assert compile_ahead(*_ahead_args(prepared), tmp_path, RayTarget(address=address)) is None
 
 
 def test_trials_read_the_programs_the_driver_writes_while_they_start(
     prepared, fresh_programs, monkeypatch, tmp_path
 ):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ahead = compile_ahead(*_ahead_args(prepared), tmp_path, None)
+    ahead = compile_ahead(*_ahead_args(prepared), tmp_path)
     handle = ahead.take()  # does not wait: the trial will
     while not Path(handle.path).exists():  # (here the "trial" shares the driver's process)
         time.sleep(0.05)
@@ -132,22 +132,13 @@ def test_a_trial_compiles_for_itself_when_the_programs_never_come(
     assert _train(prepared, prepared.populations[0])[1].compiles == 3
 
 
-def test_compile_ahead_can_be_switched_off(prepared, monkeypatch, tmp_path):
-    from sweeps.settings import get_settings
-
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("GOLDILOCKS_PRECOMPILE", "0")
-    get_settings.cache_clear()
-    try:
-        assert compile_ahead(*_ahead_args(prepared), tmp_path, None) is None
-    finally:
-        monkeypatch.delenv("GOLDILOCKS_PRECOMPILE")
-        get_settings.cache_clear()
+def test_compile_ahead_can_be_switched_off(prepared, tmp_path):
+    assert compile_ahead(*_ahead_args(prepared), tmp_path, RayTarget(precompile=False)) is None
 
 
 def test_a_discarded_compile_ahead_leaves_nothing_behind(prepared, monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ahead = compile_ahead(*_ahead_args(prepared), tmp_path, None)
+    ahead = compile_ahead(*_ahead_args(prepared), tmp_path)
     ahead.discard()  # e.g. Ray failed to start: no trial will ever read the programs
     ahead._thread.join()
     assert list(tmp_path.iterdir()) == []
@@ -161,7 +152,7 @@ def test_trials_find_the_programs_of_a_sweep_folder_given_as_a_relative_path(
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.chdir(tmp_path)
     Path("runs/demo").mkdir(parents=True)
-    ahead = compile_ahead(*_ahead_args(prepared), Path("runs/demo"), None)
+    ahead = compile_ahead(*_ahead_args(prepared), Path("runs/demo"))
     handle = ahead.take()
     assert Path(handle.path) == tmp_path / "runs" / "demo" / "programs.pkl"
     while not Path(handle.path).exists():

@@ -106,7 +106,7 @@ def _host_chose(cache: Path, spec: Path, width: int) -> None:
     """This host's lane-width cache says: this spec's population trains at `width` (as if
     the driver of an earlier sweep had measured it)."""
     from sweeps.core import lane_width as tuner
-    from sweeps.core.population import structure_id
+    from sweeps.core.lane_policy import structure_id
     from sweeps.exec.trial import structure_for, trial_threads
     from sweeps.pipeline import prepare
     from sweeps.spec import load_spec
@@ -114,10 +114,11 @@ def _host_chose(cache: Path, spec: Path, width: int) -> None:
     prepared = prepare(load_spec(spec))
     (pop,) = prepared.populations
     sid = structure_id(structure_for(prepared.spec, pop, prepared.data), prepared.data)
-    chosen = {str(len(pop.lanes)): {"width": width, "measured": {str(width): 1e-4}}}
+    # every width this population could take timed, `width` much the cheapest
+    figures = {w: (1e-4 if w == width else 1e-2) for w in tuner.widths_for(len(pop.lanes))}
     threads = trial_threads(prepared.spec, 1)  # as its one trial will train
-    entry = {"chosen": chosen, "structure": sid, "threads": threads}
-    tuner.WidthCache(cache).put(tuner.cache_key(sid, "cpu", threads), entry)
+    key = tuner.cache_key(sid, "cpu", threads)
+    tuner.WidthCache(cache).put_figures(key, figures, structure=sid, threads=threads)
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
@@ -133,10 +134,18 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
     _host_chose(cache, spec, width=1)
     sweep, marker = tmp_path / "sweep", tmp_path / "crashed"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    hook = tmp_path / "crash_hook.py"  # the trial hook kills the worker once, at step 20
+    hook.write_text(
+        "import os, pathlib\n"
+        "def crash(population_id, step):\n"
+        f"    marker = pathlib.Path({str(marker)!r})\n"
+        "    if step >= 20 and not marker.exists():\n"
+        "        marker.write_text(str(os.getpid()))\n"
+        "        os._exit(3)  # like a killed worker: no exception, no clean-up\n"
+    )
     env = _env(
         MLFLOW_TRACKING_URI=uri,
-        GOLDILOCKS_TEST_CRASH_AT_STEP="20",
-        GOLDILOCKS_TEST_CRASH_MARKER=str(marker),
+        GOLDILOCKS_TRIAL_HOOK=f"{hook}:crash",
         GOLDILOCKS_CHECKPOINT_EVERY_S="0",
         GOLDILOCKS_COMPILE_CACHE=str(cache),
     )
