@@ -4,8 +4,8 @@ largest population that fits, in one command and one JSON line (docs/benchmarks.
 For each model (the MLP of benchmarks/population_vs_loop.py; the transformer, ResNet and CNN
 of benchmarks/architectures.py), at each lane count (64, 256, 1024; `--quick`: 8, 16, 32):
 
-- population: `train_population` over all lanes (the width the trainer chooses: on a GPU one
-  slice up to GOLDILOCKS_GPU_LANE_WIDTH, default 1024), warm (a first run compiles), wall time;
+- population: `train_population` over all lanes (the trainer's default width: on a GPU one
+  slice of up to 1,024 lanes, `population.GPU_WIDTH`), warm (a first run compiles), wall time;
 - loop: the same trainer with ONE lane, once per learning rate, one after the other (the same
   init, minibatches, evaluations and bookkeeping: only the lane axis differs). A lane's run
   costs the same whatever the population, so the loop is timed on `--loop-lanes` learning
@@ -41,6 +41,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +162,11 @@ def time_loop(structure, data, k: int, cores: int) -> dict:
             "threads": cores, "compile_s": warm.compile_s}  # fmt: skip
 
 
+# The slice width every population trains at (quick: 8); None: the trainer's default (on a GPU
+# one slice of up to 1024 lanes, on a CPU the default rule).
+WIDTH: list[int | None] = [None]
+
+
 def time_population(structure, data, lanes: int) -> dict:
     """A cold run (compiles), then the timed warm run; device memory after it."""
     import numpy as np
@@ -168,8 +174,8 @@ def time_population(structure, data, lanes: int) -> dict:
     from benchmarks.common import train_once
 
     lrs = learning_rates(lanes)
-    _, _, cold, _ = train_once(structure, data, lrs)
-    wall, cpu, warm, last = train_once(structure, data, lrs)
+    _, _, cold, _ = train_once(structure, data, lrs, width=WIDTH[0])
+    wall, cpu, warm, last = train_once(structure, data, lrs, width=WIDTH[0])
     stats = device_stats() or {}
     return {"population_s": wall, "population_cpu_s": cpu, "train_s": warm.train_s,
             "compile_s": cold.compile_s, "width": last.width, "threads": last.threads,
@@ -188,7 +194,7 @@ def fit(structure, data, args, probes) -> dict:
         budget_bytes, source = budget["free"], "memory_stats free (bytes_limit - bytes_in_use)"
     else:
         budget_bytes, source = args.budget_mb * 2**20, "--budget-mb"
-    sized = memory.size_population(structure, data, budget_bytes, probes=probes)
+    sized = memory.size_population(structure, data, budget_bytes, probes=probes, width_cap=WIDTH[0])
     return {**sized, "budget_source": source, "verified": None}
 
 
@@ -340,6 +346,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not train the largest population that fits")  # fmt: skip
     p.add_argument("--child-timeout", type=float, default=CHILD_TIMEOUT_S)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="models checked at once (default 1: timings undisturbed)")  # fmt: skip
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
@@ -362,7 +370,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.child and args.quick:  # set, not measured: measuring widths costs compiles
-        os.environ.setdefault("GOLDILOCKS_CPU_LANE_WIDTH", QUICK["cpu_width"])
+        WIDTH[0] = int(QUICK["cpu_width"])
     if args.child:
         if args.child == "peak":
             out = child_peak(args)
@@ -374,8 +382,11 @@ def main(argv=None) -> dict:
     result = {"quick": args.quick, "python": platform.python_version(), "cores": args.cores,
               "steps": args.steps, "lane_counts": sorted(args.lanes), **spawn(args, "peak"),
               "models": {}}  # fmt: skip
+    # --jobs > 1 (the suite's quick check): models side by side, figures only indicative
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = dict(zip(args.models, pool.map(lambda m: spawn(args, m), args.models), strict=True))
     for model in args.models:
-        result["models"][model] = {"model": model, **spawn(args, model)}
+        result["models"][model] = {"model": model, **done[model]}
     if "peak_gflops" in result:
         add_peak_fractions(result)
     result["wall_s"] = time.perf_counter() - t0

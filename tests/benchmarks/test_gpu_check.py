@@ -61,7 +61,7 @@ def test_quick_check_runs_without_ray_mlflow_or_the_service(tmp_path):
                            text=True, check=False)  # fmt: skip
     assert probe.returncode != 0 and "blocked" in probe.stderr  # the block is in force
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--quick", "--jobs", "2"],
         env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

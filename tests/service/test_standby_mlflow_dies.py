@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import pytest
 import yaml
 from conftest import tiny_spec_dict
 from mlflow_server import start_mlflow_server
@@ -19,6 +20,8 @@ MLFLOW_VARS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_F
                "MLFLOW_HTTP_REQUEST_TIMEOUT")  # fmt: skip
 
 
+@pytest.mark.manual  # ~45 s; tests/sweeps/tracking/test_tracking.py replays the standby's
+# import-then-environment sequence in seconds on every run
 def test_a_standby_sweep_fails_in_about_30_s_when_its_tracking_server_dies(tmp_path):
     # the service's environment never had MLflow's variables (the bug: the standby set them
     # at import time, then replaced its environment with this one)
