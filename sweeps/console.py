@@ -45,10 +45,31 @@ def fmt(v: Any, spec: str = ".3g") -> str:
     return "—" if v is None else format(v, spec)
 
 
+def refined(report: dict) -> bool:
+    """Whether refinement rounds ran (the table then shows the brackets they reached)."""
+    return any(g.get("rounds", 1) > 1 for g in report["groups"])
+
+
+def edge_text(g: dict) -> str:
+    """The stability edge as a bracket: "0.287–0.316 (×1.10)"."""
+    if g.get("edge_ratio") is None:
+        return "—"
+    return f"{fmt(g['max_stable_lr'])}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
+
+
+def bracket_text(g: dict) -> str:
+    b = g.get("best_lr_bracket")
+    return f"{fmt(b[0])}–{fmt(b[1])}" if b else "—"
+
+
 def print_verdict(report: dict) -> None:
     table = Table(title=f"Goldilocks verdict — {report['name']}", title_justify="left")
     for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
         table.add_column(col)
+    rounds = refined(report)
+    if rounds:
+        for col in ("edge", "best LR within", "rounds"):
+            table.add_column(col)
     table.add_column("best val loss", justify="right")
     table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
     table.add_column("lanes c/s/u/d", justify="right")
@@ -66,6 +87,7 @@ def print_verdict(report: dict) -> None:
             zone_text,
             fmt(g["max_stable_lr"]),
             fmt(g["min_diverged_lr"]),
+            *([edge_text(g), bracket_text(g), str(g.get("rounds", 1))] if rounds else []),
             fmt(g["best_val_loss"], ".4f"),
             fmt(g["best_val_metric"], ".4f"),
             f"{c['converged']}/{c['stagnated']}/{c['unstable']}/{c['diverged']}",

@@ -491,10 +491,11 @@ def _num_lanes(hyperparams: LaneHyperparams) -> int:
     return int(np.shape(hyperparams.learning_rate)[0])
 
 
-def _lane_slices(hyperparams: LaneHyperparams, cap: int):
-    """The population cut into slices of at most `cap` lanes: (width, bounds, hyperparams)."""
+def _lane_slices(hyperparams: LaneHyperparams, cap: int, exact: bool = False):
+    """The population cut into slices of at most `cap` lanes (`exact`: of `cap` lanes, the
+    last one padded): (width, bounds, hyperparams)."""
     n = _num_lanes(hyperparams)
-    width = lane_width(n, cap)
+    width = cap if exact else lane_width(n, cap)
     bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
     return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
 
@@ -566,21 +567,28 @@ def train_population(
     start_step: int = 0,
     timing: Timing | None = None,
     threads: int | None = None,
+    width: int | None = None,
 ) -> Iterator[EvalPoint]:
     """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
 
     `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
     (the `state` of an earlier EvalPoint, as a list of slices, and its step). `threads`:
-    slices trained at once (default `slice_threads()`).
+    slices trained at once (default `slice_threads()`). `width`: train in slices of exactly
+    this many lanes (the last padded), the width programs were compiled for already (a later
+    refinement round of the same structure), instead of choosing one for this population.
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
     threads = threads or slice_threads()
-    if start is None:
+    exact = False
+    if start is not None:  # a checkpoint keeps the width it was cut at, whatever this host
+        cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])  # would choose now
+        exact = width is not None
+    elif width is not None:
+        cap, exact = width, True
+    else:
         cap = lane_choice(structure, data, _num_lanes(hyperparams), threads=threads)["width"]
-    else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
-        cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap)
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap, exact)
     if start is not None and (width != cap or len(start) != len(bounds)):
         raise ValueError(
             f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut {n} lanes"

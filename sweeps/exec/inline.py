@@ -31,6 +31,7 @@ class InlineExecutor:
         # already made (scored, or cut short by the stop) are trained again first, or their
         # lanes would end FAILED and leave the report.
         timing = Timing()
+        # A refining plan restored from plan.json hands out its earlier rounds again itself.
         again = list(planner.populations) if resume and planner.adaptive else []
         for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
@@ -55,5 +56,6 @@ def train_inline(spec: SweepSpec, data: Dataset, planner: Planner | None = None)
         planner.expected_lanes,
     )
     planner.subscribe(dispatcher.add_population)
+    planner.follow(dispatcher)
     InlineExecutor(spec, data).run(planner, dispatcher)
     return dispatcher.results()

@@ -67,7 +67,8 @@ def run_trial(
     threads: int | None = None,
 ) -> Iterator[EvalPoint]:
     """Train one population, `threads` slices at a time (None: this process's cores); yields
-    its eval points (see `train_population`)."""
+    its eval points (see `train_population`). A later refinement round's population trains at
+    the width its planner set (its structure's compiled width)."""
     return train_population(
         structure_for(spec, pop, data),
         data,
@@ -78,6 +79,7 @@ def run_trial(
         start_step=start_step,
         timing=timing,
         threads=threads,
+        width=pop.width,
     )
 
 
