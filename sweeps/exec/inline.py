@@ -31,8 +31,9 @@ class InlineExecutor:
         # already made (scored, or cut short by the stop) are trained again first, or their
         # lanes would end FAILED and leave the report.
         timing = Timing()
-        # A refining plan restored from plan.json hands out its earlier rounds again itself.
-        again = list(planner.populations) if resume and planner.adaptive else []
+        # (A refining plan restored from plan.json likewise: its rounds so far.)
+        restored = planner.adaptive or planner.refine is not None
+        again = list(planner.populations) if resume and restored else []
         for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
             last = None

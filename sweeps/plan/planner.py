@@ -56,6 +56,7 @@ class Planner:
         self._extended: dict[str, Extended] = {}  # group -> grid steps past the range
         self._record: Record | None = None
         self._refined_out = False  # a round added nothing: refinement is over
+        self._ended: set[str] = set()  # population ids whose trials ended (told, or failed)
         if not self.adaptive:
             self._make(self.searcher.ask())
 
@@ -100,7 +101,15 @@ class Planner:
         cannot be planned yet. (`ask` answers None meanwhile; Ray's searcher waits.)"""
         if not self.refining or self._record is None:
             return False
-        return any(p.id not in self._record.finished for p in self.populations)
+        # Ended: its trial said so, or (points replayed on a resume) every lane is complete.
+        steps = self.spec.train.steps
+        complete = {r.lane.index for r in self._record.results() if r.step and r.step[-1] >= steps}
+        return any(
+            p.id not in self._ended
+            and p.id not in self._record.finished
+            and any(x.index not in complete for x in p.lanes)
+            for p in self.populations
+        )
 
     def ask(self) -> Population | None:
         """The next population to train, or None when the plan is done (or `waiting`)."""
@@ -112,8 +121,13 @@ class Planner:
         made = self._make(self.searcher.ask())
         return made[0] if made else None
 
+    def ended(self, population_id: str) -> None:
+        """A population's trial ended, well or not (a failed one must not hold up a round)."""
+        self._ended.add(population_id)
+
     def tell(self, population_id: str, val_loss) -> None:
         """A population finished: its final validation losses score its point."""
+        self._ended.add(population_id)
         key = self._key_of.get(population_id)
         if key is None or not self.adaptive:
             return
@@ -133,8 +147,11 @@ class Planner:
         # A plan that is there but unreadable raises (FolderError): planning afresh would
         # run another search under the runs of this one.
         saved = read_object(self._save_to) if resume and self._save_to.exists() else None
-        if saved and not self.adaptive:
-            self._restore_rounds(saved)
+        if not self.adaptive:
+            if saved:
+                self._restore_rounds(saved)
+            if resume:  # like an adaptive plan's: handed out already (the executor trains
+                self._cursor = len(self.populations)  # them again, or Tune restores them)
         elif saved:
             self.searcher.restore(saved["searcher"])
             for d in saved["populations"]:
