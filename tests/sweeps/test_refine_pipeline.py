@@ -97,3 +97,16 @@ def test_a_sweep_cut_in_a_later_round_resumes_to_the_same_lanes(tracked, tmp_pat
     resumed = run_sweep(prepared, folder, executor="inline", tracking_uri=uri, resume=True)
     assert lanes_of(resumed) == lanes_of(report)
     assert [g["best_lr"] for g in resumed["groups"]] == [g["best_lr"] for g in report["groups"]]
+
+
+def test_the_plot_marks_the_refined_lrs_and_the_edge_bracket(tracked):
+    from sweeps.verdict.plots import goldilocks_figure
+
+    report, _, folder = tracked
+    fig = goldilocks_figure(report)
+    marks = [a for ax in fig.axes for a in ax.get_lines() if a.get_gid() == "refined"]
+    refined = {lane["learning_rate"] for lane in report["lanes"] if lane["round"] > 1}
+    assert len(marks) == 1 and set(marks[0].get_xdata()) == refined
+    titles = " ".join(ax.get_title(loc="right") for ax in fig.axes)
+    assert f"(×{report['groups'][0]['edge_ratio']:.2f})" in titles
+    assert (folder / "plots" / "goldilocks.png").exists()
