@@ -57,6 +57,23 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def refined(report: dict) -> bool:
+    """Whether refinement rounds ran (the table then shows the brackets they reached)."""
+    return any(g.get("rounds", 1) > 1 for g in report["groups"])
+
+
+def edge_text(g: dict) -> str:
+    """The stability edge as a bracket: "0.287–0.316 (×1.10)"."""
+    if g.get("edge_ratio") is None:
+        return "—"
+    return f"{fmt(g['max_stable_lr'])}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
+
+
+def bracket_text(g: dict) -> str:
+    b = g.get("best_lr_bracket")
+    return f"{fmt(b[0])}–{fmt(b[1])}" if b else "—"
+
+
 def print_verdict(report: dict) -> None:
     table = Table(
         title=f"Goldilocks verdict — {report['name']}",
@@ -66,6 +83,10 @@ def print_verdict(report: dict) -> None:
     )
     for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
         table.add_column(col)
+    rounds = refined(report)
+    if rounds:
+        for col in ("edge", "best LR within", "rounds"):
+            table.add_column(col)
     table.add_column("best val loss", justify="right")
     table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
     table.add_column(COUNTS_HEADER, justify="right")
@@ -82,6 +103,7 @@ def print_verdict(report: dict) -> None:
             zone_text,
             fmt(g["max_stable_lr"]),
             min_diverged_text(g),
+            *([edge_text(g), bracket_text(g), str(g.get("rounds", 1))] if rounds else []),
             fmt(g["best_val_loss"], ".4f"),
             fmt(g["best_val_metric"], ".4f"),
             status_counts_text(g),

@@ -27,7 +27,13 @@ from sweeps.settings import Settings, get_settings
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_writer
 from sweeps.verdict.analysis import analyze
-from sweeps.verdict.report import build_report, verdict_markdown, write_report
+from sweeps.verdict.report import (
+    build_report,
+    lane_steps,
+    lane_steps_dense,
+    verdict_markdown,
+    write_report,
+)
 
 EXECUTORS = ("ray", "inline")
 __all__ = ["EXECUTORS", "Prepared", "load_for_resume", "load_sweep_data", "new_sweep_id",
@@ -114,6 +120,7 @@ def run_sweep(
             on_progress=progress,
         )
         planner.subscribe(dispatcher.add_population)
+        planner.follow(dispatcher)  # refinement rounds are planned from the lanes' results
         runner = _executor(prepared, folder, executor, target, ahead, widths)
         watchdog = _watch_ray_head(folder, tracker) if executor == "ray" else None
         try:
@@ -297,6 +304,8 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
             # MLflow time while the sweep ran (the final report's own upload comes after)
             "log_s": tracker.log_seconds if tracker else 0.0,
             "tune_s": timing.tune_s,
+            "lane_steps": lane_steps(results),
+            "lane_steps_dense": lane_steps_dense(verdicts, results, spec.train.steps),
             **lane_width_report(prepared, dispatcher, widths),
         },
         mlflow=tracker.info if tracker else None,

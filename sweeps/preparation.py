@@ -127,6 +127,6 @@ def prepare(
     except DataError as err:
         raise SpecError([str(err)]) from None
     check_against_data(spec, data)
-    planner = Planner(spec)
+    planner = Planner(spec, max_lanes=settings.max_lanes)
     check_budget(spec, data, planner, settings)  # lanes, steps, memory: before anything exists
     return Prepared(spec, data, planner, base_dir)

@@ -188,6 +188,11 @@ class Dispatcher:
         if pop.id in self.recorders:
             return
         self.recorders[pop.id] = LaneRecorder(pop.lanes, pop.id, self.metric)
+        # a refinement round plans more than was expected at the start
+        lanes = sum(len(r.results) for r in self.recorders.values())
+        p = self.progress
+        p.lane_steps_total = max(p.lane_steps_total, lanes * self.steps)
+        p.trials_total = max(p.trials_total, len(self.recorders))
         for sink in self.sinks:
             sink.add_lanes(list(pop.lanes), pop.id)
 

@@ -412,10 +412,11 @@ def _num_lanes(hyperparams: LaneHyperparams) -> int:
     return int(np.shape(hyperparams.learning_rate)[0])
 
 
-def _lane_slices(hyperparams: LaneHyperparams, cap: int):
-    """The population cut into slices of at most `cap` lanes: (width, bounds, hyperparams)."""
+def _lane_slices(hyperparams: LaneHyperparams, cap: int, exact: bool = False):
+    """The population cut into slices of at most `cap` lanes (`exact`: of `cap` lanes, the
+    last one padded): (width, bounds, hyperparams)."""
     n = _num_lanes(hyperparams)
-    width = lane_width(n, cap)
+    width = cap if exact else lane_width(n, cap)
     bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
     return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
 
@@ -506,6 +507,7 @@ def train_population(
     start_step: int = 0,
     timing: Timing | None = None,
     width: int | None = None,
+    exact: bool = False,
     threads: int | None = None,
 ) -> Iterator[EvalPoint]:
     """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
@@ -513,7 +515,9 @@ def train_population(
     `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
     (the `state` of an earlier EvalPoint, as a list of slices, and its step). `width`: lanes
     per compiled slice, at most (default `default_width`; the caller's policy decides it,
-    sweeps/core/lane_policy.py); `threads`: slices trained at once (default: the cores).
+    sweeps/core/lane_policy.py), cut into equal slices; `exact`: slices of exactly `width`
+    lanes, the last one padded (a later refinement round reuses the programs its structure
+    was compiled for); `threads`: slices trained at once (default: the cores).
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
@@ -522,7 +526,8 @@ def train_population(
         cap = width or default_width(structure)
     else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
         cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap)
+        exact = exact or width is not None
+    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap, exact)
     if start is not None and (width != cap or len(start) != len(bounds)):
         raise ValueError(
             f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut {n} lanes"

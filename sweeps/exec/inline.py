@@ -33,7 +33,9 @@ class InlineExecutor:
         # already made (scored, or cut short by the stop) are trained again first, or their
         # lanes would end FAILED and leave the report.
         timing = Timing()
-        again = list(planner.populations) if resume and planner.adaptive else []
+        # (A refining plan restored from plan.json likewise: its rounds so far.)
+        restored = planner.adaptive or planner.refine is not None
+        again = list(planner.populations) if resume and restored else []
         for pop in chain(again, iter(planner.ask, None)):
             dispatcher.trial_started(pop.id)
             last, before = None, timing.train_s
@@ -63,5 +65,6 @@ def train_inline(spec: SweepSpec, data: Dataset, planner: Planner | None = None)
         planner.expected_lanes,
     )
     planner.subscribe(dispatcher.add_population)
+    planner.follow(dispatcher)
     InlineExecutor(spec, data).run(planner, dispatcher)
     return dispatcher.results()

@@ -69,7 +69,8 @@ def run_trial(
 ) -> Iterator[EvalPoint]:
     """Train one population at slice width `width` (decided by the driver: `decide_widths`),
     `threads` slices at a time (None: this process's cores); yields its eval points (see
-    `train_population`)."""
+    `train_population`). A later refinement round's population trains at exactly the width
+    its planner set (its structure's compiled width: no recompile)."""
     return train_population(
         structure_for(spec, pop, data),
         data,
@@ -79,7 +80,8 @@ def run_trial(
         start=start,
         start_step=start_step,
         timing=timing,
-        width=width,
+        width=pop.width or width,
+        exact=pop.width is not None,
         threads=threads,
     )
 

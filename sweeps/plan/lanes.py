@@ -33,6 +33,7 @@ class Lane:
     seed: int
     optimizer_args: dict[str, float] = field(hash=False)
     schedule_args: dict[str, float] = field(hash=False)
+    round: int = 1  # the refinement round that made it (search.refine); 1: the spec's grid
 
     @property
     def group_key(self) -> tuple:
@@ -52,6 +53,7 @@ class Lane:
         return cls(
             int(d["index"]), d["optimizer"], d["schedule"], float(d["learning_rate"]),
             int(d["seed"]), dict(d["optimizer_args"]), dict(d["schedule_args"]),
+            int(d.get("round", 1)),
         )  # fmt: skip
 
 
@@ -61,6 +63,9 @@ class Population:
     optimizer: str
     schedule: str
     lanes: tuple[Lane, ...]
+    # The slice width to train at, set for a later refinement round: the width its
+    # structure's first population trained at, so its compiled programs are reused.
+    width: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,15 +73,18 @@ class Population:
             "optimizer": self.optimizer,
             "schedule": self.schedule,
             "lanes": [lane.to_json() for lane in self.lanes],
+            "width": self.width,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Population:
         lanes = tuple(Lane.from_json(lane) for lane in d["lanes"])
-        return cls(d["id"], d["optimizer"], d["schedule"], lanes)
+        return cls(d["id"], d["optimizer"], d["schedule"], lanes, d.get("width"))
 
 
-def lanes_of(points: list[Point], seeds: list[int], first_index: int = 0) -> list[Lane]:
+def lanes_of(
+    points: list[Point], seeds: list[int], first_index: int = 0, round: int = 1
+) -> list[Lane]:
     """Every point once per seed, numbered from `first_index` (lane index = position)."""
     lanes: list[Lane] = []
     for p in points:
@@ -84,7 +92,7 @@ def lanes_of(points: list[Point], seeds: list[int], first_index: int = 0) -> lis
             index = first_index + len(lanes)
             lanes.append(
                 Lane(index, p.optimizer, p.schedule, p.learning_rate, seed,
-                     dict(p.optimizer_args), dict(p.schedule_args))
+                     dict(p.optimizer_args), dict(p.schedule_args), round)
             )  # fmt: skip
     return lanes
 

@@ -269,6 +269,13 @@ class SweepSpec(Strict):
             update["data"] = self.data.model_copy(update={"import_": refs["data.import"]})
         return self.model_copy(update=update)
 
+    @model_validator(mode="after")
+    def _refine_without_asha(self) -> SweepSpec:
+        if self.search.refine is not None and self.scheduler.name != "none":
+            # a round is planned from its lanes' whole runs: ASHA would cut them short
+            raise ValueError("search.refine: refinement rounds need scheduler.name: none")
+        return self
+
     def lane_count(self) -> int:
         seeds = len(self.train.seeds)
         if self.search.method != "grid":

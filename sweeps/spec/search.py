@@ -84,6 +84,32 @@ class OptimizerChoice(Strict):
         return v
 
 
+class RefineSpec(Strict):
+    """Refinement rounds (sweeps/plan/refine.py): after the spec's grid (round 1), each group
+    gets new LRs where its answer is still coarser than `ratio`: between its max stable and
+    min diverged LR, beside its best LR, and past the searched range (at most `extend` grid
+    steps each way) when the best sits on its edge or nothing diverged above it."""
+
+    ratio: float = Field(1.1, gt=1.0, le=10.0)
+    max_rounds: int = Field(4, ge=2, le=20)
+    extend: int = Field(2, ge=0, le=10)
+
+
+class PruneSpec(Strict):
+    """Rungs (fractions of the steps) where diverged and hopeless lanes stop training."""
+
+    at: list[float] = Field(min_length=1)
+
+    @field_validator("at")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < f < 1.0 for f in v):
+            raise ValueError("each rung is a fraction of the steps, between 0 and 1 (exclusive)")
+        if sorted(set(v)) != list(v):
+            raise ValueError("rungs must be distinct and increasing")
+        return v
+
+
 class SearchSpec(Strict):
     method: Literal["grid", "random", "tpe"] = "grid"
     num_samples: PositiveInt = 32
@@ -94,6 +120,19 @@ class SearchSpec(Strict):
     schedule: list[str] = Field(default_factory=lambda: ["constant"], min_length=1)
     optimizer_args: dict[str, ArgValue] = Field(default_factory=dict)
     schedule_args: dict[str, ArgValue] = Field(default_factory=dict)
+    refine: RefineSpec | None = None  # absent: the grid is the answer
+    prune: PruneSpec | None = None  # absent: every lane trains every step
+
+    @model_validator(mode="after")
+    def _refine_needs_a_grid(self) -> SearchSpec:
+        if self.refine is not None and self.method != "grid":
+            raise ValueError("refine: refinement rounds refine a grid; set method: grid")
+        if self.prune is not None:  # the shape is checked above; training ignores it so far
+            raise ValueError(
+                "prune: pruning inside a population is not available yet (docs/precision.md); "
+                "remove search.prune"
+            )
+        return self
 
     @field_validator("optimizer")
     @classmethod

@@ -31,6 +31,8 @@ TAG_SWEEP_ID = "goldilocks.sweep_id"
 TAG_KIND = "goldilocks.kind"  # "sweep" (parent) or "lane" (child)
 TAG_TRIAL_ID = "goldilocks.trial_id"
 TAG_LANE = "goldilocks.lane"
+TAG_ROUND = "goldilocks.round"  # the refinement round that made the lane (1: the spec's grid)
+TAG_PRUNED_AT = "pruned_at_step"  # a lane stopped at a rung (search.prune)
 TAG_ERROR = "goldilocks.error"
 TAG_STATUS = "status"  # the lane's verdict, short so that `tags.status = 'diverged'` reads well
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -105,8 +107,11 @@ def run_names(lanes: list[Lane], spec: SweepSpec) -> dict[int, str]:
             for k, v in sorted(getattr(lane, attr).items())
             if k in searched[attr]
         )
-        names[lane.index] = (
-            f"{lane.optimizer}-{lane.schedule}-lr{lane.learning_rate:.1e}{args}-s{lane.seed}"
+        # a refinement round's LRs lie within a few percent of each other: more digits
+        rounds = getattr(lane, "round", 1)
+        lr = f"{lane.learning_rate:.1e}" if rounds == 1 else f"{lane.learning_rate:.3e}"
+        names[lane.index] = f"{lane.optimizer}-{lane.schedule}-lr{lr}{args}-s{lane.seed}" + (
+            f"-r{rounds}" if rounds > 1 else ""
         )
     return names
 

@@ -43,6 +43,7 @@ from sweeps.tracking.naming import (
     TAG_ERROR,
     TAG_KIND,
     TAG_LANE,
+    TAG_ROUND,
     TAG_STATUS,
     TAG_SWEEP_ID,
     TAG_TRIAL_ID,
@@ -226,6 +227,7 @@ class SweepTracker:
                 TAG_KIND: "lane",
                 TAG_TRIAL_ID: trial_id,
                 TAG_LANE: str(lane.index),
+                TAG_ROUND: str(getattr(lane, "round", 1)),
             }
             self._writer.put(
                 Call(

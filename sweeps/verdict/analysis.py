@@ -55,6 +55,7 @@ import numpy as np
 
 from sweeps.core.losses import LOSSES
 from sweeps.core.optimizers import OPTIMIZERS
+from sweeps.plan.refine import bracket
 from sweeps.verdict.results import LaneResult
 
 UNSTABLE_RISE = 0.25  # a climb this far (x initial loss) above the lane's low is a blow-up
@@ -182,6 +183,11 @@ class GroupVerdict:
     first_unstable_lr: float | None = None  # where the walk up from the best met a spike
     curve: dict[str, list[Any]] = field(default_factory=dict)
     rank: int | None = None
+    # How precise the answer is (refinement rounds, sweeps/plan/refine.py): min diverged /
+    # max stable LR, the tested LRs either side of the best, and the rounds that trained it.
+    edge_ratio: float | None = None
+    best_lr_bracket: list[float] | None = None
+    rounds: int = 1
 
 
 def analyze(
@@ -209,6 +215,8 @@ def analyze(
     for r in results:
         groups[r.lane.group_key].append(r)
     verdicts = {key: _group_verdict(m, loss, zone_tolerance, higher) for key, m in groups.items()}
+    for key, v in verdicts.items():
+        _precision(v, groups[key])
     for r in results:
         if r.status == "diverged" and r.diverged_at_step is None:
             r.diverged_at_step = blow_up_step(r, diverge_factor)  # not frozen: where it blew up
@@ -224,6 +232,14 @@ def analyze(
         at_best = [r for r in groups[ranked[0]] if r.lane.learning_rate == top.best_lr]
         winner = min(at_best, key=lambda r: r.best_val_loss)
     return list(verdicts.values()), winner
+
+
+def _precision(v: GroupVerdict, members: list[LaneResult]) -> None:
+    """The precision fields of a group's verdict (additive: nothing else reads them)."""
+    if v.max_stable_lr is not None and v.min_diverged_lr is not None:
+        v.edge_ratio = v.min_diverged_lr / v.max_stable_lr
+    v.best_lr_bracket = bracket(v.curve.get("learning_rate", []), v.best_lr)
+    v.rounds = max((getattr(r.lane, "round", 1) for r in members), default=1)
 
 
 def _best_index(lrs, by_lr, mean_loss, *, converged_only: bool = False) -> int | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.folder import REPORT, write_json_atomic
+from sweeps.plan.refine import dense_count
 from sweeps.spec import SweepSpec
 from sweeps.verdict.analysis import GroupVerdict
 from sweeps.verdict.results import LaneResult
@@ -38,6 +39,8 @@ def lane_entry(r: LaneResult, *, with_history: bool = True) -> dict[str, Any]:
         "best_val_loss": r.best_val_loss,
         "val_metric": r.best_val_metric,
         "diverged_at_step": r.diverged_at_step,
+        "round": getattr(lane, "round", 1),
+        "pruned_at_step": r.pruned_at_step,
     }
     if with_history:
         entry["history"] = r.history()
@@ -46,6 +49,35 @@ def lane_entry(r: LaneResult, *, with_history: bool = True) -> dict[str, Any]:
 
 def group_entry(v: GroupVerdict) -> dict[str, Any]:
     return dataclasses.asdict(v)
+
+
+def lane_steps(results: list[LaneResult]) -> int:
+    """Lane-steps trained: each lane's steps up to where it stopped (the end, or its rung)."""
+    return int(sum(r.step[-1] if r.step else 0 for r in results))
+
+
+def lane_steps_dense(verdicts: list[GroupVerdict], results: list[LaneResult], steps: int) -> int:
+    """What a dense log grid would have cost for the same answer: per group, over the same
+    range of LRs, neighbours as close as the coarsest precision reported (its edge ratio and
+    the ratios bracketing its best LR; without those, its own widest gap), every seed."""
+    total = 0
+    for v in verdicts:
+        lrs = sorted(v.curve.get("learning_rate", []))
+        members = [r for r in results if r.lane.optimizer == v.optimizer
+                   and r.lane.schedule == v.schedule and r.lane.optimizer_args == v.optimizer_args
+                   and r.lane.schedule_args == v.schedule_args]  # fmt: skip
+        seeds = len({r.lane.seed for r in members}) or 1
+        if len(lrs) < 2:
+            total += len(lrs) * seeds * steps
+            continue
+        precision = [v.edge_ratio] if v.edge_ratio else []
+        b = v.best_lr_bracket
+        if b and v.best_lr:
+            precision += [x for x in (v.best_lr / b[0], b[1] / v.best_lr) if x > 1.0]
+        if not precision:
+            precision = [max(hi / lo for lo, hi in zip(lrs, lrs[1:], strict=False))]
+        total += dense_count(lrs[0], lrs[-1], max(precision)) * seeds * steps
+    return int(total)
 
 
 def build_report(
@@ -123,6 +155,19 @@ def verdict_markdown(report: dict[str, Any]) -> str:
         note = stability_note(g)
         if note:
             lines.append(f"- {g['optimizer']} · {g['schedule']}: {note}")
+        if g.get("rounds", 1) > 1:
+            b, r = g.get("best_lr_bracket"), g.get("edge_ratio")
+            edge = (
+                f"edge {f(g['max_stable_lr'])}–{f(g['min_diverged_lr'])} (×{r:.2f})"
+                if r
+                else "no edge found"
+            )
+            best = f"best LR within {f(b[0])}–{f(b[1])}" if b else "no best LR"
+            lines.append(
+                f"- {g['optimizer']} · {g['schedule']}: {edge}, {best}, "
+                f"after {g['rounds']} rounds of refinement"
+            )
+    for g in report["groups"]:
         if g.get("erratic_above_edge"):
             lines.append(
                 f"- {g['optimizer']} · {g['schedule']}: "

@@ -28,6 +28,7 @@ class LaneResult:
     initial_train_loss: float = math.nan  # the first minibatch loss
     diverged_at_step: int | None = None
     spiked: bool = False
+    pruned_at_step: int | None = None  # stopped at a rung (search.prune), its history to there
     status: str | None = None  # set by analysis
     run_id: str | None = None  # set by tracking
 

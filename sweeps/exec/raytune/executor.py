@@ -79,7 +79,8 @@ class RayExecutor:
         if resume:
             collector.replay()
 
-        planned = [] if planner.adaptive else planner.populations
+        # populations Tune is handed up front (an adaptive or refined plan asks as it goes)
+        planned = [] if tune_setup.searched(planner) else planner.populations
         one_trial = one_trial_per_host(spec, planned, self.target)
         expected = 1 if one_trial else planner.expected_trials
         dispatcher.progress.trials_total = expected

@@ -2,9 +2,11 @@
 asks the planner for populations, the scheduler, and trial names.
 
 A fixed plan (grid, random) is a `tune.grid_search` over the planned populations' indices.
-An adaptive one (tpe) is a Tune `Searcher` whose `suggest` asks the driver's planner for the
-next population and whose `on_trial_complete` tells the planner its score: the planner makes
-the lanes, Tune only schedules them. Like the callback, the searcher holds only a key (Tune
+An adaptive one (tpe), or a grid refined in rounds (search.refine), is a Tune `Searcher` whose
+`suggest` asks the driver's planner for the next population and whose `on_trial_complete`
+tells the planner its score: the planner makes the lanes, Tune only schedules them. Between
+refinement rounds the planner waits for the round's trials to end (`suggest` answers None:
+Tune asks again), so a round's lanes are new trials. Like the callback, the searcher holds only a key (Tune
 pickles it with its experiment state); the live planner is looked up in `_PLANNERS`.
 """
 
@@ -45,9 +47,10 @@ class PlannerSearcher(Searcher):
         return True  # the planner's searcher owns the space; the metric is always "score"
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        pop = _PLANNERS[self.key].ask()
+        planner = _PLANNERS[self.key]
+        pop = planner.ask()
         if pop is None:
-            return Searcher.FINISHED
+            return None if planner.waiting else Searcher.FINISHED
         self._population_of[trial_id] = pop.id
         widths = _WIDTHS.get(self.key)
         return {"population": pop.to_json(), "width": widths.width(pop) if widths else None}
@@ -56,6 +59,8 @@ class PlannerSearcher(Searcher):
         pid = self._population_of.pop(trial_id, None)
         if pid is None and result:
             pid = result.get("population_id")
+        if pid is not None:
+            _PLANNERS[self.key].ended(pid)
         if pid is not None and result and not error:
             _PLANNERS[self.key].tell(pid, np.asarray(result["val_loss"], float))
 
@@ -67,10 +72,24 @@ class PlannerSearcher(Searcher):
         pass
 
 
+def searched(planner: Planner) -> bool:
+    """Whether Tune asks the planner for each trial (adaptive or refined) or runs a fixed grid."""
+    return planner.adaptive or planner.refine is not None
+
+
+def max_trials(planner: Planner) -> int:
+    """Tune's num_samples: a bound for a refined grid (the planner says when it is done)."""
+    if planner.adaptive:
+        return planner.expected_trials
+    rounds = planner.refine.max_rounds if planner.refine is not None else 1
+    return max(1, len(planner.populations)) * rounds * 64
+
+
 def param_space(planner: Planner, one_trial: bool = False) -> dict[str, Any]:
     """A trial per planned population (its index), or `one_trial` for them all (the list of
-    indices, trained in order: see cluster.one_trial_per_host)."""
-    if planner.adaptive:
+    indices, trained in order: see cluster.one_trial_per_host); nothing when Tune asks the
+    planner for each trial."""
+    if searched(planner):
         return {}
     indices = list(range(len(planner.populations)))
     return {"population": tune.grid_search([indices] if one_trial else indices)}
@@ -87,14 +106,14 @@ def tune_config(spec: SweepSpec, planner: Planner, key: str) -> tune.TuneConfig:
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )
-    adaptive = planner.adaptive
+    asks = searched(planner)
     ids = [pop.id for pop in planner.populations]  # not the planner: Tune pickles these
     return tune.TuneConfig(
         metric="score",
         mode="min",
         scheduler=scheduler,
-        search_alg=PlannerSearcher(key) if adaptive else None,
-        num_samples=planner.expected_trials if adaptive else 1,
+        search_alg=PlannerSearcher(key) if asks else None,
+        num_samples=max_trials(planner) if asks else 1,
         max_concurrent_trials=spec.resources.max_concurrent_trials,
         # A trial process keeps JAX imported and its compiled programs for the next trial.
         reuse_actors=True,

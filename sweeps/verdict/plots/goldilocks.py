@@ -83,8 +83,8 @@ def goldilocks_figure(report: dict) -> Figure:
         gridspec_kw={"height_ratios": heights},
     )[:, 0]
     seen: set[str] = set()  # which marker kinds were drawn, for the one legend
-    for i, (ax, g, (lrs, losses, std, statuses)) in enumerate(
-        zip(axes, groups, curves, strict=False)
+    for i, (ax, g, (lrs, losses, std, statuses), (_, lanes)) in enumerate(
+        zip(axes, groups, curves, pairs, strict=False)
     ):
         colour = _colour(i)
         rank = g.get("rank")
@@ -100,6 +100,7 @@ def goldilocks_figure(report: dict) -> Figure:
             _draw_lr_free(ax, g, losses, colour, seen)
             continue
         _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen)
+        _mark_refined(ax, lanes, colour, seen)
 
     if not groups:
         axes[0].text(0.5, 0.5, "no groups", ha="center", va="center", transform=axes[0].transAxes)
@@ -160,7 +161,9 @@ def _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen) -> None:
     words = [f"stable ≤ {_fmt(stable)}"] if np.isfinite(stable) else []
     if np.isfinite(spiked):
         words.append(f"unstable at {_fmt(spiked)}")
-    if np.isfinite(first_div):
+    if g.get("rounds", 1) > 1 and g.get("edge_ratio"):  # refined: the edge as a bracket
+        parts.append(f"edge {_fmt(stable)}–{_fmt(first_div)} (×{g['edge_ratio']:.2f})")
+    elif np.isfinite(first_div):
         words.append(f"diverged ≥ {_fmt(first_div)}")
     elif not div.any() and np.isfinite(lrs).any():
         words.append(f"no divergence up to {_fmt(float(np.nanmax(lrs)))}")
@@ -183,6 +186,18 @@ def _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen) -> None:
             color="grey",
             fontsize=8,
         )
+
+
+def _mark_refined(ax, lanes: list[dict], colour, seen) -> None:
+    """A tick on the panel's floor at each LR a refinement round added (search.refine)."""
+    refined = sorted({lane["learning_rate"] for lane in lanes if lane.get("round", 1) > 1})
+    if not refined:
+        return
+    seen.add("refined")
+    ax.plot(
+        refined, [0.02] * len(refined), ls="", marker="|", ms=8, mew=1.2, color=colour,
+        transform=ax.get_xaxis_transform(), zorder=4, gid="refined",
+    )  # fmt: skip
 
 
 def _draw_lr_free(ax, g, losses, colour, seen) -> None:
@@ -209,6 +224,10 @@ def _goldilocks_legend(fig: Figure, seen: set[str]) -> None:
             "best LR",
         ),
         "edge": (Line2D([], [], color=EDGE_COLOUR, ls="--", lw=1.4), "stability edge"),
+        "refined": (
+            Line2D([], [], ls="", marker="|", ms=8, mew=1.2, color="#444444"),
+            "LR added by refinement",
+        ),
         **{k: v for k, v in zip(STATUS_STYLE, _status_handles(set(STATUS_STYLE)), strict=True)},
         "lr_free": (Line2D([], [], color="#444444", ls="--", lw=1.8), "LR-free optimizer"),
     }
