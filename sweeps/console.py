@@ -66,7 +66,7 @@ def edge_text(g: dict) -> str:
     """The stability edge as a bracket: "0.287–0.316 (×1.10)"."""
     if g.get("edge_ratio") is None:
         return "—"
-    return f"{fmt(g['max_stable_lr'])}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
+    return f"{fmt(g.get('max_undiverged_lr'))}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
 
 
 def bracket_text(g: dict) -> str:

@@ -219,7 +219,7 @@ class Planner:
             key = json.dumps([v.optimizer, v.schedule, sorted(v.optimizer_args.items()),
                               sorted(v.schedule_args.items())])  # fmt: skip
             lrs = next_lrs(
-                v.curve["learning_rate"], v.best_lr, v.max_stable_lr, v.min_diverged_lr,
+                v.curve["learning_rate"], v.best_lr, v.max_undiverged_lr, v.min_diverged_lr,
                 ratio=self.refine.ratio, rounds_left=self.refine.max_rounds - self.round,
                 step=step, extend=self.refine.extend,
                 extended=self._extended.setdefault(key, Extended()),

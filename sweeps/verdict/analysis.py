@@ -185,6 +185,9 @@ class GroupVerdict:
     rank: int | None = None
     # How precise the answer is (refinement rounds, sweeps/plan/refine.py): min diverged /
     # max stable LR, the tested LRs either side of the best, and the rounds that trained it.
+    # the divergence edge located to: the largest LR below min_diverged_lr where no seed
+    # diverged (it may have spiked: then it is above max_stable_lr), and min_diverged over it
+    max_undiverged_lr: float | None = None
     edge_ratio: float | None = None
     best_lr_bracket: list[float] | None = None
     rounds: int = 1
@@ -236,8 +239,11 @@ def analyze(
 
 def _precision(v: GroupVerdict, members: list[LaneResult]) -> None:
     """The precision fields of a group's verdict (additive: nothing else reads them)."""
-    if v.max_stable_lr is not None and v.min_diverged_lr is not None:
-        v.edge_ratio = v.min_diverged_lr / v.max_stable_lr
+    if v.min_diverged_lr is not None:
+        below = [lr for lr in v.curve.get("learning_rate", []) if lr < v.min_diverged_lr]
+        if below:
+            v.max_undiverged_lr = float(max(below))
+            v.edge_ratio = v.min_diverged_lr / v.max_undiverged_lr
     v.best_lr_bracket = bracket(v.curve.get("learning_rate", []), v.best_lr)
     v.rounds = max((getattr(r.lane, "round", 1) for r in members), default=1)
 

@@ -158,7 +158,7 @@ def verdict_markdown(report: dict[str, Any]) -> str:
         if g.get("rounds", 1) > 1:
             b, r = g.get("best_lr_bracket"), g.get("edge_ratio")
             edge = (
-                f"edge {f(g['max_stable_lr'])}–{f(g['min_diverged_lr'])} (×{r:.2f})"
+                f"edge {f(g.get('max_undiverged_lr'))}–{f(g['min_diverged_lr'])} (×{r:.2f})"
                 if r
                 else "no edge found"
             )

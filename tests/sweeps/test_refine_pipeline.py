@@ -45,7 +45,7 @@ def test_the_report_says_how_precise_and_at_what_cost(tracked):
     report, _, folder = tracked
     (g,) = report["groups"]
     assert g["rounds"] > 1
-    assert g["edge_ratio"] == pytest.approx(g["min_diverged_lr"] / g["max_stable_lr"])
+    assert g["edge_ratio"] == pytest.approx(g["min_diverged_lr"] / g["max_undiverged_lr"])
     assert g["edge_ratio"] < 10**0.8  # finer than the grid's step
     low, high = g["best_lr_bracket"]
     assert low <= g["best_lr"] <= high

@@ -162,7 +162,8 @@ def _draw_group(ax, g, lrs, losses, std, statuses, colour, xlim, seen) -> None:
     if np.isfinite(spiked):
         words.append(f"unstable at {_fmt(spiked)}")
     if g.get("rounds", 1) > 1 and g.get("edge_ratio"):  # refined: the edge as a bracket
-        parts.append(f"edge {_fmt(stable)}–{_fmt(first_div)} (×{g['edge_ratio']:.2f})")
+        below = _finite([g.get("max_undiverged_lr")])[0]
+        parts.append(f"edge {_fmt(below)}–{_fmt(first_div)} (×{g['edge_ratio']:.2f})")
     elif np.isfinite(first_div):
         words.append(f"diverged ≥ {_fmt(first_div)}")
     elif not div.any() and np.isfinite(lrs).any():

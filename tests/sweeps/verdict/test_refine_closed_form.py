@@ -72,7 +72,7 @@ def test_refined_edge_brackets_the_closed_form_within_the_ratio(refined, optimiz
     v = verdicts[optimizer]
     threshold = factor / lambda_max
     assert v.max_stable_lr <= threshold < v.min_diverged_lr
-    assert v.edge_ratio == pytest.approx(v.min_diverged_lr / v.max_stable_lr)
+    assert v.edge_ratio == pytest.approx(v.min_diverged_lr / v.max_undiverged_lr)
     assert v.edge_ratio <= 1.1
     assert v.rounds > 1 and v.rounds <= 4
     lo, hi = v.best_lr_bracket

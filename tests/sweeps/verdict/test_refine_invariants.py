@@ -33,7 +33,7 @@ def test_invariants_hold_with_rounds(results, rounds_left, extend):
     (v,), _ = analyze(results, loss="cross_entropy")
     assert v.rounds == max(r.lane.round for r in results)
     if v.edge_ratio is not None:
-        assert v.edge_ratio == v.min_diverged_lr / v.max_stable_lr and v.edge_ratio > 1
+        assert v.edge_ratio == v.min_diverged_lr / v.max_undiverged_lr and v.edge_ratio > 1
     if v.best_lr is not None:
         low, high = v.best_lr_bracket
         assert low <= v.best_lr <= high
