@@ -26,7 +26,7 @@ from sweeps.preparation import Prepared, load_sweep_data, prepare, resolve_impor
 from sweeps.settings import Settings, get_settings
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_writer
-from sweeps.verdict.analysis import analyze
+from sweeps.verdict.analysis import analyze_for
 from sweeps.verdict.report import (
     build_report,
     lane_steps,
@@ -279,14 +279,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
     if tracker:
         tracker.flush()
         tracker.assign_run_ids(results)
-    verdicts, winner = analyze(
-        results,
-        loss=spec.loss_name,
-        higher_is_better=spec.higher_is_better,
-        diverge_factor=spec.early_stopping.diverge_factor,
-        stagnation_tolerance=spec.analysis.stagnation_tolerance,
-        zone_tolerance=spec.analysis.zone_tolerance,
-    )
+    verdicts, winner = analyze_for(spec, results)
     report = build_report(
         spec=spec,
         sweep_id=sweep_id,

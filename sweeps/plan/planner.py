@@ -197,19 +197,12 @@ class Planner:
         (refinement off or over, or the current round still training)."""
         if not self.refining or self._record is None or self.waiting:
             return False
-        from sweeps.verdict.analysis import analyze
+        from sweeps.verdict.analysis import analyze_for
 
         spec = self.spec
         # copies: analysis sets statuses on what it reads, and the record is the sweep's
         results = [copy.copy(r) for r in self._record.results()]
-        verdicts, _ = analyze(
-            results,
-            loss=spec.loss_name,
-            higher_is_better=spec.higher_is_better,
-            diverge_factor=spec.early_stopping.diverge_factor,
-            stagnation_tolerance=spec.analysis.stagnation_tolerance,
-            zone_tolerance=spec.analysis.zone_tolerance,
-        )
+        verdicts, _ = analyze_for(spec, results)
         r = spec.search.learning_rate
         step = (r.max / r.min) ** (1.0 / (r.num - 1)) if r.num > 1 else 10.0
         points: list[Point] = []

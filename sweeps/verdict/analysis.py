@@ -402,3 +402,15 @@ def _std(values: list[float]) -> float:
 
 def _finite_or_none(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
+
+
+def analyze_for(spec, results: list[LaneResult]) -> tuple[list[GroupVerdict], LaneResult | None]:
+    """`analyze` with a sweep spec's loss, metric direction and thresholds."""
+    return analyze(
+        results,
+        loss=spec.loss_name,
+        higher_is_better=spec.higher_is_better,
+        diverge_factor=spec.early_stopping.diverge_factor,
+        stagnation_tolerance=spec.analysis.stagnation_tolerance,
+        zone_tolerance=spec.analysis.zone_tolerance,
+    )
