@@ -61,10 +61,11 @@ import optax  # noqa: E402
 from benchmarks.common import Clock, measure_peak, side_by_side  # noqa: E402
 from models import MLPSpec, make_model  # noqa: E402
 from sweeps.core import lane_policy, population  # noqa: E402
+from sweeps.core.batches import batch_plan  # noqa: E402
 from sweeps.core.data import Dataset, load_dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
 from sweeps.core.optimizers import OPTIMIZERS, set_hyperparams  # noqa: E402
-from sweeps.core.population import Structure, Timing, batch_plan, make_hyperparams  # noqa: E402
+from sweeps.core.population import Structure, Timing, make_hyperparams  # noqa: E402
 from sweeps.settings import get_settings  # noqa: E402
 
 BATCH = 128

@@ -243,10 +243,25 @@ def _start(prepared, folder, sweep_id, executor, track, tracking_uri, target, wi
                 )  # fmt: skip
                 init_ray(spec, target)
             return (pending.result() if pending else None), ahead
-        except BaseException:
+        except BaseException as err:
             if ahead:
                 ahead.discard()
+            if pending:  # a tracker opening now would leave its parent run RUNNING forever
+                _close_opened(pending, err)
             raise
+
+
+def _close_opened(pending, err: BaseException) -> None:
+    """Wait for the tracker being opened (a stop during start-up) and close its runs with the
+    status the ending deserves; a tracker that failed to open has nothing to close."""
+    interrupted = isinstance(err, (SweepInterrupted, KeyboardInterrupt))
+    try:
+        tracker = pending.result()
+    except BaseException:  # noqa: BLE001 - its own failure is `err` or comes after it
+        return
+    reason = (str(err) or "interrupted (Ctrl-C)") if interrupted else f"{type(err).__name__}: {err}"
+    with contextlib.suppress(Exception):
+        tracker.close("KILLED" if interrupted else "FAILED", reason)
 
 
 def _start_tracker(spec, folder, sweep_id, tracking_uri):

@@ -36,6 +36,7 @@ import numpy as np
 from models import ModelSpec, make_model
 from models.specs import DataShape, ImportModelSpec
 from sweeps.core import lane_width as tuner
+from sweeps.core.batches import BatchPlan, chunk_inputs
 from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
 from sweeps.core.optimizers import get_optimizer, set_hyperparams
@@ -156,17 +157,6 @@ def _each_slice(threads: int, fn, calls: list[tuple]) -> list:
     if threads not in _POOLS:
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="slice")
     return list(_POOLS[threads].map(lambda args: jax.block_until_ready(fn(*args)), calls))
-
-
-def batch_plan(n_rows: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
-    """(steps, batch) row indices: shuffled epochs, shared by every lane of the sweep."""
-    rng = np.random.default_rng(seed)
-    if batch_size >= n_rows:  # full-batch gradient descent
-        return np.tile(np.arange(n_rows, dtype=np.int32), (steps, 1))
-    per_epoch = n_rows // batch_size
-    epochs = -(-steps // per_epoch)
-    rows = [rng.permutation(n_rows)[: per_epoch * batch_size] for _ in range(epochs)]
-    return np.concatenate(rows).reshape(-1, batch_size)[:steps].astype(np.int32)
 
 
 # --------------------------------------------------------------------------- the program
@@ -343,8 +333,7 @@ def time_widths(
 
     prog = get_program(structure, data)
     x, y, xv, yv = _device_data(data)
-    plan = batch_plan(data.n_train, structure.batch_size, structure.eval_every, 0)
-    _, inputs = _chunk_inputs(plan, 0, structure)
+    inputs = _first_chunk(structure, data)
     one = _init_inputs(np.zeros(1, np.int64), [(0, 1)], 1)
     hp1 = _measuring_hyperparams(prog, 1)
     lane = prog.compiled("init", one[0], one[1][0], hp1)(one[0], one[1][0], hp1)
@@ -435,16 +424,14 @@ def _init_inputs(seeds: np.ndarray, bounds, width: int):
     return keys, [_slice_tree(index, lo, hi, width) for lo, hi in bounds]
 
 
-def _chunk_inputs(plan: np.ndarray, step0: int, structure: Structure):
-    """Row indices, step numbers and a validity mask for the chunk starting at `step0`.
+def _chunk_inputs(plan: BatchPlan, step0: int, structure: Structure):
+    return chunk_inputs(plan, step0, structure.eval_every, structure.steps, structure.batch_size)
 
-    The last chunk is padded with masked steps so every chunk has one shape (one compile)."""
-    chunk = structure.eval_every
-    real = min(chunk, structure.steps - step0)
-    idx = np.zeros((chunk, structure.batch_size), np.int32)
-    idx[:real] = plan[step0 : step0 + real]
-    steps = np.arange(step0, step0 + chunk, dtype=np.int32)
-    return real, (idx, steps, np.arange(chunk) < real)
+
+def _first_chunk(structure: Structure, data: Dataset):
+    """A chunk's inputs with the shapes every chunk has: what compiling and timing need."""
+    plan = BatchPlan(data.n_train, structure.batch_size, structure.steps, 0)
+    return _chunk_inputs(plan, 0, structure)[1]
 
 
 def _device_data(data: Dataset):
@@ -473,8 +460,8 @@ def compile_population(
     keys, idx = _init_inputs(seeds, bounds, width)
     state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
     prog.compiled("eval", state, xv, yv)
-    plan = np.zeros((structure.steps, structure.batch_size), np.int32)
-    prog.compiled("chunk", state, hp_slices[0], x, y, xv, yv, *_chunk_inputs(plan, 0, structure)[1])
+    inputs = _first_chunk(structure, data)
+    prog.compiled("chunk", state, hp_slices[0], x, y, xv, yv, *inputs)
     return prog
 
 
@@ -490,8 +477,8 @@ def probe_programs(structure: Structure, data: Dataset, width: int) -> tuple[lis
     init = prog.compiled("init", keys, idx[0], hp)
     state = init(keys, idx[0], hp)
     evaluate = prog.compiled("eval", state, xv, yv)
-    plan = np.zeros((structure.steps, structure.batch_size), np.int32)
-    chunk = prog.compiled("chunk", state, hp, x, y, xv, yv, *_chunk_inputs(plan, 0, structure)[1])
+    inputs = _first_chunk(structure, data)
+    chunk = prog.compiled("chunk", state, hp, x, y, xv, yv, *inputs)
     lane_bytes = sum(a.nbytes for a in jax.tree.leaves((state, hp))) / width
     return [init, evaluate, chunk], float(lane_bytes)
 
@@ -553,7 +540,7 @@ def train_population(
     else:  # a checkpoint may hold host (numpy) arrays
         states = [jax.device_put(s) for s in start]
 
-    plan = batch_plan(data.n_train, structure.batch_size, structure.steps, data_seed)
+    plan = BatchPlan(data.n_train, structure.batch_size, structure.steps, data_seed)
     for step0 in range(start_step, structure.steps, structure.eval_every):
         real, inputs = _chunk_inputs(plan, step0, structure)
         run = compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, *inputs)

@@ -252,7 +252,8 @@ def test_failing_sweep_ends_failed_with_the_reason_and_service_lives_on(server, 
         queued = wait_for(lambda: newest(api, "fails"), 60, "the CLI's sweep to be submitted")
         assert queued["status"] == "queued"  # behind the blocker
         csv.unlink()
-        assert api.post(f"/sweeps/{blocker}/cancel").status_code == 200  # (cancelled)
+        # 202 where the blocker takes longer than cancel_wait_s to stop (a loaded machine)
+        assert api.post(f"/sweeps/{blocker}/cancel").status_code in (200, 202)
         result = future.result(timeout=240)
     assert result.exit_code == 1, result.output
     text = " ".join(result.stderr.split())

@@ -106,3 +106,41 @@ def test_a_prepared_sweep_runs_once(tmp_path):
     with pytest.raises(ValueError, match="has run already"):
         run_sweep(prepared, tmp_path / "second", executor="inline", track=False)
     assert not (tmp_path / "second").exists()
+
+
+def test_a_stop_while_mlflow_opens_closes_the_parent_run_killed(tmp_path, monkeypatch):
+    """Ctrl-C (or a cancel's SIGTERM) while the tracker is still opening its runs: the sweep
+    ends interrupted and the parent run it was creating ends KILLED, not RUNNING forever."""
+    import os
+    import signal
+
+    from sweeps.errors import SweepInterrupted
+    from sweeps.pipeline import prepare, run_sweep
+    from sweeps.spec import parse_spec
+    from sweeps.tracking.tracker import SweepTracker
+
+    opening = SweepTracker.start
+
+    def start_then_stop(self, **kwargs):  # runs in the start-up thread
+        os.kill(os.getpid(), signal.SIGTERM)  # the main thread is waiting for this tracker
+        opening(self, **kwargs)
+
+    def stop(signum, frame):  # as `goldilocks run` handles SIGTERM (Ray Tune may own SIGINT)
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    monkeypatch.setattr(SweepTracker, "start", start_then_stop)
+    raw = tiny_spec_dict(name="stopped-early")
+    raw["train"].update(steps=10, eval_every=10)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SweepInterrupted):
+            prepared = prepare(parse_spec(raw))
+            run_sweep(prepared, tmp_path / "out", executor="inline", tracking_uri=uri)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    runs = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name(raw["experiment"]).experiment_id]
+    )
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["status"] == "interrupted"

@@ -10,10 +10,10 @@ import pytest
 
 from models import MLPSpec, make_model
 from models.specs import DataShape
+from sweeps.core.batches import batch_plan
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.population import (
     Structure,
-    batch_plan,
     get_program,
     make_hyperparams,
     train_population,

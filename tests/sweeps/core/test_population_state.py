@@ -41,12 +41,12 @@ from flax import nnx
 from models import MLPSpec, TransformerSpec, nets
 from models.registry import lane_rngs
 from models.transformer import Transformer
+from sweeps.core.batches import batch_plan
 from sweeps.core.data import load_dataset
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.population import (
     Structure,
     Timing,
-    batch_plan,
     make_hyperparams,
     train_population,
 )
