@@ -25,114 +25,34 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import store
+from service.drivers import Driver, describe_stop, driver_env, is_driver_alive
 from service.folders import ATTEMPT_MARK, log_tail, read_state
 from service.settings import ServiceSettings
-from service.standby import DRIVER_PID, Standby
+from service.standby import Standby
 from service.store import SweepStatus
+from service.submit import driver_spec
 from service.warm_ray import ServiceRay
-from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from sweeps.errors import EXIT_BAD_INPUT, EXIT_FAILED
 from sweeps.folder import (
     DRIVER_LOG,
     MLFLOW_STATE,
     SUBMITTED,
     SweepFolder,
     TrackingState,
-    pid_alive,
 )
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Driver:
-    """One driver process. `proc` is None for a driver adopted from a previous service."""
-
-    sweep_id: str
-    folder: Path
-    pid: int
-    proc: subprocess.Popen | None = None
-    log_file: IO[bytes] | None = None
-    term_sent: float | None = None
-    killed: bool = False
-    mlflow_recorded: bool = False
-    started: float = field(default_factory=time.monotonic)
-    overtime: bool = False  # stopped by us for running past max_sweep_s
-
-    def exited(self) -> tuple[bool, int | None]:
-        """(has it exited, its exit code: negative for a signal, None if unknowable)."""
-        if self.proc is not None:
-            rc = self.proc.poll()
-            return rc is not None, rc
-        return not is_driver_alive(self.pid, self.sweep_id, self.folder), None
-
-    def terminate(self) -> None:
-        """Ask for a graceful stop (the driver turns SIGTERM into an interrupt)."""
-        if self.term_sent is None:
-            self.term_sent = time.monotonic()
-            self._signal(signal.SIGTERM, group=False)
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: the driver and anything it started (local Ray too)."""
-        self.killed = True
-        self._signal(signal.SIGKILL, group=True)
-
-    def _signal(self, sig: signal.Signals, *, group: bool) -> None:
-        if self.proc is None and not is_driver_alive(self.pid, self.sweep_id, self.folder):
-            return  # never signal a pid that may have been reused by another process
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            # The driver leads its own session (start_new_session), so its pgid is its pid.
-            # Only SIGKILL goes to the group: a graceful stop is the driver's to orchestrate
-            # (Ray Tune must still save its state through its worker processes).
-            if group:
-                os.killpg(self.pid, sig)
-            else:
-                os.kill(self.pid, sig)
-
-    def close_log(self) -> None:
-        if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
-
-
-def is_driver_alive(pid: int | None, sweep_id: str, folder: Path | None = None) -> bool:
-    """Is `pid` alive and still the driver of this sweep (not a reused pid, not a zombie)?
-    A driver started as a standby is known by the claim it wrote into the sweep's `folder`."""
-    if not pid_alive(pid):  # gone, or someone else's process now: ours would be ours
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():  # not Linux: trust the signal probe
-        return True
-    try:
-        stat = (proc / "stat").read_text()
-        cmdline = (proc / "cmdline").read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    if state in ("Z", "X") or "service.driver" not in cmdline:
-        return False
-    return sweep_id in cmdline or ("--standby" in cmdline and _claimed(folder, pid))
-
-
-def _claimed(folder: Path | None, pid: int) -> bool:
-    try:
-        return folder is not None and (folder / DRIVER_PID).read_text().strip() == str(pid)
-    except OSError:
-        return False
 
 
 class Runner:
@@ -439,7 +359,7 @@ class Runner:
             self._close_stale_runs(sweep_id, "FAILED", error)
             self._finish(sweep_id, SweepStatus.failed, error)
         else:  # interrupted, killed, crashed mid-sweep: the folder can carry on
-            self._resume_or_fail(sweep, _describe_stop(rc, said))
+            self._resume_or_fail(sweep, describe_stop(rc, said))
 
     def _resume_or_fail(self, sweep: store.Sweep, reason: str) -> None:
         folder = self.folder(sweep.id)
@@ -522,73 +442,3 @@ class Runner:
             driver.close_log()
             self._after_exit(driver.sweep_id, rc)
         self._drivers.clear()
-
-
-def _describe_stop(rc: int | None, said: str | None) -> str:
-    if rc == EXIT_INTERRUPTED:
-        return "interrupted"
-    if rc is not None and rc < 0:
-        try:
-            return f"killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"killed by signal {-rc}"
-    if rc is not None:
-        return f"exit code {rc}"
-    return f"its process is gone; folder says {said or 'nothing yet'}"
-
-
-def driver_spec(spec: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
-    """The spec a driver runs: an uploaded dataset's id, and a relative data.path or data.text,
-    made absolute files under the datasets folder (the driver resolves paths against its spec
-    file's folder: the sweep folder); its `import:` references checked again against the
-    plugin folders of now (a sweep queued before the operator narrowed them does not run
-    code from outside). ValueError says why not."""
-    from service import datasets, plugins
-    from sweeps.spec import parse_spec
-
-    data = dict(spec.get("data") or {})
-    if data.get("dataset"):
-        data = datasets.data_source(data, settings)
-    else:
-        for field in ("path", "text"):
-            if data.get(field):
-                data[field] = str(resolve_data_path(data[field], settings, field=f"data.{field}"))
-    out = {**spec, "data": data}
-    # the stored spec is canonical: parsed again, it names its references as the spec does
-    refs, errors = plugins.check_refs(parse_spec(out).import_refs(), settings)
-    if errors:
-        raise ValueError("; ".join(errors))
-    for field, ref in refs.items():
-        section = field.split(".")[0]
-        out[section] = {**out[section], "import": ref}
-    return out
-
-
-def resolve_data_path(path: str, settings: ServiceSettings, field: str = "data.path") -> Path:
-    """`data.path` (or `data.text`) inside the datasets folder, or ValueError (nothing may
-    leave it)."""
-    root = settings.datasets_path
-    try:
-        resolved = (root / path).resolve()
-    except (OSError, ValueError) as err:  # a NUL byte, a name too long, a loop of links
-        raise ValueError(f"{field}: not a usable file name ({err})") from None
-    if not resolved.is_relative_to(root):
-        raise ValueError(
-            f"{field}: '{path}' is outside the service's datasets folder; give a path "
-            "relative to it, or upload the file (POST /datasets)"
-        )
-    return resolved
-
-
-def driver_env(settings: ServiceSettings | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env["PYTHONUNBUFFERED"] = "1"
-    # The driver imports `service` and `sweeps` from the same tree as the service, whatever
-    # its working directory (the sweep folder); the plugin folders come last, as in the
-    # service (service.plugins.ensure_importable): a dotted module resolves the same in both.
-    plugin_dirs = [str(d) for d in settings.plugin_dirs] if settings else []
-    parts = (str(REPO_ROOT), env.get("PYTHONPATH", ""), *plugin_dirs)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
-    return env

@@ -1,4 +1,5 @@
-"""Submitting a sweep: body -> validated spec -> a queued row, or an error that creates nothing.
+"""Admission: body -> validated spec -> a queued row, or an error that creates nothing; and,
+when a driver starts, the spec it runs (`driver_spec`: data files and imports checked again).
 
 Validation is the CLI's (`sweeps.spec.parse_spec` and `sweeps.pipeline.prepare`, which loads the
 data), so a spec the CLI refuses is refused here with the same "field: message" lines, and
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import datasets, plugins, store
 from service.errors import ApiError
-from service.runner import resolve_data_path
 from service.settings import ServiceSettings
 from sweeps.errors import SpecError
 from sweeps.spec import SpecLoader, load_json, load_yaml
@@ -76,7 +77,7 @@ def validate(raw: Any, settings: ServiceSettings) -> dict[str, Any]:
 
     Over HTTP, `import:` references must name the operator's code (service/plugins.py) and are
     stored made absolute; an uploaded dataset's id is checked and stays the spec's
-    `data.dataset` (the driver's spec gets the file: runner.driver_spec)."""
+    `data.dataset` (the driver's spec gets the file: `driver_spec` below)."""
     from sweeps.pipeline import prepare  # imports JAX: the app warms it at start-up
     from sweeps.spec import parse_spec
 
@@ -177,3 +178,45 @@ def _replay(existing: store.Sweep, digest: str, key: str) -> store.Sweep:
             "use a new key for a new sweep",
         )
     return existing
+
+
+def driver_spec(spec: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
+    """The spec a driver runs: an uploaded dataset's id, and a relative data.path or data.text,
+    made absolute files under the datasets folder (the driver resolves paths against its spec
+    file's folder: the sweep folder); its `import:` references checked again against the
+    plugin folders of now (a sweep queued before the operator narrowed them does not run
+    code from outside). ValueError says why not."""
+    from sweeps.spec import parse_spec
+
+    data = dict(spec.get("data") or {})
+    if data.get("dataset"):
+        data = datasets.data_source(data, settings)
+    else:
+        for field in ("path", "text"):
+            if data.get(field):
+                data[field] = str(resolve_data_path(data[field], settings, field=f"data.{field}"))
+    out = {**spec, "data": data}
+    # the stored spec is canonical: parsed again, it names its references as the spec does
+    refs, errors = plugins.check_refs(parse_spec(out).import_refs(), settings)
+    if errors:
+        raise ValueError("; ".join(errors))
+    for field, ref in refs.items():
+        section = field.split(".")[0]
+        out[section] = {**out[section], "import": ref}
+    return out
+
+
+def resolve_data_path(path: str, settings: ServiceSettings, field: str = "data.path") -> Path:
+    """`data.path` (or `data.text`) inside the datasets folder, or ValueError (nothing may
+    leave it)."""
+    root = settings.datasets_path
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, ValueError) as err:  # a NUL byte, a name too long, a loop of links
+        raise ValueError(f"{field}: not a usable file name ({err})") from None
+    if not resolved.is_relative_to(root):
+        raise ValueError(
+            f"{field}: '{path}' is outside the service's datasets folder; give a path "
+            "relative to it, or upload the file (POST /datasets)"
+        )
+    return resolved

@@ -20,7 +20,7 @@ from svc_testlib import live_server, make_settings, paused_settings, service_spe
 from typer.testing import CliRunner
 
 from service.cli import app as cli_app
-from service.runner import driver_spec
+from service.submit import driver_spec
 
 NET = textwrap.dedent(
     """\

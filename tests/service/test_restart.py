@@ -8,7 +8,7 @@ import json
 import httpx
 from svc_testlib import ServiceProcess, service_spec, sweep_runs, tracking_client, wait_for
 
-from service.runner import is_driver_alive
+from service.drivers import is_driver_alive
 
 
 def test_kill_9_mid_sweep_then_restart_resumes_without_duplicate_runs(tmp_path):

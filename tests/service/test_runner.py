@@ -16,7 +16,8 @@ from sqlalchemy import update
 from svc_testlib import make_settings, tracking_client, wait_for
 
 from service import store
-from service.runner import Runner, is_driver_alive
+from service.drivers import is_driver_alive
+from service.runner import Runner
 
 
 @pytest.fixture(scope="module")

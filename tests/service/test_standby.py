@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from svc_testlib import live_server, make_settings, service_spec, wait_for
 
-from service.runner import is_driver_alive
+from service.drivers import is_driver_alive
 from service.standby import DRIVER_PID, Standby
 
 

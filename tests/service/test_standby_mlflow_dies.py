@@ -13,7 +13,7 @@ import yaml
 from conftest import tiny_spec_dict
 from mlflow_server import start_mlflow_server
 
-from service.runner import driver_env
+from service.drivers import driver_env
 from service.standby import Standby
 
 MLFLOW_VARS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
