@@ -30,7 +30,7 @@ from sweeps.pipeline import Prepared, new_sweep_id, prepare
 from sweeps.pipeline import run_sweep as run_prepared
 from sweeps.spec import SweepSpec, load_spec, parse_spec
 from sweeps.stream import Progress
-from sweeps.verdict.report import verdict_markdown
+from sweeps.verdict.words import verdict_markdown
 
 if TYPE_CHECKING:
     import pandas as pd

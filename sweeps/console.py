@@ -6,17 +6,11 @@ Light (rich only): the service's client commands print verdicts with it too.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sweeps.verdict.words import (
-    COUNTS_HEADER,
-    STATUS_LEGEND,
-    fmt,
-    min_diverged_text,
-    stability_note,
-    status_counts_text,
-)
+from sweeps.verdict.words import fmt, verdict_table
 
 # Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
@@ -57,86 +51,26 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def refined(report: dict) -> bool:
-    """Whether refinement rounds ran (the table then shows the brackets they reached)."""
-    return any(g.get("rounds", 1) > 1 for g in report["groups"])
-
-
-def edge_text(g: dict) -> str:
-    """The stability edge as a bracket: "0.287–0.316 (×1.10)"."""
-    if g.get("edge_ratio") is None:
-        return "—"
-    return f"{fmt(g.get('max_undiverged_lr'))}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
-
-
-def bracket_text(g: dict) -> str:
-    b = g.get("best_lr_bracket")
-    return f"{fmt(b[0])}–{fmt(b[1])}" if b else "—"
-
-
 def print_verdict(report: dict) -> None:
+    """The verdict table (sweeps/verdict/words.py builds it), its winner and notes."""
+    verdict = verdict_table(report)
     table = Table(
-        title=f"Goldilocks verdict — {report['name']}",
-        title_justify="left",
-        caption=STATUS_LEGEND,
-        caption_justify="left",
+        title=verdict.title, title_justify="left", caption=verdict.legend, caption_justify="left"
     )
-    for col in ("#", "optimizer", "schedule", "best LR", "zone", "max stable", "min diverged"):
-        table.add_column(col)
-    rounds = refined(report)
-    if rounds:
-        for col in ("edge", "best LR within", "rounds"):
-            table.add_column(col)
-    table.add_column("best val loss", justify="right")
-    table.add_column(f"val {report.get('metric', 'metric')}", justify="right")
-    table.add_column(COUNTS_HEADER, justify="right")
-    for g in report["groups"]:
-        zone = g["zone"]
-        zone_text = f"{fmt(zone['low'])} – {fmt(zone['high'])}" if zone else "—"
-        best = fmt(g["best_lr"]) + (f" [yellow](edge: {g['edge']})[/]" if g["edge"] else "")
-        name = g["optimizer"] + (" (LR-free)" if g["lr_free"] else "")
-        table.add_row(
-            fmt(g["rank"], "d"),
-            name,
-            g["schedule"],
-            best,
-            zone_text,
-            fmt(g["max_stable_lr"]),
-            min_diverged_text(g),
-            *([edge_text(g), bracket_text(g), str(g.get("rounds", 1))] if rounds else []),
-            fmt(g["best_val_loss"], ".4f"),
-            fmt(g["best_val_metric"], ".4f"),
-            status_counts_text(g),
-        )
+    for name, right in verdict.columns:
+        table.add_column(name, justify="right" if right else "left")
+    best = [name for name, _ in verdict.columns].index("best LR")
+    for row, at_edge in zip(verdict.rows, verdict.edge_rows, strict=True):
+        cells = [escape(c) for c in row]
+        if at_edge:  # the "(edge: …)" marker in yellow
+            lr, _, marker = cells[best].partition(" ")
+            cells[best] = f"{lr} [yellow]{marker}[/]"
+        table.add_row(*cells)
     console.print(table)
-    w = report.get("winner")
-    if w:
-        seeds = w.get("seeds_at_lr", 1)
-        basis = f"best of {seeds} seeds; the table shows their mean" if seeds > 1 else ""
-        console.print(
-            f"[bold green]winner:[/] {w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
-            f"(seed {w['seed']}{'; ' + basis if basis else ''}): val loss "
-            f"{fmt(w['best_val_loss'], '.4f')}, {report.get('metric', 'metric')} "
-            f"{fmt(w['val_metric'], '.4f')}"
-        )
-    for g in report["groups"]:
-        note = stability_note(g)
-        if note:
-            console.print(f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: {note}.")
-        erratic = g.get("erratic_above_edge") or []
-        if erratic:
-            console.print(
-                f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: "
-                f"{', '.join(fmt(lr) for lr in erratic)} ended finite above the stability edge "
-                f"({fmt(g['min_diverged_lr'])}); not trustworthy, so not counted as stable."
-            )
-        if g["edge"]:
-            console.print(
-                f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
-                f"{g['edge']} edge of the searched range; widen its range (for this "
-                f"optimizer alone: search.optimizer: [{{name: {g['optimizer']}, "
-                "learning_rate: {min: ..., max: ...}}])."
-            )
+    if verdict.winner:
+        console.print(f"[bold green]winner:[/] {escape(verdict.winner)}")
+    for note in verdict.notes:
+        console.print(f"[yellow]{note.level}:[/] {escape(note.group)}: {escape(note.text)}")
 
 
 def print_mlflow(report: dict, ui_url: str | None = None) -> None:

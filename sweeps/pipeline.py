@@ -31,9 +31,9 @@ from sweeps.verdict.report import (
     build_report,
     lane_steps,
     lane_steps_dense,
-    verdict_markdown,
     write_report,
 )
+from sweeps.verdict.words import verdict_markdown
 
 EXECUTORS = ("ray", "inline")
 __all__ = ["EXECUTORS", "Prepared", "load_for_resume", "load_sweep_data", "new_sweep_id",

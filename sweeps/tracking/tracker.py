@@ -70,8 +70,8 @@ from sweeps.tracking.writer import (
     Writer,
     with_retries,
 )
-from sweeps.verdict.report import verdict_markdown
 from sweeps.verdict.results import LaneResult
+from sweeps.verdict.words import verdict_markdown
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,6 @@ from sweeps.plan.refine import dense_count
 from sweeps.spec import SweepSpec
 from sweeps.verdict.analysis import GroupVerdict
 from sweeps.verdict.results import LaneResult
-from sweeps.verdict.words import (
-    COUNTS_HEADER,
-    STATUS_LEGEND,
-    min_diverged_text,
-    stability_note,
-    status_counts_text,
-)
 
 
 def lane_entry(r: LaneResult, *, with_history: bool = True) -> dict[str, Any]:
@@ -117,65 +110,6 @@ def _winner_entry(winner: LaneResult, results: list[LaneResult]) -> dict[str, An
         for r in results
     )
     return {**lane_entry(winner, with_history=False), "seeds_at_lr": seeds}
-
-
-def verdict_markdown(report: dict[str, Any]) -> str:
-    """The verdict table as Markdown: what the MLflow parent run shows as `verdict.md`."""
-
-    def f(v: Any, spec: str = ".3g") -> str:
-        return "—" if v is None else format(v, spec)
-
-    metric = report.get("metric") or "metric"
-    lines = [
-        f"# Goldilocks verdict — {report['name']}",
-        "",
-        f"| # | optimizer | schedule | best LR | zone | max stable | min diverged "
-        f"| best val loss | val {metric} | {COUNTS_HEADER} |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for g in report["groups"]:
-        zone = g.get("zone")
-        best = f(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else "")
-        lines.append(
-            f"| {f(g['rank'], 'd')} | {g['optimizer']} | {g['schedule']} | {best} "
-            f"| {f(zone['low']) + ' – ' + f(zone['high']) if zone else '—'} "
-            f"| {f(g['max_stable_lr'])} | {min_diverged_text(g)} "
-            f"| {f(g['best_val_loss'], '.4f')} | {f(g['best_val_metric'], '.4f')} "
-            f"| {status_counts_text(g)} |"
-        )
-    w = report.get("winner")
-    if w:
-        lines += [
-            "",
-            f"**winner:** {w['optimizer']} · {w['schedule']} at LR {f(w['learning_rate'])} "
-            f"(seed {w['seed']}): val loss {f(w['best_val_loss'], '.4f')}, "
-            f"{metric} {f(w['val_metric'], '.4f')}",
-        ]
-    for g in report["groups"]:
-        note = stability_note(g)
-        if note:
-            lines.append(f"- {g['optimizer']} · {g['schedule']}: {note}")
-        if g.get("rounds", 1) > 1:
-            b, r = g.get("best_lr_bracket"), g.get("edge_ratio")
-            edge = (
-                f"edge {f(g.get('max_undiverged_lr'))}–{f(g['min_diverged_lr'])} (×{r:.2f})"
-                if r
-                else "no edge found"
-            )
-            best = f"best LR within {f(b[0])}–{f(b[1])}" if b else "no best LR"
-            lines.append(
-                f"- {g['optimizer']} · {g['schedule']}: {edge}, {best}, "
-                f"after {g['rounds']} rounds of refinement"
-            )
-    for g in report["groups"]:
-        if g.get("erratic_above_edge"):
-            lines.append(
-                f"- {g['optimizer']} · {g['schedule']}: "
-                f"{', '.join(f(lr) for lr in g['erratic_above_edge'])} ended finite above the "
-                "stability edge (not counted as stable)"
-            )
-    lines += ["", STATUS_LEGEND.capitalize() + "."]
-    return "\n".join(lines) + "\n"
 
 
 def json_safe(value: Any) -> Any:

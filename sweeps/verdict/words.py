@@ -6,6 +6,7 @@ with it too. Reports written before a status existed lack its count; it reads as
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 # One letter per status, in the order the table's lane counts list them: the low side (too
@@ -63,3 +64,131 @@ def stability_note(group: dict) -> str | None:
     return (
         f"{below}{fmt(spiked)} spiked (unstable), so it and the LRs above it are not called stable"
     )
+
+
+# --------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Note:
+    level: str  # "note" | "warning"
+    group: str  # "adam · constant"
+    text: str
+
+
+@dataclass(frozen=True)
+class VerdictTable:
+    """The verdict table once, as plain text cells: the console (rich) and Markdown (verdict.md,
+    the MLflow parent run, Jupyter) render this and nothing else."""
+
+    title: str
+    columns: list[tuple[str, bool]]  # (header, right-aligned)
+    rows: list[list[str]]
+    edge_rows: list[bool]  # the row's best LR sits at an edge of the searched range
+    winner: str | None
+    notes: list[Note]
+    legend: str = STATUS_LEGEND
+
+
+def refined(report: dict) -> bool:
+    """Whether refinement rounds ran (the table then shows the brackets they reached)."""
+    return any(g.get("rounds", 1) > 1 for g in report["groups"])
+
+
+def edge_text(g: dict) -> str:
+    """The stability edge as a bracket: "0.287–0.316 (×1.10)"."""
+    if g.get("edge_ratio") is None:
+        return "—"
+    return f"{fmt(g.get('max_undiverged_lr'))}–{fmt(g['min_diverged_lr'])} (×{g['edge_ratio']:.2f})"
+
+
+def bracket_text(g: dict) -> str:
+    b = g.get("best_lr_bracket")
+    return f"{fmt(b[0])}–{fmt(b[1])}" if b else "—"
+
+
+def verdict_table(report: dict) -> VerdictTable:
+    metric = report.get("metric") or "metric"
+    rounds = refined(report)
+    columns = [(c, False) for c in ("#", "optimizer", "schedule", "best LR", "zone",
+                                    "max stable", "min diverged")]  # fmt: skip
+    if rounds:
+        columns += [(c, False) for c in ("edge", "best LR within", "rounds")]
+    columns += [("best val loss", True), (f"val {metric}", True), (COUNTS_HEADER, True)]
+    rows, edges = [], []
+    for g in report["groups"]:
+        zone = g.get("zone")
+        rows.append([
+            fmt(g["rank"], "d"),
+            g["optimizer"] + (" (LR-free)" if g.get("lr_free") else ""),
+            g["schedule"],
+            fmt(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else ""),
+            f"{fmt(zone['low'])} – {fmt(zone['high'])}" if zone else "—",
+            fmt(g["max_stable_lr"]),
+            min_diverged_text(g),
+            *([edge_text(g), bracket_text(g), str(g.get("rounds", 1))] if rounds else []),
+            fmt(g["best_val_loss"], ".4f"),
+            fmt(g["best_val_metric"], ".4f"),
+            status_counts_text(g),
+        ])  # fmt: skip
+        edges.append(bool(g.get("edge")))
+    return VerdictTable(
+        title=f"Goldilocks verdict — {report['name']}",
+        columns=columns,
+        rows=rows,
+        edge_rows=edges,
+        winner=winner_text(report),
+        notes=group_notes(report),
+    )
+
+
+def winner_text(report: dict) -> str | None:
+    w = report.get("winner")
+    if not w:
+        return None
+    seeds = w.get("seeds_at_lr", 1)
+    basis = f"; best of {seeds} seeds; the table shows their mean" if seeds > 1 else ""
+    return (
+        f"{w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
+        f"(seed {w['seed']}{basis}): val loss {fmt(w['best_val_loss'], '.4f')}, "
+        f"{report.get('metric') or 'metric'} {fmt(w['val_metric'], '.4f')}"
+    )
+
+
+def group_notes(report: dict) -> list[Note]:
+    """What the table cannot say in a cell: spikes below the edge, finite LRs above it, a best
+    LR at the edge of the searched range."""
+    notes = []
+    for g in report["groups"]:
+        name = f"{g['optimizer']} · {g['schedule']}"
+        note = stability_note(g)
+        if note:
+            notes.append(Note("note", name, note + "."))
+        erratic = g.get("erratic_above_edge") or []
+        if erratic:
+            notes.append(Note("note", name,
+                f"{', '.join(fmt(lr) for lr in erratic)} ended finite above the stability edge "
+                f"({fmt(g['min_diverged_lr'])}); not trustworthy, so not counted as stable."))  # fmt: skip
+        if g.get("edge"):
+            notes.append(Note("warning", name,
+                f"the best LR is at the {g['edge']} edge of the searched range; widen its range "
+                f"(for this optimizer alone: search.optimizer: [{{name: {g['optimizer']}, "
+                "learning_rate: {min: ..., max: ...}}])."))  # fmt: skip
+    return notes
+
+
+def verdict_markdown(report: dict[str, Any]) -> str:
+    """The verdict table as Markdown: `verdict.md`, the MLflow parent run, Jupyter."""
+    table = verdict_table(report)
+    lines = [
+        f"# {table.title}",
+        "",
+        "| " + " | ".join(name for name, _ in table.columns) + " |",
+        "|" + "|".join("---:" if right else "---" for _, right in table.columns) + "|",
+        *("| " + " | ".join(row) + " |" for row in table.rows),
+    ]
+    if table.winner:
+        lines += ["", f"**winner:** {table.winner}"]
+    if table.notes:
+        lines.append("")
+        lines += [f"- {n.level}: {n.group}: {n.text}" for n in table.notes]
+    lines += ["", table.legend.capitalize() + "."]
+    return "\n".join(lines) + "\n"

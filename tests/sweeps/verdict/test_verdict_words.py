@@ -12,7 +12,8 @@ from test_verdict_rules import LN10, by_lr, lane
 from sweeps.console import console, print_verdict
 from sweeps.verdict.analysis import analyze
 from sweeps.verdict.plots import training_curves_figure
-from sweeps.verdict.report import json_safe, lane_entry, verdict_markdown
+from sweeps.verdict.report import json_safe, lane_entry
+from sweeps.verdict.words import verdict_markdown
 
 NAN = math.nan
 
