@@ -64,6 +64,7 @@ from sweeps.tracking.writer import (
     RETRIES,
     Batch,
     Call,
+    Create,
     End,
     RunKey,
     TrackingError,
@@ -214,30 +215,31 @@ class SweepTracker:
 
     def add_lanes(self, lanes: list[Lane], trial_id: str) -> None:
         """One child run per lane (reused when the state file already has it), created by the
-        writer: this returns at once, however many lanes."""
+        writer in one go: this returns at once, however many lanes."""
         spec = self._spec
         names = run_names(lanes, spec)
         self._lanes |= {lane.index for lane in lanes}
-        for lane in lanes:
-            if lane.index in self._runs:
-                continue
-            tags = {
+        new = [lane for lane in lanes if lane.index not in self._runs]
+        if not new:
+            return
+        runs = [
+            (lane.index, names[lane.index], {
                 MLFLOW_PARENT_RUN_ID: self._parent_id,
                 TAG_SWEEP_ID: self._sweep_id,
                 TAG_KIND: "lane",
                 TAG_TRIAL_ID: trial_id,
                 TAG_LANE: str(lane.index),
                 TAG_ROUND: str(getattr(lane, "round", 1)),
-            }
-            self._writer.put(
-                Call(
-                    lane.index,
-                    partial(
-                        self._create_child, index=lane.index, name=names[lane.index], tags=tags
-                    ),
-                    f"create run for lane {lane.index}",
-                )
-            )
+            })
+            for lane in new
+        ]  # fmt: skip
+        # The state is saved once they all exist: a crash right after must still let
+        # close_stale_runs find them. The runs exist whatever happens to the file (a full
+        # disk): not an MLflow failure, and the writer tries the file again after its cycle.
+        self._writer.put(
+            Create(self._experiment_id, runs, self._child_created, self._save_state_or_retry)
+        )
+        for lane in new:
             self._writer.put(Batch(lane.index, params=lane_params(spec, lane)))
 
     def log_progress(self, results: list[LaneResult]) -> None:
@@ -433,14 +435,9 @@ class SweepTracker:
                 break
         return found
 
-    def _create_child(self, client: MlflowClient, index: int, name: str, tags: dict) -> None:
-        run = client.create_run(self._experiment_id, run_name=name, tags=tags)
+    def _child_created(self, index: RunKey, run_id: str) -> None:
         with self._lock:
-            self._runs[index] = run.info.run_id
-        # saved at once: a crash right after must still let close_stale_runs find this run.
-        # The run exists whatever happens to the file (a full disk): not an MLflow failure,
-        # and the writer tries the file again after its cycle.
-        self._save_state_or_retry()
+            self._runs[int(index)] = run_id
 
     def _resolve(self, key: RunKey) -> str:
         if key == PARENT:

@@ -97,6 +97,38 @@ def test_bulk_writes_equal_log_batch(client: MlflowClient, request: pytest.Fixtu
         assert client.get_run(run).info.end_time >= client.get_run(run).info.start_time
 
 
+def test_bulk_created_runs_equal_create_run(client: MlflowClient, request):
+    """Runs created in one transaction read back as `create_run`'s do: name, tags, status,
+    user, artifact folder, experiment; and the parent/child link the MLflow UI nests by."""
+    writer = bulk_writer_for(client)
+    exp = _experiment(client, request)
+    parent = client.create_run(exp, run_name="sweep").info.run_id
+    tags = {"mlflow.parentRunId": parent, "goldilocks.lane": "0"}
+    reference = client.create_run(exp, run_name="adam-lr1e-03", tags=tags)
+    ids = writer.create_runs(exp, [("adam-lr1e-03", tags), ("adam-lr1e-02", tags)])
+    assert len(set(ids)) == 2 and reference.info.run_id not in ids
+
+    def fields(run_id: str) -> dict:
+        run = client.get_run(run_id)
+        info = run.info
+        return {
+            "status": info.status, "user": info.user_id, "stage": info.lifecycle_stage,
+            "experiment": info.experiment_id, "end": info.end_time, "tags": run.data.tags,
+            "artifacts": info.artifact_uri.replace(run_id, "<id>"),
+        }  # fmt: skip
+
+    expected = fields(reference.info.run_id)
+    assert fields(ids[0]) == expected
+    assert client.get_run(ids[1]).info.run_name == "adam-lr1e-02"
+    assert client.get_run(ids[0]).info.start_time > 0
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
+    assert {r.info.run_id for r in children} == {reference.info.run_id, *ids}
+    writer.write({run: (BATCHES[0], PARAMS, []) for run in ids})  # writable like any run
+    client.delete_experiment(exp)
+    with pytest.raises(MlflowException, match="not active"):
+        writer.create_runs(exp, [("late", {})])
+
+
 def test_a_deleted_run_fails_the_whole_write(client: MlflowClient, request):
     writer = bulk_writer_for(client)
     exp = _experiment(client, request)
