@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from sweeps.settings import Settings
 
 
-class ServiceSettings(BaseSettings):
-    # extra="ignore": sweeps.settings reads other GOLDILOCKS_* variables (GOLDILOCKS_MAX_LANES...).
+class ServiceSettings(Settings):
+    """The sweeps' settings (sweeps/settings.py: the lane cap, where uploads live, the MLflow UI
+    link...) and the service's own, one declaration per GOLDILOCKS_* name."""
+
     # populate_by_name: ServiceSettings(tracking_uri=...) works despite the aliases below.
     model_config = SettingsConfigDict(
         env_prefix="GOLDILOCKS_", extra="ignore", populate_by_name=True
@@ -25,9 +29,9 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path("./goldilocks-data")
     # Default: a SQLite file in data_dir. postgresql://... works too (psycopg 3 is used).
     database_url: str | None = None
-    # Relative `data.path` of a submitted spec resolves here, and may not leave it: a client
-    # must not make the service read arbitrary server files. Default: data_dir/datasets.
-    datasets_dir: Path | None = None
+    # datasets_dir (inherited): relative `data.path` of a submitted spec resolves there, and
+    # may not leave it: a client must not make the service read arbitrary server files.
+    # Default here: data_dir/datasets.
     # Folders (os.pathsep-separated) whose .py files and modules an HTTP spec's `import:` may
     # name: the service runs code only from where its operator put it (service/plugins.py).
     plugin_path: str | None = None
@@ -49,7 +53,7 @@ class ServiceSettings(BaseSettings):
     # One driver process kept started ahead, its imports done, for the next sweep
     # (service/standby.py); off: each sweep's driver starts when the sweep does.
     standby_driver: bool = True
-    mlflow_ui_url: str | None = None  # e.g. http://127.0.0.1:5000: API responses link runs
+    # mlflow_ui_url (inherited), e.g. http://127.0.0.1:5000: API responses link runs there.
     retry_after_s: int = Field(30, ge=1)  # the Retry-After of a 429
     cancel_grace_s: float = Field(15.0, gt=0)  # SIGTERM, then SIGKILL after this long
     cancel_wait_s: float = Field(10.0, ge=0)  # POST .../cancel waits this long for the end
