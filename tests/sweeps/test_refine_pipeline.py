@@ -60,7 +60,9 @@ def test_the_report_says_how_precise_and_at_what_cost(tracked):
     assert t["lane_steps"] == len(report["lanes"]) * 30
     assert t["lane_steps_dense"] >= t["lane_steps"]
     verdict = (folder / "verdict.md").read_text()
-    assert "rounds of refinement" in verdict and f"×{g['edge_ratio']:.2f}" in verdict
+    # the console's columns: the edge bracket, the best LR's bracket, the rounds
+    assert "| edge | best LR within | rounds |" in verdict
+    assert f"(×{g['edge_ratio']:.2f}) | " in verdict and f" | {g['rounds']} | " in verdict
     plan = json.loads((folder / "plan.json").read_text())
     assert len(plan["populations"]) == len({lane["trial_id"] for lane in report["lanes"]})
 
