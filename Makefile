@@ -27,7 +27,7 @@ demo: $(STAMP)  ## a demo sweep on the embedded defaults; prints the verdict
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --durations=15 -m "not manual" -n 2 --dist loadgroup
+	$(BIN)/python tests/run_suite.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/population_vs_loop.py --quick

@@ -21,17 +21,16 @@ import pytest  # noqa: E402
 
 from sweeps.core.data import load_dataset  # noqa: E402
 
-# The suite runs on two pytest-xdist workers (`make test`: -n 2 --dist loadgroup). Tests that
-# start Ray, services, servers or drivers, or that time the machine, run one after another on
-# one worker ("system": Ray's `ray stop` and fixed waits must not meet a second cluster or a
-# loaded core); every other module is a unit of its own on whichever worker is free (its
-# module fixtures built once).
+# `make test` runs the suite as two pytest processes side by side (tests/run_suite.py): the
+# "system" tests, those that start Ray, services, servers or drivers, or time the machine, one
+# after another in one process (Ray's `ray stop` and fixed waits must not meet a second
+# cluster); every other test in the other.
 SYSTEM_PATHS = (
     "tests/service/",
     "tests/faults/",
     "tests/deploy/test_topology.py",
-    "tests/benchmarks/",
-    "tests/sweeps/exec/",
+    "tests/sweeps/exec/test_local_head.py",
+    "tests/sweeps/exec/test_ray_",
     "tests/sweeps/test_pipeline.py",
     "tests/sweeps/test_mlflow_ui.py",
     "tests/sweeps/tracking/test_tracking.py",
@@ -39,12 +38,13 @@ SYSTEM_PATHS = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by it
 def pytest_collection_modifyitems(config, items):
     root = str(config.rootpath)
     for item in items:
         path = str(item.path).removeprefix(root + os.sep)
-        system = path.startswith(SYSTEM_PATHS) or "local_ray" in item.fixturenames
-        item.add_marker(pytest.mark.xdist_group("system" if system else path))
+        if path.startswith(SYSTEM_PATHS) or "local_ray" in item.fixturenames:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(scope="session")
