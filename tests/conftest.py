@@ -21,29 +21,31 @@ import pytest  # noqa: E402
 
 from sweeps.core.data import load_dataset  # noqa: E402
 
-# `make test` runs the suite as two pytest processes side by side (tests/run_suite.py): the
-# "system" tests, those that start Ray, services, servers or drivers, or time the machine, one
-# after another in one process (Ray's `ray stop` and fixed waits must not meet a second
-# cluster); every other test in the other.
+# `make test` runs the suite in two phases (tests/run_suite.py). First two pytest processes side
+# by side: the "system" tests, those that start Ray or private servers (Ray's `ray stop` and a
+# cluster's CPUs must not meet a second cluster), one after another in one; every other test in
+# the other. Then the "alone" tests, whose assertions time the machine (latency percentiles, the
+# lane-width measurement), with nothing beside them.
 SYSTEM_PATHS = (
-    "tests/service/",
     "tests/faults/",
     "tests/deploy/test_topology.py",
+    "tests/service/test_ray.py",
+    "tests/service/test_warm_ray.py",
     "tests/sweeps/exec/test_local_head.py",
     "tests/sweeps/exec/test_ray_",
     "tests/sweeps/test_pipeline.py",
-    "tests/sweeps/test_mlflow_ui.py",
-    "tests/sweeps/tracking/test_tracking.py",
-    "tests/sweeps/core/test_lane_width.py",
 )
+ALONE_PATHS = ("tests/faults/test_fault_load.py", "tests/sweeps/core/test_lane_width.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects by it
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by them
 def pytest_collection_modifyitems(config, items):
     root = str(config.rootpath)
     for item in items:
         path = str(item.path).removeprefix(root + os.sep)
-        if path.startswith(SYSTEM_PATHS) or "local_ray" in item.fixturenames:
+        if path.startswith(ALONE_PATHS):
+            item.add_marker(pytest.mark.alone)
+        elif path.startswith(SYSTEM_PATHS) or "local_ray" in item.fixturenames:
             item.add_marker(pytest.mark.system)
 
 

@@ -1,12 +1,15 @@
-"""`make test`: the suite as two pytest processes side by side, for a 2-core machine.
+"""`make test`: the suite in two phases, for a 2-core machine.
 
-The "system" tests (tests/conftest.py marks them: Ray, services, servers, drivers, machine
-timings) run one after another in one process, their output streamed; every other test runs in a
-second process beside them, its output printed when both are done. Most system time is spent
-waiting on other processes (Ray, drivers, servers starting), so the second process fills the
-cores they leave idle. Exit code: the first failing process's (0 when both pass).
+1. Two pytest processes side by side: the "system" tests (tests/conftest.py marks them: Ray,
+   private servers) one after another, their output streamed; every other test in a second
+   process beside them, its output printed when both are done. Most system time is spent
+   waiting on other processes (Ray, drivers, servers starting), so the second process fills
+   the cores they leave idle.
+2. The "alone" tests (their assertions time the machine), with nothing beside them.
 
-    python tests/run_suite.py [extra pytest arguments, given to both]
+Exit code: the first failing phase's (0 when all pass).
+
+    python tests/run_suite.py [extra pytest arguments, given to every process]
 """
 
 from __future__ import annotations
@@ -22,22 +25,25 @@ NO_TESTS = 5  # pytest's exit code when a selection is empty
 def main(argv: list[str]) -> int:
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *argv]
     t0 = time.monotonic()
-    with tempfile.TemporaryFile("w+") as unit_log:
-        unit = subprocess.Popen(
-            [*pytest, "--durations=5", "-m", "not system and not manual"],
-            stdout=unit_log,
+    with tempfile.TemporaryFile("w+") as rest_log:
+        rest = subprocess.Popen(
+            [*pytest, "--durations=10", "-m", "not system and not alone and not manual"],
+            stdout=rest_log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        print("== system tests (Ray, services, servers, drivers), one after another", flush=True)
+        print("== system tests (Ray, private servers), one after another", flush=True)
         system = subprocess.run([*pytest, "--durations=15", "-m", "system and not manual"])
-        unit.wait()
-        unit_log.seek(0)
+        rest.wait()
+        rest_log.seek(0)
         print("\n== every other test (run beside them)", flush=True)
-        sys.stdout.write(unit_log.read())
-    codes = [rc for rc in (system.returncode, unit.returncode) if rc not in (0, NO_TESTS)]
+        sys.stdout.write(rest_log.read())
+    print("\n== tests that time the machine, alone", flush=True)
+    alone = subprocess.run([*pytest, "--durations=5", "-m", "alone and not manual"])
     print(f"\n== the suite took {(time.monotonic() - t0) / 60:.1f} min", flush=True)
-    return codes[0] if codes else 0
+    codes = [p.returncode for p in (system, rest, alone)]
+    failed = [rc for rc in codes if rc not in (0, NO_TESTS)]
+    return failed[0] if failed else 0
 
 
 if __name__ == "__main__":
