@@ -14,6 +14,7 @@ from sweeps.verdict.words import (
     STATUS_LEGEND,
     fmt,
     min_diverged_text,
+    schedule_text,
     stability_note,
     status_counts_text,
 )
@@ -98,7 +99,7 @@ def print_verdict(report: dict) -> None:
         table.add_row(
             fmt(g["rank"], "d"),
             name,
-            g["schedule"],
+            schedule_text(g),
             best,
             zone_text,
             fmt(g["max_stable_lr"]),

@@ -82,6 +82,28 @@ class Population:
         return cls(d["id"], d["optimizer"], d["schedule"], lanes, d.get("width"))
 
 
+def at_horizons(points: list[Point], horizons: list[int], key: str) -> list[Point]:
+    """transfer.steps: every point once per horizon, its length among its schedule arguments
+    under `key` (points that carry one already, from a refinement round, stay as they are).
+    The horizons of a point share its population: one program trains them all."""
+    out: list[Point] = []
+    for p in points:
+        if key in p.schedule_args or not horizons:
+            out.append(p)
+            continue
+        for h in horizons:
+            args = {**p.schedule_args, key: float(h)}
+            out.append(
+                Point(p.optimizer, p.schedule, p.learning_rate, dict(p.optimizer_args), args)
+            )
+    return out
+
+
+def lane_steps_of(lane: Lane, steps: int, key: str) -> int:
+    """The steps a lane trains: its own horizon (transfer.steps), else the sweep's."""
+    return int(lane.schedule_args.get(key, steps))
+
+
 def lanes_of(
     points: list[Point], seeds: list[int], first_index: int = 0, round: int = 1
 ) -> list[Lane]:

@@ -23,8 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sweeps.core.schedules import HORIZON
 from sweeps.folder import read_object, write_json_atomic
-from sweeps.plan.lanes import Lane, Point, Population, group_populations, lanes_of
+from sweeps.plan.lanes import (
+    Lane,
+    Point,
+    Population,
+    at_horizons,
+    group_populations,
+    lane_steps_of,
+    lanes_of,
+)
 from sweeps.plan.refine import Extended, next_lrs
 from sweeps.plan.search import Searcher, make_searcher, trial_score
 from sweeps.spec import SweepSpec
@@ -106,7 +115,11 @@ class Planner:
             return False
         # Ended: its trial said so, or (points replayed on a resume) every lane is complete.
         steps = self.spec.train.steps
-        complete = {r.lane.index for r in self._record.results() if r.step and r.step[-1] >= steps}
+        complete = {
+            r.lane.index
+            for r in self._record.results()
+            if r.step and r.step[-1] >= lane_steps_of(r.lane, steps, HORIZON)
+        }
         return any(
             p.id not in self._ended
             and p.id not in self._record.finished
@@ -261,7 +274,10 @@ class Planner:
                 made.append(pop)
             self._save()
             return made
-        lanes = lanes_of([point for _, point in asked], seeds, first, self.round)
+        points = [point for _, point in asked]
+        if self.spec.transfer is not None:
+            points = at_horizons(points, self.spec.transfer.horizons(), HORIZON)
+        lanes = lanes_of(points, seeds, first, self.round)
         cap = self.spec.resources.max_lanes_per_trial
         for pop in group_populations(lanes, cap, first=len(self.populations)):
             if self.round > 1:

@@ -17,6 +17,7 @@ from sweeps.verdict.words import (
     COUNTS_HEADER,
     STATUS_LEGEND,
     min_diverged_text,
+    schedule_text,
     stability_note,
     status_counts_text,
 )
@@ -137,7 +138,7 @@ def verdict_markdown(report: dict[str, Any]) -> str:
         zone = g.get("zone")
         best = f(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else "")
         lines.append(
-            f"| {f(g['rank'], 'd')} | {g['optimizer']} | {g['schedule']} | {best} "
+            f"| {f(g['rank'], 'd')} | {g['optimizer']} | {schedule_text(g)} | {best} "
             f"| {f(zone['low']) + ' – ' + f(zone['high']) if zone else '—'} "
             f"| {f(g['max_stable_lr'])} | {min_diverged_text(g)} "
             f"| {f(g['best_val_loss'], '.4f')} | {f(g['best_val_metric'], '.4f')} "

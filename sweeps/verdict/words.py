@@ -30,6 +30,13 @@ def fmt(v: Any, spec: str = ".3g") -> str:
     return "—" if v is None else format(v, spec)
 
 
+def schedule_text(group: dict) -> str:
+    """The group's schedule, with its horizon where the sweep trained several (transfer.steps:
+    "cosine · 400 steps")."""
+    horizon = (group.get("schedule_args") or {}).get("horizon")
+    return group["schedule"] + (f" · {horizon:.0f} steps" if horizon is not None else "")
+
+
 def status_counts_text(group: dict) -> str:
     counts = group.get("status_counts") or {}
     return "/".join(str(counts.get(status, 0)) for status in STATUS_LETTERS)

@@ -1,0 +1,71 @@
+"""The `transfer` section: strict, and in agreement with train.steps and eval_every."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps.core.schedules import HORIZON
+from sweeps.plan.planner import Planner
+from sweeps.spec import SpecError, parse_spec
+from tests.conftest import tiny_spec_dict
+
+
+def _spec(transfer, train=None):
+    train = train or {"batch_size": 32, "eval_every": 10, "seeds": [0]}
+    return tiny_spec_dict(transfer=transfer, train=train)
+
+
+def _errors(raw) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    return str(info.value)
+
+
+def test_train_steps_left_out_is_the_longest_horizon():
+    spec = parse_spec(_spec({"steps": {"values": [40, 20], "target": 400}}))
+    assert spec.train.steps == 40 and spec.transfer.steps.values == [20, 40]
+    verify = parse_spec(_spec({"steps": {"values": [20, 40], "target": 80}, "verify": True}))
+    assert verify.train.steps == 80 and verify.transfer.horizons() == [20, 40, 80]
+
+
+def test_a_spec_naming_both_must_agree():
+    train = {"steps": 50, "batch_size": 32, "eval_every": 10}
+    assert "train.steps: 50 is not the longest horizon" in _errors(
+        _spec({"steps": {"values": [20, 40], "target": 400}}, train)
+    )
+    train["steps"] = 40
+    assert parse_spec(_spec({"steps": {"values": [20, 40], "target": 400}}, train))
+
+
+def test_horizons_must_be_multiples_of_eval_every():
+    text = _errors(_spec({"steps": {"values": [20, 45], "target": 400}}))
+    assert "transfer.steps.values: 45 is not a multiple of train.eval_every (10)" in text
+    text = _errors(_spec({"steps": {"values": [20, 40], "target": 85}, "verify": True}))
+    assert "transfer.steps.target: 85" in text
+
+
+@pytest.mark.parametrize(
+    ("axis", "field"),
+    [
+        ({"values": [20], "target": 40}, "transfer.steps.values"),
+        ({"values": [20, 20], "target": 40}, "transfer.steps"),
+        ({"values": [20, "40"], "target": 40}, "transfer.steps.values.1"),
+        ({"values": [20, 40], "target": 40, "targt": 1}, "transfer.steps.targt"),
+    ],
+)
+def test_bad_axes_name_their_field(axis, field):
+    assert field in _errors(_spec({"steps": axis}))
+
+
+def test_tpe_is_refused():
+    raw = _spec({"steps": {"values": [20, 40], "target": 400}})
+    raw["search"] = {**raw["search"], "method": "tpe"}
+    assert "transfer: needs search.method grid or random" in _errors(raw)
+
+
+def test_every_point_is_planned_once_per_horizon_in_one_population_per_structure():
+    spec = parse_spec(_spec({"steps": {"values": [20, 30, 40], "target": 400}}))
+    planner = Planner(spec)
+    assert spec.lane_count() == len(planner.lanes) == 7 * 2 * 3
+    assert {lane.schedule_args[HORIZON] for lane in planner.lanes} == {20.0, 30.0, 40.0}
+    assert len(planner.populations) == 2  # sgd and adam: the horizons share them
