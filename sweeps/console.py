@@ -12,11 +12,13 @@ from rich.table import Table
 from sweeps.verdict.words import (
     COUNTS_HEADER,
     STATUS_LEGEND,
+    TRANSFER_HEADER,
     fmt,
     min_diverged_text,
     schedule_text,
     stability_note,
     status_counts_text,
+    transfer_rows,
 )
 
 # Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
@@ -123,21 +125,37 @@ def print_verdict(report: dict) -> None:
     for g in report["groups"]:
         note = stability_note(g)
         if note:
-            console.print(f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: {note}.")
+            console.print(f"[yellow]note:[/] {g['optimizer']} · {schedule_text(g)}: {note}.")
         erratic = g.get("erratic_above_edge") or []
         if erratic:
             console.print(
-                f"[yellow]note:[/] {g['optimizer']} · {g['schedule']}: "
+                f"[yellow]note:[/] {g['optimizer']} · {schedule_text(g)}: "
                 f"{', '.join(fmt(lr) for lr in erratic)} ended finite above the stability edge "
                 f"({fmt(g['min_diverged_lr'])}); not trustworthy, so not counted as stable."
             )
         if g["edge"]:
             console.print(
-                f"[yellow]warning:[/] {g['optimizer']} · {g['schedule']}: the best LR is at the "
+                f"[yellow]warning:[/] {g['optimizer']} · {schedule_text(g)}: the best LR is at the "
                 f"{g['edge']} edge of the searched range; widen its range (for this "
                 f"optimizer alone: search.optimizer: [{{name: {g['optimizer']}, "
                 "learning_rate: {min: ..., max: ...}}])."
             )
+    print_transfer(report)
+
+
+def print_transfer(report: dict) -> None:
+    """The transfer table under the verdict (transfer.steps), each group's note below it."""
+    rows = transfer_rows(report)
+    if not rows:
+        return
+    table = Table(title="Transfer — the best LR at the target", title_justify="left")
+    for col in TRANSFER_HEADER:
+        table.add_column(col)
+    for cells, _ in rows:
+        table.add_row(*cells)
+    console.print(table)
+    for _, note in rows:
+        console.print(f"[yellow]transfer:[/] {note}.")
 
 
 def print_mlflow(report: dict, ui_url: str | None = None) -> None:

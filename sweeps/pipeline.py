@@ -29,6 +29,7 @@ from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_write
 from sweeps.verdict.analysis import analyze_for
 from sweeps.verdict.report import (
     build_report,
+    json_safe,
     lane_steps,
     lane_steps_dense,
     verdict_markdown,
@@ -319,6 +320,10 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,
     )
+    if spec.transfer is not None:  # the best LR predicted at the target (sweeps/transfer/)
+        from sweeps.transfer.analysis import transfer_section
+
+        report["transfer"] = json_safe(transfer_section(spec.transfer, results, verdicts))
     if prepared.data.vocabulary is not None:  # token ids -> characters, to read generations
         report["data"] = {"vocabulary": list(prepared.data.vocabulary)}
         files.write_json_atomic(folder / files.VOCABULARY, report["data"]["vocabulary"])

@@ -16,10 +16,12 @@ from sweeps.verdict.results import LaneResult
 from sweeps.verdict.words import (
     COUNTS_HEADER,
     STATUS_LEGEND,
+    TRANSFER_HEADER,
     min_diverged_text,
     schedule_text,
     stability_note,
     status_counts_text,
+    transfer_rows,
 )
 
 
@@ -155,7 +157,7 @@ def verdict_markdown(report: dict[str, Any]) -> str:
     for g in report["groups"]:
         note = stability_note(g)
         if note:
-            lines.append(f"- {g['optimizer']} · {g['schedule']}: {note}")
+            lines.append(f"- {g['optimizer']} · {schedule_text(g)}: {note}")
         if g.get("rounds", 1) > 1:
             b, r = g.get("best_lr_bracket"), g.get("edge_ratio")
             edge = (
@@ -165,17 +167,24 @@ def verdict_markdown(report: dict[str, Any]) -> str:
             )
             best = f"best LR within {f(b[0])}–{f(b[1])}" if b else "no best LR"
             lines.append(
-                f"- {g['optimizer']} · {g['schedule']}: {edge}, {best}, "
+                f"- {g['optimizer']} · {schedule_text(g)}: {edge}, {best}, "
                 f"after {g['rounds']} rounds of refinement"
             )
     for g in report["groups"]:
         if g.get("erratic_above_edge"):
             lines.append(
-                f"- {g['optimizer']} · {g['schedule']}: "
+                f"- {g['optimizer']} · {schedule_text(g)}: "
                 f"{', '.join(f(lr) for lr in g['erratic_above_edge'])} ended finite above the "
                 "stability edge (not counted as stable)"
             )
     lines += ["", STATUS_LEGEND.capitalize() + "."]
+    transfer = transfer_rows(report)
+    if transfer:
+        lines += ["", "## Transfer — the best LR at the target", "",
+                  "| " + " | ".join(TRANSFER_HEADER) + " |",
+                  "|" + "---|" * len(TRANSFER_HEADER)]  # fmt: skip
+        lines += ["| " + " | ".join(cells) + " |" for cells, _ in transfer]
+        lines += [""] + [f"- {note}" for _, note in transfer]
     return "\n".join(lines) + "\n"
 
 

@@ -70,3 +70,35 @@ def stability_note(group: dict) -> str | None:
     return (
         f"{below}{fmt(spiked)} spiked (unstable), so it and the LRs above it are not called stable"
     )
+
+
+# --------------------------------------------------------------------------- transfer
+TRANSFER_HEADER = (
+    "optimizer", "schedule", "best LR at each steps", "exponent (95 %)", "predicted at target",
+    "direct", "log2 error", "reliable",
+)  # fmt: skip
+
+
+def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
+    """The transfer table (report.json["transfer"], docs/transfer.md): one row per group and
+    axis with its note in words, the same cells for the console and verdict.md."""
+    rows = []
+    for axis in (report.get("transfer") or {}).values():
+        for g in axis["groups"]:
+            pred, fit, check = g["prediction"], g.get("fit"), g.get("verification") or {}
+            points = ", ".join(f"{p['value']}: {fmt(p.get('best_lr'))}" for p in g["points"])
+            exponent = "—"
+            if fit:
+                lo, hi = fit["exponent_interval"]
+                exponent = f"{fit['exponent']:+.2f} ({lo:+.2f} to {hi:+.2f})"
+            predicted = fmt(pred.get("best_lr"))
+            if pred.get("interval"):
+                predicted += f" ({fmt(pred['interval'][0])}–{fmt(pred['interval'][1])})"
+            err = check.get("prediction_error")
+            rows.append((
+                [g["optimizer"], g["schedule"], points, exponent,
+                 f"{predicted} at {axis['target']}", fmt(check.get("best_lr")),
+                 "—" if err is None else f"{err:+.2f}", "yes" if pred["reliable"] else "no"],
+                f"{g['optimizer']} · {g['schedule']}: {pred['note']}",
+            ))  # fmt: skip
+    return rows

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_spec_dict
 
 from sweeps.core.schedules import HORIZON
 from sweeps.plan.planner import Planner
 from sweeps.spec import SpecError, parse_spec
-from tests.conftest import tiny_spec_dict
 
 
 def _spec(transfer, train=None):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import tiny_spec_dict
 
 from sweeps.core.data import DataError, load_dataset
 from sweeps.core.synthetic import TEACHER_CLASSES, TEACHER_FEATURES, teacher_table
 from sweeps.spec import SpecError, parse_spec
-from tests.conftest import tiny_spec_dict
 
 
 def test_as_many_rows_as_asked_with_every_class_in_use():

@@ -1,0 +1,187 @@
+"""report.json["transfer"]: per group and axis, the points, the fit, the prediction at the
+target and, where the target was trained too (`transfer.verify`), how far off it was.
+
+Pure: reads the lanes' results (their histories end at their own horizon) and the groups'
+verdicts (the stability edge at each value); no JAX, no spec beyond the transfer section.
+A group here is an optimizer and schedule with their arguments, across the axis' values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from sweeps.core.optimizers import OPTIMIZERS
+from sweeps.core.schedules import HORIZON
+from sweeps.transfer.fit import Fit, fit_power_law, judge, sigma_of
+from sweeps.transfer.points import BestLR, best_lr, still_rising
+
+WITHIN = 0.5  # |log2(predicted / direct)| at most this: within a factor of 1.41
+
+
+def _group_of(lane) -> tuple:
+    args = {k: v for k, v in lane.schedule_args.items() if k != HORIZON}
+    return (lane.optimizer, lane.schedule, tuple(sorted(lane.optimizer_args.items())),
+            tuple(sorted(args.items())))  # fmt: skip
+
+
+def _complete(r, horizon: float) -> bool:
+    return bool(r.step) and r.step[-1] >= horizon
+
+
+def _final(r) -> float:
+    """The validation loss at the end of the lane's run (inf where it diverged)."""
+    if r.status == "diverged" or not r.val_loss:
+        return math.inf
+    return r.val_loss[-1]
+
+
+def _edge(verdict) -> tuple[float | None, list[float] | None]:
+    """The stability edge of one value's group: the middle of its bracket, and the bracket."""
+    if verdict is None or verdict.min_diverged_lr is None:
+        return None, None
+    hi = verdict.min_diverged_lr
+    lo = verdict.max_undiverged_lr or hi
+    return math.sqrt(lo * hi), [lo, hi]
+
+
+def _point(value: int, members: list, verdict, seed: int) -> tuple[dict, BestLR | None]:
+    lanes = [r for r in members if _complete(r, value)]
+    found = best_lr(
+        [r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
+        [_final(r) for r in lanes], seed=seed,
+    )  # fmt: skip
+    edge, edge_bracket = _edge(verdict)
+    point: dict[str, Any] = {"value": value, "lanes": len(lanes), "best_lr": None}
+    if found is not None:
+        at_best = [r for r in lanes if r.lane.learning_rate == found.grid_best_lr]
+        point.update(
+            best_lr=found.best_lr,
+            grid_best_lr=found.grid_best_lr,
+            bracket=found.bracket,
+            method=found.method,
+            final_val_loss=found.final_val_loss,
+            at_range_edge=found.at_range_edge,
+            overfitting=any(still_rising(r.val_loss) for r in at_best),
+        )
+    point.update(edge_lr=edge, edge_bracket=edge_bracket)
+    return point, found
+
+
+def _fit_section(fit: Fit) -> dict[str, Any]:
+    return {
+        "exponent": fit.exponent,
+        "exponent_interval": fit.exponent_interval,
+        "intercept": fit.intercept,
+        "reduced_chi2": None if math.isnan(fit.chi2) else fit.chi2,
+    }
+
+
+def _edge_prediction(points: list[dict], target: float) -> dict[str, Any] | None:
+    """The stability edge's own trend, where it was found at two values or more."""
+    known = [p for p in points if p["edge_lr"] is not None]
+    if len(known) < 2:
+        return None
+    rng = np.random.default_rng(1)
+    draws = np.stack(
+        [p["edge_lr"] * np.exp(rng.uniform(-1, 1, 400) * sigma_of(p["edge_bracket"], p["edge_lr"]))
+         for p in known], axis=1,
+    )  # fmt: skip
+    fit = fit_power_law(
+        [p["value"] for p in known], [p["edge_lr"] for p in known],
+        [sigma_of(p["edge_bracket"], p["edge_lr"]) for p in known], draws,
+    )  # fmt: skip
+    return {"edge_lr": fit.predict(target), "edge_interval": fit.interval(target),
+            "edge_exponent": fit.exponent}  # fmt: skip
+
+
+def transfer_group(
+    members: list, verdicts: dict, values: list[int], target: int, verify: bool, axis: str
+) -> dict[str, Any]:
+    """One group's transfer entry (`members`: its lanes at every horizon; `verdicts`: the
+    analysed group at each horizon, by horizon)."""
+    lane = members[0].lane
+    entry: dict[str, Any] = {
+        "optimizer": lane.optimizer,
+        "schedule": lane.schedule,
+        "optimizer_args": dict(lane.optimizer_args),
+        "schedule_args": {k: v for k, v in lane.schedule_args.items() if k != HORIZON},
+    }
+    by_value = defaultdict(list)
+    for r in members:
+        by_value[int(r.lane.schedule_args[HORIZON])].append(r)
+    points, found = [], []
+    for i, v in enumerate(values):
+        point, best = _point(v, by_value.get(v, []), verdicts.get(v), seed=i)
+        points.append(point)
+        found.append(best)
+    entry["points"] = points
+    usable = [(p, b) for p, b in zip(points, found, strict=True) if b is not None]
+    if len(usable) < 2:
+        entry.update(fit=None, prediction={
+            "value": target, "best_lr": None, "reliable": False,
+            "note": f"fewer than two {axis} values have a best LR: no trend to fit",
+        })  # fmt: skip
+    else:
+        fit = fit_power_law(
+            [p["value"] for p, _ in usable], [b.best_lr for _, b in usable],
+            [sigma_of(b.bracket, b.best_lr) for _, b in usable],
+            np.stack([b.draws for _, b in usable], axis=1),
+        )  # fmt: skip
+        longest = usable[-1][0]
+        reliable, note = judge(
+            fit, [p["value"] for p, _ in usable], target, axis=axis,
+            overfitting_at=longest["value"] if longest.get("overfitting") else None,
+            at_range_edge=[p["value"] for p, b in usable if b.at_range_edge],
+        )  # fmt: skip
+        entry["fit"] = _fit_section(fit)
+        entry["prediction"] = {
+            "value": target, "best_lr": fit.predict(target), "interval": fit.interval(target),
+            **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
+            "reliable": reliable, "note": note,
+        }  # fmt: skip
+    if verify:
+        entry["verification"] = _verification(entry, by_value.get(target, []), target, verdicts)
+    return entry
+
+
+def _verification(entry: dict, lanes: list, target: int, verdicts: dict) -> dict[str, Any]:
+    """The direct sweep at the target against the prediction, and against assuming the best
+    LR does not move (the longest swept value's best LR used as is)."""
+    point, _ = _point(target, lanes, verdicts.get(target), seed=99)
+    predicted = entry["prediction"].get("best_lr")
+    direct = point.get("best_lr")
+    out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
+                           "constant_error": None}  # fmt: skip
+    if direct and predicted:
+        err = math.log2(predicted / direct)
+        out.update(prediction_error=err, within=abs(err) <= WITHIN)
+    swept = [p["best_lr"] for p in entry["points"] if p.get("best_lr")]
+    if direct and swept:
+        out["constant_error"] = math.log2(swept[-1] / direct)
+    return out
+
+
+def transfer_section(transfer, results: list, verdicts: list) -> dict[str, Any]:
+    """report.json["transfer"] for a sweep's `transfer` spec section."""
+    axis = transfer.steps
+    by_group: dict[tuple, list] = defaultdict(list)
+    for r in results:
+        if HORIZON in r.lane.schedule_args:
+            by_group[_group_of(r.lane)].append(r)
+    verdict_at: dict[tuple, dict] = defaultdict(dict)
+    for v in verdicts:
+        if HORIZON in v.schedule_args:
+            key = (v.optimizer, v.schedule, tuple(sorted(v.optimizer_args.items())),
+                   tuple(sorted((k, a) for k, a in v.schedule_args.items() if k != HORIZON)))  # fmt: skip
+            verdict_at[key][int(v.schedule_args[HORIZON])] = v
+    groups = [
+        transfer_group(members, verdict_at[key], axis.values, axis.target, transfer.verify, "steps")
+        for key, members in by_group.items()
+        if not OPTIMIZERS[members[0].lane.optimizer].lr_free  # no LR to transfer
+    ]
+    return {"steps": {"values": list(axis.values), "target": axis.target,
+                      "verify": transfer.verify, "groups": groups}}  # fmt: skip

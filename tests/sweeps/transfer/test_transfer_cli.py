@@ -1,0 +1,61 @@
+"""transfer.steps end to end through the CLI (inline): report.json["transfer"], the table in the
+console and verdict.md, transfer.png, and the horizons' lanes stopped at their own horizon."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import tiny_spec_dict
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+
+
+def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tmp_path):
+    raw = tiny_spec_dict(
+        name="transfer-tiny",
+        data={"name": "teacher", "n_samples": 600},
+        train={"batch_size": 32, "eval_every": 10, "seeds": [0, 1]},
+        transfer={"steps": {"values": [10, 20, 40], "target": 60}, "verify": True},
+    )
+    raw["search"] = {**raw["search"], "optimizer": ["adam"],
+                     "learning_rate": {"min": 1e-3, "max": 1.0, "num": 7}, "schedule": ["cosine"]}  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+
+    # every lane's history ends at its own horizon; train.steps is the target (verify)
+    for lane in report["lanes"]:
+        assert lane["history"]["step"][-1] == lane["schedule_args"]["horizon"]
+    assert {lane["schedule_args"]["horizon"] for lane in report["lanes"]} == {10, 20, 40, 60}
+
+    section = report["transfer"]["steps"]
+    assert section["values"] == [10, 20, 40] and section["target"] == 60
+    (group,) = section["groups"]
+    assert [p["value"] for p in group["points"]] == [10, 20, 40]
+    for p in group["points"]:
+        assert p["bracket"][0] <= p["best_lr"] <= p["bracket"][1]
+    pred = group["prediction"]
+    lo, hi = pred["interval"]
+    assert lo <= pred["best_lr"] <= hi and isinstance(pred["reliable"], bool) and pred["note"]
+    check = group["verification"]
+    assert check["best_lr"] > 0
+    assert abs(check["prediction_error"]) < 10 and check["within"] == (
+        abs(check["prediction_error"]) <= 0.5
+    )
+
+    output = " ".join(result.stdout.split())
+    assert "Transfer — the best LR at the target" in output
+    assert f"transfer: adam · cosine: {pred['note']}" in output
+    md = (out / "verdict.md").read_text()
+    assert "## Transfer — the best LR at the target" in md and "cosine · 40 steps" in md
+    assert (out / "plots" / "transfer.png").stat().st_size > 10_000
+
+    from sweeps.verdict.plots import transfer_figure
+
+    gids = {a.get_gid() for a in transfer_figure(report).findobj() if a.get_gid()}
+    assert {"fit", "fit_extended", "prediction", "direct", "target", "band"} <= gids
