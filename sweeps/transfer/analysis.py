@@ -19,6 +19,8 @@ from sweeps.core.schedules import HORIZON
 from sweeps.transfer.fit import Fit, fit_power_law, judge, sigma_of
 from sweeps.transfer.points import BestLR, best_lr, still_rising
 
+# what report.json says of each swept value's best LR (sweeps/transfer/points.py: BestLR)
+POINT_FIELDS = ("best_lr", "grid_best_lr", "bracket", "method", "final_val_loss", "at_range_edge")
 WITHIN = 0.5  # |log2(predicted / direct)| at most this: within a factor of 1.41
 
 
@@ -58,15 +60,8 @@ def _point(value: int, members: list, verdict, seed: int) -> tuple[dict, BestLR 
     point: dict[str, Any] = {"value": value, "lanes": len(lanes), "best_lr": None}
     if found is not None:
         at_best = [r for r in lanes if r.lane.learning_rate == found.grid_best_lr]
-        point.update(
-            best_lr=found.best_lr,
-            grid_best_lr=found.grid_best_lr,
-            bracket=found.bracket,
-            method=found.method,
-            final_val_loss=found.final_val_loss,
-            at_range_edge=found.at_range_edge,
-            overfitting=any(still_rising(r.val_loss) for r in at_best),
-        )
+        point.update({k: getattr(found, k) for k in POINT_FIELDS})
+        point["overfitting"] = any(still_rising(r.val_loss) for r in at_best)
     point.update(edge_lr=edge, edge_bracket=edge_bracket)
     return point, found
 
