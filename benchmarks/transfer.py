@@ -1,8 +1,10 @@
 """Transfer across the training horizon: predictions at 8x the longest swept horizon against a
 direct sweep there.
 
-Cases (MLP, cosine decay, batch 32, two seeds): the built-in teacher task (60,000 rows: no
-overfitting) and digits (1,347 training rows: the long runs overfit), each with Adam and SGD.
+Cases (MLP, cosine decay, batch 32, two seeds): the built-in teacher task with 60,000 rows (the
+3,200-step run passes over its 48,000 training rows twice, the swept runs less than once), with
+250,000 rows (every run sees each row at most once) and digits (1,347 training rows: the long
+runs overfit), each with Adam and SGD.
 Each case is one sweep (`transfer.steps: {values: [100, 200, 400], target: 3200, verify: true}`):
 every horizon trains in one program, the target's lanes too, so the direct check is exact.
 Reported per case: the best LR at each horizon, the fitted exponent and its interval, the
@@ -42,7 +44,8 @@ def case(dataset: str, optimizer: str, quick: bool) -> dict:
     import math
 
     num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1
-    data = {"name": "teacher", "n_samples": 600 if quick else 60000}
+    rows = {"teacher": 60_000, "teacher_big": 250_000}.get(dataset, 0)
+    data = {"name": "teacher", "n_samples": 600 if quick else rows}
     if dataset == "digits":
         data = {"name": "digits"}
     raw = {
@@ -60,9 +63,11 @@ def case(dataset: str, optimizer: str, quick: bool) -> dict:
     }
     spec = parse_spec(raw)
     t0 = time.perf_counter()
-    results = train_inline(spec, load_sweep_data(spec))
+    data = load_sweep_data(spec)
+    results = train_inline(spec, data)
     verdicts, _ = analyze_for(spec, results)
-    (group,) = transfer_section(spec.transfer, results, verdicts)["steps"]["groups"]
+    section = transfer_section(spec.transfer, results, verdicts, spec.train.steps, 32, data.n_train)
+    (group,) = section["steps"]["groups"]
     pred, check, fit = group["prediction"], group["verification"], group["fit"] or {}
     err = check.get("prediction_error")
     return {
@@ -73,8 +78,10 @@ def case(dataset: str, optimizer: str, quick: bool) -> dict:
         "exponent": fit.get("exponent"),
         "exponent_interval": fit.get("exponent_interval"),
         "target": target,
+        "train_rows": data.n_train,
         "predicted": pred.get("best_lr"),
         "interval": pred.get("interval"),
+        "held_out_error": pred.get("held_out_error"),
         "direct": check.get("best_lr"),
         "direct_overfitting": check.get("overfitting"),
         "prediction_error": err,
@@ -93,7 +100,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON line")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
-    parser.add_argument("--cases", default="teacher:adam,teacher:sgd,digits:adam,digits:sgd")
+    parser.add_argument(
+        "--cases",
+        default="teacher:adam,teacher:sgd,teacher_big:adam,teacher_big:sgd,digits:adam,digits:sgd",
+    )
     args = parser.parse_args()
     cases = [c.split(":") for c in args.cases.split(",")]
     rows = [case(d, o, args.quick) for d, o in cases]

@@ -323,7 +323,12 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
     if spec.transfer is not None:  # the best LR predicted at the target (sweeps/transfer/)
         from sweeps.transfer.analysis import transfer_section
 
-        report["transfer"] = json_safe(transfer_section(spec.transfer, results, verdicts))
+        data = prepared.data
+        batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
+        section = transfer_section(
+            spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train
+        )
+        report["transfer"] = json_safe(section)
     if prepared.data.vocabulary is not None:  # token ids -> characters, to read generations
         report["data"] = {"vocabulary": list(prepared.data.vocabulary)}
         files.write_json_atomic(folder / files.VOCABULARY, report["data"]["vocabulary"])

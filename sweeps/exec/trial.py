@@ -35,7 +35,7 @@ def structure_for(spec: SweepSpec, pop: Population, data: Dataset) -> Structure:
         metrics=spec.metrics.import_ if spec.metrics else None,
         optimizer=pop.optimizer,
         schedule=pop.schedule,
-        batch_size=data.n_train if t.batch_size == "full" else t.batch_size,
+        batch_size=pop.batch_size or (data.n_train if t.batch_size == "full" else t.batch_size),
         steps=t.steps,
         eval_every=t.eval_every,
         diverge_factor=spec.early_stopping.diverge_factor,

@@ -8,6 +8,7 @@ XLA program. A population holds at most `resources.max_lanes_per_trial` lanes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ class Point:
     learning_rate: float
     optimizer_args: dict[str, float] = field(hash=False)
     schedule_args: dict[str, float] = field(hash=False)
+    batch_size: int | None = None  # transfer.batch_size: this point's own; None: train's
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Lane:
     optimizer_args: dict[str, float] = field(hash=False)
     schedule_args: dict[str, float] = field(hash=False)
     round: int = 1  # the refinement round that made it (search.refine); 1: the spec's grid
+    batch_size: int | None = None  # transfer.batch_size: its own batch size; None: train's
 
     @property
     def group_key(self) -> tuple:
@@ -43,6 +46,7 @@ class Lane:
             self.schedule,
             tuple(sorted(self.optimizer_args.items())),
             tuple(sorted(self.schedule_args.items())),
+            self.batch_size,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -53,7 +57,7 @@ class Lane:
         return cls(
             int(d["index"]), d["optimizer"], d["schedule"], float(d["learning_rate"]),
             int(d["seed"]), dict(d["optimizer_args"]), dict(d["schedule_args"]),
-            int(d.get("round", 1)),
+            int(d.get("round", 1)), d.get("batch_size"),
         )  # fmt: skip
 
 
@@ -66,6 +70,7 @@ class Population:
     # The slice width to train at, set for a later refinement round: the width its
     # structure's first population trained at, so its compiled programs are reused.
     width: int | None = None
+    batch_size: int | None = None  # transfer.batch_size: its own (a structure); None: train's
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,12 +79,15 @@ class Population:
             "schedule": self.schedule,
             "lanes": [lane.to_json() for lane in self.lanes],
             "width": self.width,
+            "batch_size": self.batch_size,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Population:
         lanes = tuple(Lane.from_json(lane) for lane in d["lanes"])
-        return cls(d["id"], d["optimizer"], d["schedule"], lanes, d.get("width"))
+        return cls(
+            d["id"], d["optimizer"], d["schedule"], lanes, d.get("width"), d.get("batch_size")
+        )
 
 
 def at_horizons(points: list[Point], horizons: list[int], key: str) -> list[Point]:
@@ -99,6 +107,16 @@ def at_horizons(points: list[Point], horizons: list[int], key: str) -> list[Poin
     return out
 
 
+def at_batch_sizes(points: list[Point], sizes: list[int]) -> list[Point]:
+    """transfer.batch_size: every point once per batch size (each its own structure and
+    population); points that carry one already (a refinement round's) stay as they are."""
+    return [
+        p if p.batch_size is not None else dataclasses.replace(p, batch_size=b)
+        for p in points
+        for b in ([None] if p.batch_size is not None else sizes)
+    ]
+
+
 def lane_steps_of(lane: Lane, steps: int, key: str) -> int:
     """The steps a lane trains: its own horizon (transfer.steps), else the sweep's."""
     return int(lane.schedule_args.get(key, steps))
@@ -114,7 +132,7 @@ def lanes_of(
             index = first_index + len(lanes)
             lanes.append(
                 Lane(index, p.optimizer, p.schedule, p.learning_rate, seed,
-                     dict(p.optimizer_args), dict(p.schedule_args), round)
+                     dict(p.optimizer_args), dict(p.schedule_args), round, p.batch_size)
             )  # fmt: skip
     return lanes
 
@@ -125,17 +143,19 @@ def group_populations(lanes: list[Lane], cap: int, first: int = 0) -> list[Popul
     Balanced chunks: 300 lanes at cap 256 become 150 + 150 (sizes differ by at most one:
     10 lanes at cap 3 are 3+3+2+2, not 3+3+3+1). Ids number on from `first`.
     """
-    by_structure: dict[tuple[str, str], list[Lane]] = defaultdict(list)
+    by_structure: dict[tuple[str, str, int | None], list[Lane]] = defaultdict(list)
     for lane in lanes:
-        by_structure[(lane.optimizer, lane.schedule)].append(lane)
+        by_structure[(lane.optimizer, lane.schedule, lane.batch_size)].append(lane)
     populations = []
-    for (opt, sched), members in by_structure.items():
+    for (opt, sched, batch), members in by_structure.items():
         n_chunks = -(-len(members) // cap)
         base, extra = divmod(len(members), n_chunks)
         start = 0
         for i in range(n_chunks):
             size = base + (i < extra)
             pid = f"p{first + len(populations):03d}-{opt}-{sched}"
-            populations.append(Population(pid, opt, sched, tuple(members[start : start + size])))
+            pid += f"-b{batch}" if batch is not None else ""
+            chunk = tuple(members[start : start + size])
+            populations.append(Population(pid, opt, sched, chunk, batch_size=batch))
             start += size
     return populations

@@ -29,6 +29,7 @@ from sweeps.plan.lanes import (
     Lane,
     Point,
     Population,
+    at_batch_sizes,
     at_horizons,
     group_populations,
     lane_steps_of,
@@ -223,7 +224,8 @@ class Planner:
             if v.lr_free:
                 continue
             key = json.dumps([v.optimizer, v.schedule, sorted(v.optimizer_args.items()),
-                              sorted(v.schedule_args.items())])  # fmt: skip
+                              sorted(v.schedule_args.items())]
+                             + ([v.batch_size] if v.batch_size is not None else []))  # fmt: skip
             lrs = next_lrs(
                 v.curve["learning_rate"], v.best_lr, v.max_undiverged_lr, v.min_diverged_lr,
                 ratio=self.refine.ratio, rounds_left=self.refine.max_rounds - self.round,
@@ -231,7 +233,14 @@ class Planner:
                 extended=self._extended.setdefault(key, Extended()),
             )  # fmt: skip
             points += [
-                Point(v.optimizer, v.schedule, lr, dict(v.optimizer_args), dict(v.schedule_args))
+                Point(
+                    v.optimizer,
+                    v.schedule,
+                    lr,
+                    dict(v.optimizer_args),
+                    dict(v.schedule_args),
+                    v.batch_size,
+                )
                 for lr in lrs
             ]
         room = (self.max_lanes or float("inf")) - len(self.lanes)
@@ -249,11 +258,12 @@ class Planner:
         self._save()
         return True
 
-    def _width_of(self, optimizer: str, schedule: str) -> int | None:
+    def _width_of(self, pop: Population) -> int | None:
         """The slice width the first trained population of this structure used."""
         widths = self._record.widths if self._record is not None else {}
+        same = (pop.optimizer, pop.schedule, pop.batch_size)
         for p in self.populations:
-            if (p.optimizer, p.schedule) == (optimizer, schedule) and widths.get(p.id):
+            if (p.optimizer, p.schedule, p.batch_size) == same and widths.get(p.id):
                 return int(widths[p.id])
         return None
 
@@ -275,13 +285,16 @@ class Planner:
             self._save()
             return made
         points = [point for _, point in asked]
-        if self.spec.transfer is not None:
-            points = at_horizons(points, self.spec.transfer.horizons(), HORIZON)
+        transfer = self.spec.transfer
+        if transfer is not None and transfer.steps is not None:
+            points = at_horizons(points, transfer.horizons(), HORIZON)
+        if transfer is not None and transfer.batch_size is not None:
+            points = at_batch_sizes(points, transfer.batch_sizes())
         lanes = lanes_of(points, seeds, first, self.round)
         cap = self.spec.resources.max_lanes_per_trial
         for pop in group_populations(lanes, cap, first=len(self.populations)):
             if self.round > 1:
-                pop = dataclasses.replace(pop, width=self._width_of(pop.optimizer, pop.schedule))
+                pop = dataclasses.replace(pop, width=self._width_of(pop))
             self._add(pop, None)
             made.append(pop)
         return made

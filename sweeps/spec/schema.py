@@ -293,8 +293,8 @@ class SweepSpec(Strict):
 
     def lane_count(self) -> int:
         seeds = len(self.train.seeds)
-        if self.transfer is not None:  # every point once per horizon
-            seeds *= len(self.transfer.horizons())
+        if self.transfer is not None:  # every point once per horizon or batch size
+            seeds *= len(self.transfer.trained())
         if self.search.method != "grid":
             return self.search.num_samples * seeds
         schedules = sum(

@@ -6,10 +6,11 @@ transfer:
   verify: true   # also sweep at the target and report how far off the prediction was
 ```
 
-Only `steps` (the training horizon) is an axis today: the lanes of every horizon train in one
-program (sweeps/core/population.py), each decaying its schedule to, and stopping at, its own
-horizon. `train.steps` is the longest horizon trained: the longest value, or the target with
-`verify`; a spec may leave it out or must give that number.
+One axis at a time: `steps` (the training horizon: the lanes of every horizon train in one
+program, sweeps/core/population.py, each decaying its schedule to, and stopping at, its own
+horizon) or `batch_size` (one population per batch size: a batch size is a structure).
+`train.steps` (`train.batch_size`) is the largest value trained: the largest value, or the
+target with `verify`; a spec may leave it out or must give that number.
 """
 
 from __future__ import annotations
@@ -40,21 +41,52 @@ class AxisSpec(Strict):
 
 
 class TransferSpec(Strict):
-    steps: AxisSpec
+    steps: AxisSpec | None = None  # training horizons: one program trains them all
+    batch_size: AxisSpec | None = None  # batch sizes: one population (a structure) each
     verify: bool = False  # also train at the target: the prediction checked against it
 
+    @model_validator(mode="after")
+    def _one_axis(self) -> TransferSpec:
+        if (self.steps is None) == (self.batch_size is None):
+            raise ValueError("give one axis: transfer.steps or transfer.batch_size")
+        return self
+
+    @property
+    def axis_name(self) -> str:
+        return "steps" if self.steps is not None else "batch_size"
+
+    @property
+    def axis(self) -> AxisSpec:
+        return self.steps if self.steps is not None else self.batch_size
+
+    def trained(self) -> list[int]:
+        """Every value trained: the axis' values, and the target with `verify`."""
+        extra = [self.axis.target] if self.verify else []
+        return sorted(set(self.axis.values) | set(extra))
+
     def horizons(self) -> list[int]:
-        """Every horizon trained: the values, and the target with `verify`."""
-        extra = [self.steps.target] if self.verify else []
-        return sorted(set(self.steps.values) | set(extra))
+        return self.trained() if self.steps is not None else []
+
+    def batch_sizes(self) -> list[int]:
+        return self.trained() if self.batch_size is not None else []
 
     @property
     def longest(self) -> int:
-        return max(self.horizons())
+        return max(self.trained())
 
     def check_against(self, spec: SweepSpec) -> None:
         """The rest of the spec agrees with the axis (ValueErrors naming the field)."""
         t = spec.train
+        if self.search_forbids(spec):
+            raise ValueError(self.search_forbids(spec))
+        if self.batch_size is not None:
+            if t.batch_size != self.longest:
+                raise ValueError(
+                    f"train.batch_size: {t.batch_size} is not the largest batch trained, "
+                    f"{self.longest} (transfer.batch_size); leave train.batch_size out or make "
+                    "them agree"
+                )
+            return
         if t.steps != self.longest:
             what = "the target (verify: true)" if self.verify else "the longest value"
             raise ValueError(
@@ -69,22 +101,30 @@ class TransferSpec(Strict):
                     f"{where}: {h} is not a multiple of train.eval_every ({t.eval_every}): "
                     "each horizon's last validation loss is what is compared"
                 )
+
+    @staticmethod
+    def search_forbids(spec: SweepSpec) -> str | None:
         if spec.search.method == "tpe":
-            raise ValueError("transfer: needs search.method grid or random (tpe scores one run)")
+            return "transfer: needs search.method grid or random (tpe scores one run)"
         if spec.scheduler.name != "none":
-            raise ValueError("transfer: needs scheduler.name: none (ASHA would cut horizons)")
+            return "transfer: needs scheduler.name: none (ASHA would cut runs short)"
+        return None
 
 
 def fill_train_steps(raw: Any) -> Any:
-    """Before validation: a spec with transfer.steps that leaves train.steps out trains for
-    the longest horizon. Anything malformed is left for validation to name."""
-    try:
-        axis = raw["transfer"]["steps"]
-        horizons = [*axis["values"]] + ([axis["target"]] if raw["transfer"].get("verify") else [])
-        longest = max(h for h in horizons if isinstance(h, int) and not isinstance(h, bool))
-        train = raw.get("train", {})
-        if not isinstance(train, dict) or "steps" in train:
-            return raw
-        return {**raw, "train": {**train, "steps": longest}}
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return raw
+    """Before validation: a spec with a transfer axis that leaves the matching train field out
+    (train.steps, train.batch_size) gets the axis' largest value trained. Anything malformed is
+    left for validation to name."""
+    for name in ("steps", "batch_size"):
+        try:
+            axis = raw["transfer"][name]
+            trained = [*axis["values"]] + (
+                [axis["target"]] if raw["transfer"].get("verify") else []
+            )
+            largest = max(h for h in trained if isinstance(h, int) and not isinstance(h, bool))
+            train = raw.get("train", {})
+            if isinstance(train, dict) and name not in train:
+                raw = {**raw, "train": {**train, name: largest}}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return raw

@@ -1,9 +1,10 @@
-"""report.json["transfer"]: per group and axis, the points, the fit, the prediction at the
+"""report.json["transfer"]: per group and axis (steps or batch_size), the points, the fit, the prediction at the
 target and, where the target was trained too (`transfer.verify`), how far off it was.
 
 Pure: reads the lanes' results (their histories end at their own horizon) and the groups'
 verdicts (the stability edge at each value); no JAX, no spec beyond the transfer section.
-A group here is an optimizer and schedule with their arguments, across the axis' values.
+A group here is an optimizer and schedule with their arguments, across the axis' values
+(the quantity compared: the validation loss at the end of each lane's run).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import HORIZON
-from sweeps.transfer.fit import Fit, fit_power_law, judge, sigma_of
+from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of
 from sweeps.transfer.points import BestLR, best_lr, still_rising
 
 # what report.json says of each swept value's best LR (sweeps/transfer/points.py: BestLR)
@@ -30,8 +31,16 @@ def _group_of(lane) -> tuple:
             tuple(sorted(args.items())))  # fmt: skip
 
 
-def _complete(r, horizon: float) -> bool:
-    return bool(r.step) and r.step[-1] >= horizon
+def _complete(r, steps: float) -> bool:
+    return bool(r.step) and r.step[-1] >= steps
+
+
+def _value_of(lane, axis: str) -> int | None:
+    """The lane's value on the axis: its horizon, or its batch size."""
+    if axis == "steps":
+        h = lane.schedule_args.get(HORIZON)
+        return None if h is None else int(h)
+    return getattr(lane, "batch_size", None)
 
 
 def _final(r) -> float:
@@ -50,8 +59,8 @@ def _edge(verdict) -> tuple[float | None, list[float] | None]:
     return math.sqrt(lo * hi), [lo, hi]
 
 
-def _point(value: int, members: list, verdict, seed: int) -> tuple[dict, BestLR | None]:
-    lanes = [r for r in members if _complete(r, value)]
+def _point(value: int, members: list, verdict, seed: int, steps: int) -> tuple[dict, BestLR | None]:
+    lanes = [r for r in members if _complete(r, steps)]
     found = best_lr(
         [r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
         [_final(r) for r in lanes], seed=seed,
@@ -93,11 +102,38 @@ def _edge_prediction(points: list[dict], target: float) -> dict[str, Any] | None
             "edge_exponent": fit.exponent}  # fmt: skip
 
 
+def epochs_text(
+    axis: str, values: list[int], target: int, steps: int, batch: int, rows: int | None
+) -> str | None:
+    """Why the target runs in another regime: its run passes over the training rows more
+    than once, and the longest swept run's did not (examples start to repeat only there)."""
+    if not rows:
+        return None
+    if axis == "steps":
+        swept, at_target = max(values) * batch / rows, target * batch / rows
+    else:
+        swept, at_target = steps * max(values) / rows, steps * target / rows
+    if at_target > 1.0 >= swept:
+        return (
+            f"the target's run passes over the {rows:,} training rows {at_target:.1f} times, "
+            f"the longest swept run {swept:.2f} times: only the target repeats examples"
+        )
+    return None
+
+
 def transfer_group(
-    members: list, verdicts: dict, values: list[int], target: int, verify: bool, axis: str
+    members: list,
+    verdicts: dict,
+    values: list[int],
+    target: int,
+    verify: bool,
+    axis: str,
+    steps: int,
+    regime: str | None = None,
 ) -> dict[str, Any]:
-    """One group's transfer entry (`members`: its lanes at every horizon; `verdicts`: the
-    analysed group at each horizon, by horizon)."""
+    """One group's transfer entry (`members`: its lanes at every value of the axis;
+    `verdicts`: the analysed group at each value, by value; `steps`: the sweep's, what a lane
+    of the batch-size axis trains)."""
     lane = members[0].lane
     entry: dict[str, Any] = {
         "optimizer": lane.optimizer,
@@ -107,10 +143,11 @@ def transfer_group(
     }
     by_value = defaultdict(list)
     for r in members:
-        by_value[int(r.lane.schedule_args[HORIZON])].append(r)
+        by_value[_value_of(r.lane, axis)].append(r)
+    run = (lambda v: v) if axis == "steps" else (lambda v: steps)  # noqa: E731
     points, found = [], []
     for i, v in enumerate(values):
-        point, best = _point(v, by_value.get(v, []), verdicts.get(v), seed=i)
+        point, best = _point(v, by_value.get(v, []), verdicts.get(v), seed=i, steps=run(v))
         points.append(point)
         found.append(best)
     entry["points"] = points
@@ -121,32 +158,45 @@ def transfer_group(
             "note": f"fewer than two {axis} values have a best LR: no trend to fit",
         })  # fmt: skip
     else:
-        fit = fit_power_law(
-            [p["value"] for p, _ in usable], [b.best_lr for _, b in usable],
-            [sigma_of(b.bracket, b.best_lr) for _, b in usable],
-            np.stack([b.draws for _, b in usable], axis=1),
-        )  # fmt: skip
+        xs, lrs = [p["value"] for p, _ in usable], [b.best_lr for _, b in usable]
+        sigmas = [sigma_of(b.bracket, b.best_lr) for _, b in usable]
+        fit = fit_power_law(xs, lrs, sigmas, np.stack([b.draws for _, b in usable], axis=1))
+        carried = held_out_error(xs, lrs, sigmas, target)
         longest = usable[-1][0]
         reliable, note = judge(
-            fit, [p["value"] for p, _ in usable], target, axis=axis,
+            fit, xs, target, axis=axis,
             overfitting_at=longest["value"] if longest.get("overfitting") else None,
             at_range_edge=[p["value"] for p, b in usable if b.at_range_edge],
+            carried_error=carried, regime=regime,
         )  # fmt: skip
+        low, high = fit.interval(target)
+        if carried:  # the interval also holds how far the trend missed itself, carried there
+            low, high = low / 2**carried, high * 2**carried
         entry["fit"] = _fit_section(fit)
         entry["prediction"] = {
-            "value": target, "best_lr": fit.predict(target), "interval": fit.interval(target),
+            "value": target, "best_lr": fit.predict(target), "interval": [low, high],
+            "held_out_error": carried,
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
         }  # fmt: skip
+        if axis == "batch_size":  # the rules of thumb, beside the fit
+            entry["prediction"]["note"] += (
+                " (the linear rule, SGD below the critical batch, says 1; the square-root "
+                "rule, Adam, says 0.5)"
+            )
     if verify:
-        entry["verification"] = _verification(entry, by_value.get(target, []), target, verdicts)
+        entry["verification"] = _verification(
+            entry, by_value.get(target, []), target, verdicts, run(target)
+        )
     return entry
 
 
-def _verification(entry: dict, lanes: list, target: int, verdicts: dict) -> dict[str, Any]:
+def _verification(
+    entry: dict, lanes: list, target: int, verdicts: dict, steps: int
+) -> dict[str, Any]:
     """The direct sweep at the target against the prediction, and against assuming the best
     LR does not move (the longest swept value's best LR used as is)."""
-    point, _ = _point(target, lanes, verdicts.get(target), seed=99)
+    point, _ = _point(target, lanes, verdicts.get(target), seed=99, steps=steps)
     predicted = entry["prediction"].get("best_lr")
     direct = point.get("best_lr")
     out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
@@ -160,23 +210,31 @@ def _verification(entry: dict, lanes: list, target: int, verdicts: dict) -> dict
     return out
 
 
-def transfer_section(transfer, results: list, verdicts: list) -> dict[str, Any]:
-    """report.json["transfer"] for a sweep's `transfer` spec section."""
-    axis = transfer.steps
+def transfer_section(
+    transfer, results: list, verdicts: list, steps: int, batch: int = 0, rows: int | None = None
+) -> dict[str, Any]:
+    """report.json["transfer"] for a sweep's `transfer` spec section (`steps`, `batch`: the
+    sweep's train.steps and batch size; `rows`: the training rows, to tell whether the target
+    repeats examples the swept runs never repeated)."""
+    name, axis = transfer.axis_name, transfer.axis
+    regime = epochs_text(name, list(axis.values), axis.target, steps, batch, rows)
     by_group: dict[tuple, list] = defaultdict(list)
     for r in results:
-        if HORIZON in r.lane.schedule_args:
+        if _value_of(r.lane, name) is not None:
             by_group[_group_of(r.lane)].append(r)
     verdict_at: dict[tuple, dict] = defaultdict(dict)
     for v in verdicts:
-        if HORIZON in v.schedule_args:
+        value = _value_of(v, name) if name == "batch_size" else v.schedule_args.get(HORIZON)
+        if value is not None:
             key = (v.optimizer, v.schedule, tuple(sorted(v.optimizer_args.items())),
                    tuple(sorted((k, a) for k, a in v.schedule_args.items() if k != HORIZON)))  # fmt: skip
-            verdict_at[key][int(v.schedule_args[HORIZON])] = v
+            verdict_at[key][int(value)] = v
     groups = [
-        transfer_group(members, verdict_at[key], axis.values, axis.target, transfer.verify, "steps")
+        transfer_group(
+            members, verdict_at[key], axis.values, axis.target, transfer.verify, name, steps, regime
+        )  # fmt: skip
         for key, members in by_group.items()
         if not OPTIMIZERS[members[0].lane.optimizer].lr_free  # no LR to transfer
     ]
-    return {"steps": {"values": list(axis.values), "target": axis.target,
-                      "verify": transfer.verify, "groups": groups}}  # fmt: skip
+    return {name: {"values": list(axis.values), "target": axis.target,
+                   "verify": transfer.verify, "groups": groups}}  # fmt: skip

@@ -15,7 +15,12 @@ Then, in words, when a number should not be trusted (`judge`):
   (a longer run will want a much smaller LR than any trend says);
 - the target is far beyond the swept range: more than `FAR` times the swept span (in log) past
   its end;
-- the interval is too wide to act on: the prediction's 95 % interval spans more than `WIDE`x.
+- the interval is too wide to act on: the prediction's 95 % interval spans more than `WIDE`x;
+- the trend misses itself: fitted without the swept value nearest the target, it misses that
+  value by an amount that, carried to the target, passes `HELD_OUT` (log2) (`held_out_error`);
+  with two values this cannot be checked, and the prediction is not called reliable;
+- the target runs in another regime than the swept values (`regime`, in words: e.g. the
+  target's run repeats the training data while the swept runs never did).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ FAR = 2.0  # a target more than 2x the swept log span past its end is far beyond
 WIDE = 4.0  # a 95 % interval wider than 4x is too wide to act on
 MIN_SIGMA = 0.05  # log units: no point is known better than 5 %
 FLAT = 0.5  # |log2 change| over the whole swept range below this: "does not move"
+HELD_OUT = 0.5  # log2: a held-out miss carried to the target past this: not reliable
 
 
 @dataclass
@@ -83,6 +89,29 @@ def fit_power_law(
     return Fit(slope, [float(lo), float(hi)], intercept, chi2, boot)
 
 
+def held_out_error(
+    values: list[float], best_lrs: list[float], sigmas: list[float], target: float
+) -> float | None:
+    """The trend checked against itself: fitted without the swept value nearest the target,
+    how far (log2) it misses that value, carried to the target in proportion to how much
+    further the target lies (in log). None with fewer than three values. A trend that bends
+    shows here even when the points are too coarse for the chi-square to see it; it cannot see
+    a bend that starts past the swept values."""
+    if len(values) < 3:
+        return None
+    order = np.argsort(values)
+    held = order[-1] if target > max(values) else order[0]
+    keep = [i for i in range(len(values)) if i != held]
+    x = np.log(np.asarray(values, float))
+    y = np.log(np.asarray(best_lrs, float))
+    w = 1.0 / np.asarray(sigmas, float)[keep] ** 2
+    slope, intercept = weighted_line(x[keep], y[keep], w)
+    miss = (slope * x[held] + intercept - y[held]) / math.log(2)
+    near = x[keep][np.argmin(np.abs(x[keep] - x[held]))]
+    step = abs(x[held] - near)
+    return abs(miss) * abs(math.log(target) - x[held]) / step if step > 0 else None
+
+
 def judge(
     fit: Fit,
     values: list[float],
@@ -91,13 +120,26 @@ def judge(
     axis: str,
     overfitting_at: float | None = None,
     at_range_edge: list[float] | None = None,
+    carried_error: float | None = None,
+    regime: str | None = None,
 ) -> tuple[bool, str]:
-    """(reliable, note): whether to trust the prediction at `target`, and why, in words."""
+    """(reliable, note): whether to trust the prediction at `target`, and why, in words.
+    `carried_error`: `held_out_error`; `regime`: a reason, in words, why the target runs in
+    another regime than the swept values (e.g. it repeats the data, they did not)."""
     lo_v, hi_v = min(values), max(values)
     span = math.log(hi_v / lo_v)
     past = math.log(target / hi_v) if target > hi_v else math.log(lo_v / target)
     low, high = fit.interval(target)
     problems = []
+    if len(values) < 3:
+        problems.append("two values only: whether the trend bends cannot be checked")
+    if carried_error is not None and carried_error > HELD_OUT:
+        problems.append(
+            f"fitted without its nearest swept value the trend misses it by enough to be off "
+            f"by about {2**carried_error:.1f}x at the target"
+        )
+    if regime:
+        problems.append(regime)
     if overfitting_at is not None:
         problems.append(
             f"at {axis} {overfitting_at:g} the validation loss at the best LR was already rising "

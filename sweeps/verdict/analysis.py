@@ -191,6 +191,7 @@ class GroupVerdict:
     edge_ratio: float | None = None
     best_lr_bracket: list[float] | None = None
     rounds: int = 1
+    batch_size: int | None = None  # transfer.batch_size: the group's own; None: train's
 
 
 def analyze(
@@ -324,6 +325,7 @@ def _group_verdict(
         optimizer_args=lane0.optimizer_args,
         schedule_args=lane0.schedule_args,
         lr_free=OPTIMIZERS[lane0.optimizer].lr_free,
+        batch_size=getattr(lane0, "batch_size", None),
         best_lr=None,
         zone=None,
         max_stable_lr=None,

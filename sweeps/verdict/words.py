@@ -31,10 +31,15 @@ def fmt(v: Any, spec: str = ".3g") -> str:
 
 
 def schedule_text(group: dict) -> str:
-    """The group's schedule, with its horizon where the sweep trained several (transfer.steps:
-    "cosine · 400 steps")."""
+    """The group's schedule, with its horizon or batch size where the sweep trained several
+    (transfer: "cosine · 400 steps", "cosine · batch 64")."""
     horizon = (group.get("schedule_args") or {}).get("horizon")
-    return group["schedule"] + (f" · {horizon:.0f} steps" if horizon is not None else "")
+    batch = group.get("batch_size")
+    return (
+        group["schedule"]
+        + (f" · {horizon:.0f} steps" if horizon is not None else "")
+        + (f" · batch {batch}" if batch is not None else "")
+    )
 
 
 def status_counts_text(group: dict) -> str:
@@ -74,8 +79,8 @@ def stability_note(group: dict) -> str | None:
 
 # --------------------------------------------------------------------------- transfer
 TRANSFER_HEADER = (
-    "optimizer", "schedule", "best LR at each steps", "exponent (95 %)", "predicted at target",
-    "direct", "log2 error", "reliable",
+    "optimizer", "schedule", "axis", "best LR at each value", "exponent (95 %)",
+    "predicted at target", "direct", "log2 error", "reliable",
 )  # fmt: skip
 
 
@@ -83,7 +88,7 @@ def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
     """The transfer table (report.json["transfer"], docs/transfer.md): one row per group and
     axis with its note in words, the same cells for the console and verdict.md."""
     rows = []
-    for axis in (report.get("transfer") or {}).values():
+    for name, axis in (report.get("transfer") or {}).items():
         for g in axis["groups"]:
             pred, fit, check = g["prediction"], g.get("fit"), g.get("verification") or {}
             points = ", ".join(f"{p['value']}: {fmt(p.get('best_lr'))}" for p in g["points"])
@@ -96,7 +101,7 @@ def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
                 predicted += f" ({fmt(pred['interval'][0])}–{fmt(pred['interval'][1])})"
             err = check.get("prediction_error")
             rows.append((
-                [g["optimizer"], g["schedule"], points, exponent,
+                [g["optimizer"], g["schedule"], name, points, exponent,
                  f"{predicted} at {axis['target']}", fmt(check.get("best_lr")),
                  "—" if err is None else f"{err:+.2f}", "yes" if pred["reliable"] else "no"],
                 f"{g['optimizer']} · {g['schedule']}: {pred['note']}",

@@ -69,3 +69,30 @@ def test_every_point_is_planned_once_per_horizon_in_one_population_per_structure
     assert spec.lane_count() == len(planner.lanes) == 7 * 2 * 3
     assert {lane.schedule_args[HORIZON] for lane in planner.lanes} == {20.0, 30.0, 40.0}
     assert len(planner.populations) == 2  # sgd and adam: the horizons share them
+
+
+def test_the_batch_size_axis_is_one_population_per_batch_size(iris):
+    from sweeps.exec.trial import structure_for
+
+    raw = _spec({"batch_size": {"values": [16, 32], "target": 128}, "verify": True},
+                {"steps": 40, "eval_every": 10})  # fmt: skip
+    spec = parse_spec(raw)
+    assert spec.train.batch_size == 128  # the largest trained: budgets check the worst case
+    planner = Planner(spec)
+    assert spec.lane_count() == len(planner.lanes) == 7 * 2 * 3
+    sizes = sorted((p.optimizer, p.batch_size) for p in planner.populations)
+    assert sizes == [(o, b) for o in ("adam", "sgd") for b in (16, 32, 128)]
+    for pop in planner.populations:
+        assert structure_for(spec, pop, iris).batch_size == pop.batch_size
+        assert {lane.batch_size for lane in pop.lanes} == {pop.batch_size}
+    keys = {lane.group_key for lane in planner.lanes}
+    assert len(keys) == 2 * 3  # a verdict group per optimizer and batch size
+
+
+def test_one_axis_at_a_time_and_train_batch_size_agrees():
+    both = {"steps": {"values": [20, 40], "target": 80},
+            "batch_size": {"values": [16, 32], "target": 64}}  # fmt: skip
+    assert "give one axis" in _errors(_spec(both))
+    train = {"steps": 40, "batch_size": 16, "eval_every": 10}
+    text = _errors(_spec({"batch_size": {"values": [16, 32], "target": 64}}, train))
+    assert "train.batch_size: 16 is not the largest batch trained, 32" in text

@@ -101,10 +101,11 @@ def transfer_figure(report: dict, axis: str = "steps"):
         ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
         _plain_log_ticks(ax.yaxis, min(ys) / 1.6, max(ys) * 1.6)
     _plain_log_ticks(ax.xaxis, lo_x, hi_x * 2.0)
-    ax.set_xlabel("training steps (horizon)" if axis == "steps" else axis)
+    ax.set_xlabel({"steps": "training steps (horizon)", "batch_size": "batch size"}.get(axis, axis))
     ax.set_ylabel("best learning rate (final validation loss)")
     ax.set_title(
-        "Transfer: the best LR at each horizon, and the trend carried to the target", fontsize=11
+        f"Transfer: the best LR at each {'horizon' if axis == 'steps' else 'batch size'}, and the trend carried to the target",
+        fontsize=11,
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")

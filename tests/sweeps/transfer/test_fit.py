@@ -77,3 +77,33 @@ def test_still_rising_sees_a_loss_climbing_off_its_low():
 
 def test_no_best_lr_where_every_lr_failed():
     assert best_lr([0.1, 1.0], [0, 0], [math.inf, math.nan]) is None
+
+
+def test_a_trend_that_misses_itself_is_caught_even_with_coarse_points():
+    """Local exponents -0.7 then -0.4 (a bend) with brackets too wide for the chi-square: the
+    held-out check still sees it and widens the interval; a straight trend passes it."""
+    from sweeps.transfer.fit import held_out_error
+
+    values, sigmas = [100, 200, 400], [0.35] * 3
+    bent = [0.016, 0.016 * 2**-0.7, 0.016 * 2**-1.1]
+    carried = held_out_error(values, bent, sigmas, 3200)
+    assert carried == pytest.approx(0.3 * 3, rel=1e-6)  # missed by 0.3 octaves, 3 octaves on
+    draws = np.tile(bent, (50, 1))
+    fit = fit_power_law(values, bent, sigmas, draws)
+    reliable, note = judge(fit, values, 3200, axis="steps", carried_error=carried)
+    assert not reliable and "misses it" in note
+    straight = [0.016 * (v / 100) ** -0.5 for v in values]
+    assert held_out_error(values, straight, sigmas, 3200) == pytest.approx(0.0, abs=1e-9)
+    assert held_out_error(values[:2], straight[:2], sigmas[:2], 3200) is None
+    fit2 = fit_power_law(values[:2], straight[:2], sigmas[:2], np.tile(straight[:2], (50, 1)))
+    reliable, note = judge(fit2, values[:2], 800, axis="steps")
+    assert not reliable and "two values only" in note
+
+
+def test_a_target_that_repeats_the_data_is_another_regime():
+    from sweeps.transfer.analysis import epochs_text
+
+    text = epochs_text("steps", [100, 200, 400], 3200, 400, 32, 48_000)
+    assert "2.1 times" in text and "0.27 times" in text
+    assert epochs_text("steps", [100, 200, 400], 3200, 400, 32, 250_000) is None
+    assert epochs_text("batch_size", [16, 32], 512, 1000, 32, 100_000) is not None

@@ -59,3 +59,30 @@ def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tm
 
     gids = {a.get_gid() for a in transfer_figure(report).findobj() if a.get_gid()}
     assert {"fit", "fit_extended", "prediction", "direct", "target", "band"} <= gids
+
+
+def test_a_tiny_batch_size_sweep_reports_the_batch_axis(tmp_path):
+    raw = tiny_spec_dict(
+        name="transfer-batch",
+        train={"steps": 20, "eval_every": 10, "seeds": [0]},
+        transfer={"batch_size": {"values": [8, 16], "target": 32}, "verify": True},
+    )
+    raw["search"] = {**raw["search"], "optimizer": ["sgd"],
+                     "learning_rate": {"min": 1e-2, "max": 10.0, "num": 7}}  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert {g["batch_size"] for g in report["groups"]} == {8, 16, 32}
+    assert {lane["batch_size"] for lane in report["lanes"]} == {8, 16, 32}
+    (group,) = report["transfer"]["batch_size"]["groups"]
+    assert [p["value"] for p in group["points"]] == [8, 16]
+    assert group["verification"]["value"] == 32
+    assert "the square-root rule" in group["prediction"]["note"]
+    assert (
+        "cosine · batch 16" in (out / "verdict.md").read_text()
+        or "constant · batch 16" in (out / "verdict.md").read_text()
+    )
+    assert (out / "plots" / "transfer_batch_size.png").exists()
