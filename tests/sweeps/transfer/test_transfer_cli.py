@@ -12,6 +12,16 @@ from typer.testing import CliRunner
 from sweeps.cli import app
 
 
+def _run(tmp_path, raw: dict):
+    """`goldilocks run` inline on this spec: (the CLI's result, the folder, report.json)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
+    assert result.exit_code == 0, result.output
+    return result, out, json.loads((out / "report.json").read_text())
+
+
 def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tmp_path):
     raw = tiny_spec_dict(
         name="transfer-tiny",
@@ -21,12 +31,7 @@ def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tm
     )
     raw["search"] = {**raw["search"], "optimizer": ["adam"],
                      "learning_rate": {"min": 1e-3, "max": 1.0, "num": 7}, "schedule": ["cosine"]}  # fmt: skip
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
+    result, out, report = _run(tmp_path, raw)
 
     # every lane's history ends at its own horizon; train.steps is the target (verify)
     for lane in report["lanes"]:
@@ -69,12 +74,7 @@ def test_a_tiny_batch_size_sweep_reports_the_batch_axis(tmp_path):
     )
     raw["search"] = {**raw["search"], "optimizer": ["sgd"],
                      "learning_rate": {"min": 1e-2, "max": 10.0, "num": 7}}  # fmt: skip
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "inline"])
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
+    result, out, report = _run(tmp_path, raw)
     assert {g["batch_size"] for g in report["groups"]} == {8, 16, 32}
     assert {lane["batch_size"] for lane in report["lanes"]} == {8, 16, 32}
     (group,) = report["transfer"]["batch_size"]["groups"]
