@@ -29,8 +29,11 @@ from sweeps.spec import SweepSpec
 
 def structure_for(spec: SweepSpec, pop: Population, data: Dataset) -> Structure:
     t = spec.train
+    model = spec.model
+    if pop.model_width is not None:  # transfer.width: this population's model argument
+        model = spec.transfer.model_at(spec.model, pop.model_width)
     return Structure(
-        model=spec.model,
+        model=model,
         loss=spec.loss_key,
         metrics=spec.metrics.import_ if spec.metrics else None,
         optimizer=pop.optimizer,

@@ -29,8 +29,8 @@ from sweeps.plan.lanes import (
     Lane,
     Point,
     Population,
-    at_batch_sizes,
     at_horizons,
+    at_structures,
     group_populations,
     lane_steps_of,
     lanes_of,
@@ -225,7 +225,7 @@ class Planner:
                 continue
             key = json.dumps([v.optimizer, v.schedule, sorted(v.optimizer_args.items()),
                               sorted(v.schedule_args.items())]
-                             + ([v.batch_size] if v.batch_size is not None else []))  # fmt: skip
+                             + [x for x in (v.batch_size, v.model_width) if x is not None])  # fmt: skip
             lrs = next_lrs(
                 v.curve["learning_rate"], v.best_lr, v.max_undiverged_lr, v.min_diverged_lr,
                 ratio=self.refine.ratio, rounds_left=self.refine.max_rounds - self.round,
@@ -240,6 +240,7 @@ class Planner:
                     dict(v.optimizer_args),
                     dict(v.schedule_args),
                     v.batch_size,
+                    v.model_width,
                 )
                 for lr in lrs
             ]
@@ -261,9 +262,12 @@ class Planner:
     def _width_of(self, pop: Population) -> int | None:
         """The slice width the first trained population of this structure used."""
         widths = self._record.widths if self._record is not None else {}
-        same = (pop.optimizer, pop.schedule, pop.batch_size)
+
+        def structure(p: Population) -> tuple:
+            return (p.optimizer, p.schedule, p.batch_size, p.model_width)
+
         for p in self.populations:
-            if (p.optimizer, p.schedule, p.batch_size) == same and widths.get(p.id):
+            if structure(p) == structure(pop) and widths.get(p.id):
                 return int(widths[p.id])
         return None
 
@@ -289,7 +293,9 @@ class Planner:
         if transfer is not None and transfer.steps is not None:
             points = at_horizons(points, transfer.horizons(), HORIZON)
         if transfer is not None and transfer.batch_size is not None:
-            points = at_batch_sizes(points, transfer.batch_sizes())
+            points = at_structures(points, "batch_size", transfer.trained())
+        if transfer is not None and transfer.width is not None:
+            points = at_structures(points, "model_width", transfer.trained())
         lanes = lanes_of(points, seeds, first, self.round)
         cap = self.spec.resources.max_lanes_per_trial
         for pop in group_populations(lanes, cap, first=len(self.populations)):

@@ -289,6 +289,8 @@ class SweepSpec(Strict):
     def _transfer_fits(self) -> SweepSpec:
         if self.transfer is not None:
             self.transfer.check_against(self)
+            if self.transfer.width is not None:  # the budgets see the widest model
+                self.model = self.transfer.model_at(self.model, self.transfer.longest)
         return self
 
     def lane_count(self) -> int:

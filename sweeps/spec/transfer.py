@@ -40,24 +40,42 @@ class AxisSpec(Strict):
         return self
 
 
+class WidthAxisSpec(AxisSpec):
+    """A scalar argument of the model (`arg`: `d_model` of the transformer, a user model's
+    `width`, ...) swept and predicted at like any axis."""
+
+    arg: str = Field(min_length=1)
+
+
+AXES = ("steps", "batch_size", "width")
+
+
 class TransferSpec(Strict):
     steps: AxisSpec | None = None  # training horizons: one program trains them all
     batch_size: AxisSpec | None = None  # batch sizes: one population (a structure) each
+    width: WidthAxisSpec | None = None  # a model argument: one population (a structure) each
     verify: bool = False  # also train at the target: the prediction checked against it
 
     @model_validator(mode="after")
     def _one_axis(self) -> TransferSpec:
-        if (self.steps is None) == (self.batch_size is None):
-            raise ValueError("give one axis: transfer.steps or transfer.batch_size")
+        if sum(getattr(self, a) is not None for a in AXES) != 1:
+            raise ValueError("give one axis: transfer.steps, transfer.batch_size or transfer.width")
         return self
 
     @property
     def axis_name(self) -> str:
-        return "steps" if self.steps is not None else "batch_size"
+        return next(a for a in AXES if getattr(self, a) is not None)
 
     @property
     def axis(self) -> AxisSpec:
-        return self.steps if self.steps is not None else self.batch_size
+        return getattr(self, self.axis_name)
+
+    def model_at(self, model: Any, value: int) -> Any:
+        """The spec's model with the width axis' argument set to `value`."""
+        arg = self.width.arg
+        if hasattr(model, "args"):  # a user's model: {import: ..., args: {...}}
+            return model.model_copy(update={"args": {**model.args, arg: value}})
+        return type(model).model_validate({**model.model_dump(by_alias=True), arg: value})
 
     def trained(self) -> list[int]:
         """Every value trained: the axis' values, and the target with `verify`."""
@@ -79,6 +97,9 @@ class TransferSpec(Strict):
         t = spec.train
         if self.search_forbids(spec):
             raise ValueError(self.search_forbids(spec))
+        if self.width is not None:
+            self._check_width(spec.model)
+            return
         if self.batch_size is not None:
             if t.batch_size != self.longest:
                 raise ValueError(
@@ -101,6 +122,30 @@ class TransferSpec(Strict):
                     f"{where}: {h} is not a multiple of train.eval_every ({t.eval_every}): "
                     "each horizon's last validation loss is what is compared"
                 )
+
+    def _check_width(self, model: Any) -> None:
+        """The model takes the argument, at every value; a model that names it must name the
+        largest value trained (what the memory budget is checked against)."""
+        arg = self.width.arg
+        if not hasattr(model, "args") and arg not in type(model).model_fields:
+            fields = ", ".join(f for f in type(model).model_fields if f != "name")
+            raise ValueError(
+                f"transfer.width.arg: the {model.name} model has no argument '{arg}' "
+                f"(it takes: {fields})"
+            )
+        for v in self.trained():
+            try:
+                self.model_at(model, v)
+            except ValueError as err:
+                raise ValueError(f"transfer.width.values: {arg}={v}: {err}") from None
+        given = model.args.get(arg) if hasattr(model, "args") else (
+            getattr(model, arg) if arg in model.model_fields_set else None
+        )  # fmt: skip
+        if given is not None and given != self.longest:
+            raise ValueError(
+                f"model.{arg}: {given} is not the largest width trained, {self.longest} "
+                f"(transfer.width); leave it out or make them agree"
+            )
 
     @staticmethod
     def search_forbids(spec: SweepSpec) -> str | None:

@@ -40,7 +40,7 @@ def _value_of(lane, axis: str) -> int | None:
     if axis == "steps":
         h = lane.schedule_args.get(HORIZON)
         return None if h is None else int(h)
-    return getattr(lane, "batch_size", None)
+    return getattr(lane, "model_width" if axis == "width" else "batch_size", None)
 
 
 def _final(r) -> float:
@@ -107,7 +107,7 @@ def epochs_text(
 ) -> str | None:
     """Why the target runs in another regime: its run passes over the training rows more
     than once, and the longest swept run's did not (examples start to repeat only there)."""
-    if not rows:
+    if not rows or axis == "width":
         return None
     if axis == "steps":
         swept, at_target = max(values) * batch / rows, target * batch / rows
@@ -224,7 +224,7 @@ def transfer_section(
             by_group[_group_of(r.lane)].append(r)
     verdict_at: dict[tuple, dict] = defaultdict(dict)
     for v in verdicts:
-        value = _value_of(v, name) if name == "batch_size" else v.schedule_args.get(HORIZON)
+        value = v.schedule_args.get(HORIZON) if name == "steps" else _value_of(v, name)
         if value is not None:
             key = (v.optimizer, v.schedule, tuple(sorted(v.optimizer_args.items())),
                    tuple(sorted((k, a) for k, a in v.schedule_args.items() if k != HORIZON)))  # fmt: skip

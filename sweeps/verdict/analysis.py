@@ -192,6 +192,7 @@ class GroupVerdict:
     best_lr_bracket: list[float] | None = None
     rounds: int = 1
     batch_size: int | None = None  # transfer.batch_size: the group's own; None: train's
+    model_width: int | None = None  # transfer.width: the group's model argument; None: spec's
 
 
 def analyze(
@@ -326,6 +327,7 @@ def _group_verdict(
         schedule_args=lane0.schedule_args,
         lr_free=OPTIMIZERS[lane0.optimizer].lr_free,
         batch_size=getattr(lane0, "batch_size", None),
+        model_width=getattr(lane0, "model_width", None),
         best_lr=None,
         zone=None,
         max_stable_lr=None,

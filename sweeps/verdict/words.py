@@ -34,11 +34,12 @@ def schedule_text(group: dict) -> str:
     """The group's schedule, with its horizon or batch size where the sweep trained several
     (transfer: "cosine · 400 steps", "cosine · batch 64")."""
     horizon = (group.get("schedule_args") or {}).get("horizon")
-    batch = group.get("batch_size")
+    batch, width = group.get("batch_size"), group.get("model_width")
     return (
         group["schedule"]
         + (f" · {horizon:.0f} steps" if horizon is not None else "")
         + (f" · batch {batch}" if batch is not None else "")
+        + (f" · width {width}" if width is not None else "")
     )
 
 

@@ -96,3 +96,29 @@ def test_one_axis_at_a_time_and_train_batch_size_agrees():
     train = {"steps": 40, "batch_size": 16, "eval_every": 10}
     text = _errors(_spec({"batch_size": {"values": [16, 32], "target": 64}}, train))
     assert "train.batch_size: 16 is not the largest batch trained, 32" in text
+
+
+def test_the_width_axis_sets_a_model_argument_per_population(iris):
+    from sweeps.exec.trial import structure_for
+
+    raw = _spec({"width": {"arg": "d_model", "values": [16, 32], "target": 64}},
+                {"steps": 40, "eval_every": 10})  # fmt: skip
+    raw["model"] = {"name": "transformer", "n_heads": 2}
+    spec = parse_spec(raw)
+    assert spec.model.d_model == 32  # the widest trained: what the budgets check
+    planner = Planner(spec)
+    assert {p.model_width for p in planner.populations} == {16, 32}
+    for pop in planner.populations:
+        assert structure_for(spec, pop, iris).model.d_model == pop.model_width
+        assert structure_for(spec, pop, iris).model.n_heads == 2
+
+
+def test_a_width_argument_the_model_lacks_or_refuses_is_named():
+    raw = _spec({"width": {"arg": "depth", "values": [16, 32], "target": 64}},
+                {"steps": 40, "eval_every": 10})  # fmt: skip
+    assert "transfer.width.arg: the mlp model has no argument 'depth' (it takes: hidden" in (
+        _errors(raw)
+    )
+    raw["model"] = {"name": "transformer", "d_model": 16}
+    raw["transfer"]["width"]["arg"] = "d_model"
+    assert "model.d_model: 16 is not the largest width trained, 32" in _errors(raw)

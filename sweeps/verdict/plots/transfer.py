@@ -23,6 +23,8 @@ from sweeps.verdict.plots.style import (
     _save,
 )
 
+AXIS_LABELS = {"steps": "training steps (horizon)", "batch_size": "batch size"}
+
 
 def transfer_figure(report: dict, axis: str = "steps"):
     section = (report.get("transfer") or {}).get(axis)
@@ -101,11 +103,11 @@ def transfer_figure(report: dict, axis: str = "steps"):
         ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
         _plain_log_ticks(ax.yaxis, min(ys) / 1.6, max(ys) * 1.6)
     _plain_log_ticks(ax.xaxis, lo_x, hi_x * 2.0)
-    ax.set_xlabel({"steps": "training steps (horizon)", "batch_size": "batch size"}.get(axis, axis))
+    what = {"steps": "horizon", "batch_size": "batch size"}.get(axis, f"model {axis}")
+    ax.set_xlabel(AXIS_LABELS.get(axis, f"model {axis}"))
     ax.set_ylabel("best learning rate (final validation loss)")
     ax.set_title(
-        f"Transfer: the best LR at each {'horizon' if axis == 'steps' else 'batch size'}, and the trend carried to the target",
-        fontsize=11,
+        f"Transfer: the best LR at each {what}, and the trend carried to the target", fontsize=11
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")

@@ -86,3 +86,26 @@ def test_a_tiny_batch_size_sweep_reports_the_batch_axis(tmp_path):
         or "constant · batch 16" in (out / "verdict.md").read_text()
     )
     assert (out / "plots" / "transfer_batch_size.png").exists()
+
+
+def test_a_tiny_width_sweep_trains_one_population_per_model_width(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    nets = Path(__file__).resolve().parents[3] / "examples" / "own_model" / "nets.py"
+    shutil.copy(nets, tmp_path / "nets.py")
+    raw = tiny_spec_dict(
+        name="transfer-width",
+        model={"import": "nets.py:WideAndDeep", "args": {"dropout": 0.0}},
+        train={"steps": 20, "batch_size": 32, "eval_every": 10, "seeds": [0]},
+        transfer={"width": {"arg": "width", "values": [8, 16], "target": 32}, "verify": True},
+    )
+    raw["search"] = {**raw["search"], "optimizer": ["adam"],
+                     "learning_rate": {"min": 1e-3, "max": 1.0, "num": 5}}  # fmt: skip
+    result, out, report = _run(tmp_path, raw)
+    assert {g["model_width"] for g in report["groups"]} == {8, 16, 32}
+    (group,) = report["transfer"]["width"]["groups"]
+    assert [p["value"] for p in group["points"]] == [8, 16]
+    assert group["verification"]["value"] == 32
+    assert "width 16" in (out / "verdict.md").read_text()
+    assert (out / "plots" / "transfer_width.png").exists()
