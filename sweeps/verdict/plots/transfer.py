@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from sweeps.verdict.plots.style import (
     EDGE_COLOUR,
@@ -73,14 +74,16 @@ def transfer_figure(report: dict, axis: str = "steps"):
                         label=f"{label}: predicted at {target:g}" + ("" if pred["reliable"] else " (not reliable)"))  # fmt: skip
             ys_all += [p_lo, p_hi]
             if fit:  # the band: the interval's width carried along the extension, in log
-                half = 0.5 * np.log(p_hi / p_lo)
                 frac = (
                     np.log(ext / max(values)) / np.log(target / max(values))
                     if target > max(values)
                     else 1.0
                 )
-                ax.fill_between(ext, line(ext) * np.exp(-half * frac), line(ext) * np.exp(half * frac),
-                                color=colour, alpha=0.12, lw=0, gid="band")  # fmt: skip
+                # from the fit at the last swept value out to the prediction's own interval
+                pred_lr = pred["best_lr"]
+                lower = line(ext) * (p_lo / pred_lr) ** frac
+                upper = line(ext) * (p_hi / pred_lr) ** frac
+                ax.fill_between(ext, lower, upper, color=colour, alpha=0.12, lw=0, gid="band")
         check = g.get("verification") or {}
         if check.get("best_lr"):
             # beside the prediction (not on it): the direct sweep's best LR at the target
@@ -103,6 +106,8 @@ def transfer_figure(report: dict, axis: str = "steps"):
         ax.set_ylim(min(ys) / 1.6, max(ys) * 1.6)
         _plain_log_ticks(ax.yaxis, min(ys) / 1.6, max(ys) * 1.6)
     _plain_log_ticks(ax.xaxis, lo_x, hi_x * 2.0)
+    ax.set_xticks(sorted(set(values + [target])))  # the swept values and the target, labelled
+    ax.xaxis.set_minor_formatter(NullFormatter())
     what = {"steps": "horizon", "batch_size": "batch size"}.get(axis, f"model {axis}")
     ax.set_xlabel(AXIS_LABELS.get(axis, f"model {axis}"))
     ax.set_ylabel("best learning rate (final validation loss)")
