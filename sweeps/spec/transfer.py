@@ -109,10 +109,10 @@ class TransferSpec(Strict):
                 )
             return
         if t.steps != self.longest:
-            what = "the target (verify: true)" if self.verify else "the longest value"
+            what = "target (verify: true)" if self.verify else "longest value"
             raise ValueError(
-                f"train.steps: {t.steps} is not the longest horizon trained, transfer.steps' "
-                f"{what} {self.longest}; leave train.steps out or make them agree"
+                f"train.steps: {t.steps} is not the longest horizon trained, {self.longest} "
+                f"(the {what} of transfer.steps); leave train.steps out or make them agree"
             )
         field = "transfer.steps.target" if self.verify else "transfer.steps.values"
         for h in self.horizons():
