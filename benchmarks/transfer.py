@@ -86,6 +86,10 @@ def case(dataset: str, optimizer: str, quick: bool) -> dict:
         "direct_overfitting": check.get("overfitting"),
         "prediction_error": err,
         "constant_error": check.get("constant_error"),
+        "between": pred.get("between"),
+        "middle": pred.get("middle"),
+        "middle_error": check.get("middle_error"),
+        "in_between": check.get("in_between"),
         "reliable": pred["reliable"],
         "note": pred["note"],
         # the claim checked: reliable predictions land within 1.41x; the others say why not

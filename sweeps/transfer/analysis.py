@@ -179,6 +179,13 @@ def transfer_group(
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
         }  # fmt: skip
+        entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
+        if not reliable:
+            b = entry["prediction"]["between"]
+            entry["prediction"]["note"] += (
+                f"; if the trend slows past the swept values, the best LR lies between "
+                f"{b[0]:.3g} and {b[1]:.3g} (their middle {entry['prediction']['middle']:.3g})"
+            )
         if axis == "batch_size":  # the rules of thumb, beside the fit
             entry["prediction"]["note"] += (
                 " (the linear rule, SGD below the critical batch, says 1; the square-root "
@@ -191,6 +198,15 @@ def transfer_group(
     return entry
 
 
+def _between(trend: float, xs: list, lrs: list, target: float) -> dict[str, Any]:
+    """The range from the trend carried on to the best LR staying where the swept value
+    nearest the target had it, and its geometric middle. On the teacher task every direct
+    best LR at 8x the longest horizon lay in this range (docs/transfer.md): the best LR kept
+    falling, more slowly than the power law said."""
+    stays = lrs[int(np.argmin([abs(math.log(target / x)) for x in xs]))]
+    return {"between": sorted([trend, stays]), "middle": math.sqrt(trend * stays)}
+
+
 def _verification(
     entry: dict, lanes: list, target: int, verdicts: dict, steps: int
 ) -> dict[str, Any]:
@@ -200,13 +216,18 @@ def _verification(
     predicted = entry["prediction"].get("best_lr")
     direct = point.get("best_lr")
     out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
-                           "constant_error": None}  # fmt: skip
+                           "constant_error": None, "middle_error": None,
+                           "in_between": None}  # fmt: skip
     if direct and predicted:
         err = math.log2(predicted / direct)
         out.update(prediction_error=err, within=abs(err) <= WITHIN)
     swept = [p["best_lr"] for p in entry["points"] if p.get("best_lr")]
     if direct and swept:
         out["constant_error"] = math.log2(swept[-1] / direct)
+    middle, between = entry["prediction"].get("middle"), entry["prediction"].get("between")
+    if direct and middle:
+        out["middle_error"] = math.log2(middle / direct)
+        out["in_between"] = between[0] <= direct <= between[1]
     return out
 
 

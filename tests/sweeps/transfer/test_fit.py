@@ -107,3 +107,11 @@ def test_a_target_that_repeats_the_data_is_another_regime():
     assert "2.1 times" in text and "0.27 times" in text
     assert epochs_text("steps", [100, 200, 400], 3200, 400, 32, 250_000) is None
     assert epochs_text("batch_size", [16, 32], 512, 1000, 32, 100_000) is not None
+
+
+def test_between_the_trend_and_staying_put_and_its_middle():
+    from sweeps.transfer.analysis import _between
+
+    got = _between(0.002, [100, 200, 400], [0.016, 0.01, 0.008], 3200)
+    assert got["between"] == [0.002, 0.008]
+    assert got["middle"] == pytest.approx(0.004)
