@@ -232,11 +232,18 @@ def _verification(
 
 
 def transfer_section(
-    transfer, results: list, verdicts: list, steps: int, batch: int = 0, rows: int | None = None
+    transfer,
+    results: list,
+    verdicts: list,
+    steps: int,
+    batch: int = 0,
+    rows: int | None = None,
+    noise_scale: dict | None = None,
 ) -> dict[str, Any]:
     """report.json["transfer"] for a sweep's `transfer` spec section (`steps`, `batch`: the
     sweep's train.steps and batch size; `rows`: the training rows, to tell whether the target
-    repeats examples the swept runs never repeated)."""
+    repeats examples the swept runs never repeated; `noise_scale`: the batch axis' gradient
+    noise scale, sweeps/core/noise_scale.py)."""
     name, axis = transfer.axis_name, transfer.axis
     regime = epochs_text(name, list(axis.values), axis.target, steps, batch, rows)
     by_group: dict[tuple, list] = defaultdict(list)
@@ -257,5 +264,16 @@ def transfer_section(
         for key, members in by_group.items()
         if not OPTIMIZERS[members[0].lane.optimizer].lr_free  # no LR to transfer
     ]
-    return {name: {"values": list(axis.values), "target": axis.target,
-                   "verify": transfer.verify, "groups": groups}}  # fmt: skip
+    section = {"values": list(axis.values), "target": axis.target, "verify": transfer.verify,
+               "groups": groups}  # fmt: skip
+    if noise_scale is not None:
+        section["noise_scale"] = noise_scale
+        scale = noise_scale.get("b_simple")
+        for g in groups:
+            if scale and math.isfinite(scale) and axis.target > scale:
+                g["prediction"]["note"] += (
+                    f"; the target batch is past the gradient noise scale at initialisation "
+                    f"(B_simple ≈ {scale:.0f}): past it a bigger batch buys little, and the "
+                    "best LR grows less than a trend through smaller batches says"
+                )
+    return {name: section}

@@ -81,6 +81,8 @@ def test_a_tiny_batch_size_sweep_reports_the_batch_axis(tmp_path):
     assert [p["value"] for p in group["points"]] == [8, 16]
     assert group["verification"]["value"] == 32
     assert "the square-root rule" in group["prediction"]["note"]
+    scale = report["transfer"]["batch_size"]["noise_scale"]
+    assert scale["small"] == 8 and scale["big"] == 32 and scale["b_simple"] > 0
     assert (
         "cosine · batch 16" in (out / "verdict.md").read_text()
         or "constant · batch 16" in (out / "verdict.md").read_text()
