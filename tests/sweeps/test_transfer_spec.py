@@ -122,3 +122,14 @@ def test_a_width_argument_the_model_lacks_or_refuses_is_named():
     raw["model"] = {"name": "transformer", "d_model": 16}
     raw["transfer"]["width"]["arg"] = "d_model"
     assert "model.d_model: 16 is not the largest width trained, 32" in _errors(raw)
+
+
+def test_progress_counts_each_lane_to_its_own_horizon():
+    from sweeps.stream import Dispatcher
+
+    spec = parse_spec(_spec({"steps": {"values": [20, 40], "target": 400}}))
+    planner = Planner(spec)
+    dispatcher = Dispatcher(spec.metric_name, spec.train.steps, planner.expected_trials,
+                            planner.expected_lanes)  # fmt: skip
+    planner.subscribe(dispatcher.add_population)
+    assert dispatcher.progress.lane_steps_total == 7 * 2 * (20 + 40)
