@@ -12,7 +12,9 @@ prediction at 3,200 steps with its interval, the direct best LR, prediction_erro
 log2(predicted / direct), constant_error (assuming the best LR at 400 steps holds), `reliable`
 and its note, and whether a reliable prediction was within a factor of 1.41.
 
-    python benchmarks/transfer.py [--json] [--quick]
+    python benchmarks/transfer.py [--json] [--quick] [--cases teacher:adam:batch_size,...]
+
+With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x).
 
 `--quick`: 50/100/200 steps, target 400, one seed, 600 teacher rows (a smoke run).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -38,11 +41,13 @@ LR_RANGES = {"adam": (1e-4, 1e-1), "sgd": (1e-2, 10.0)}
 PER_OCTAVE = 2  # grid LRs per factor of 2 (a step of 1.41x); the parabola does the rest
 
 
-def case(dataset: str, optimizer: str, quick: bool) -> dict:
+def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict:
     values, target = ([50, 100, 200], 400) if quick else ([100, 200, 400], 3200)
+    train = {"batch_size": 32}
+    if axis == "batch_size":  # 4x the largest swept batch, 400 steps each
+        values, target = ([8, 16, 32], 64) if quick else ([16, 32, 64], 256)
+        train = {"steps": 100 if quick else 400}
     lo, hi = LR_RANGES[optimizer]
-    import math
-
     num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1
     rows = {"teacher": 60_000, "teacher_big": 250_000}.get(dataset, 0)
     data = {"name": "teacher", "n_samples": 600 if quick else rows}
@@ -53,24 +58,28 @@ def case(dataset: str, optimizer: str, quick: bool) -> dict:
         "data": data,
         "model": {"name": "mlp", "hidden": [64, 64]},
         "loss": "cross_entropy",
-        "train": {"batch_size": 32, "eval_every": 50, "seeds": [0] if quick else [0, 1]},
+        "train": {**train, "eval_every": 50, "seeds": [0] if quick else [0, 1]},
         "search": {
             "learning_rate": {"min": lo, "max": hi, "num": num},
             "optimizer": [optimizer],
             "schedule": ["cosine"],
         },
-        "transfer": {"steps": {"values": values, "target": target}, "verify": True},
+        "transfer": {axis: {"values": values, "target": target}, "verify": True},
     }
     spec = parse_spec(raw)
     t0 = time.perf_counter()
     data = load_sweep_data(spec)
     results = train_inline(spec, data)
     verdicts, _ = analyze_for(spec, results)
-    section = transfer_section(spec.transfer, results, verdicts, spec.train.steps, 32, data.n_train)
-    (group,) = section["steps"]["groups"]
+    batch = spec.train.batch_size
+    section = transfer_section(
+        spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train
+    )
+    (group,) = section[axis]["groups"]
     pred, check, fit = group["prediction"], group["verification"], group["fit"] or {}
     err = check.get("prediction_error")
     return {
+        "axis": axis,
         "dataset": dataset,
         "optimizer": optimizer,
         "best_lr": {str(p["value"]): p.get("best_lr") for p in group["points"]},
@@ -106,11 +115,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument(
         "--cases",
+        help="dataset:optimizer[:axis], axis steps (default) or batch_size",
         default="teacher:adam,teacher:sgd,teacher_big:adam,teacher_big:sgd,digits:adam,digits:sgd",
     )
     args = parser.parse_args()
-    cases = [c.split(":") for c in args.cases.split(",")]
-    rows = [case(d, o, args.quick) for d, o in cases]
+    cases = [(c.split(":") + ["steps"])[:3] for c in args.cases.split(",")]
+    rows = [case(d, o, args.quick, axis) for d, o, axis in cases]
     summary = {
         "benchmark": "transfer",
         "quick": args.quick,
