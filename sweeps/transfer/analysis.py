@@ -179,8 +179,10 @@ def transfer_group(
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
         }  # fmt: skip
-        entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
-        if not reliable:
+        # measured on the horizon only (docs/transfer.md): the batch trend did not slow
+        if axis == "steps":
+            entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
+        if not reliable and axis == "steps":
             b = entry["prediction"]["between"]
             entry["prediction"]["note"] += (
                 f"; if the trend slows past the swept values, the best LR lies between "
