@@ -103,7 +103,8 @@ def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
             err = check.get("prediction_error")
             rows.append((
                 [g["optimizer"], g["schedule"], name, points, exponent,
-                 f"{predicted} at {axis['target']}", fmt(check.get("best_lr")),
+                 f"{predicted} at {axis['target']}", fmt(check.get("best_lr"))
+                 + (" (range edge)" if check.get("at_range_edge") else ""),
                  "—" if err is None else f"{err:+.2f}", "yes" if pred["reliable"] else "no"],
                 f"{g['optimizer']} · {g['schedule']}: {pred['note']}",
             ))  # fmt: skip

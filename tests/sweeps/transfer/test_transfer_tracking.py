@@ -27,3 +27,14 @@ def test_groups_of_each_batch_size_and_the_prediction_get_their_own_metrics():
     assert metrics["transfer.batch_size.sgd.cosine.predicted_lr"] == 6.4
     assert metrics["transfer.batch_size.sgd.cosine.prediction_error"] == 0.09
     assert metrics["transfer.batch_size.sgd.cosine.reliable"] == 1.0
+
+
+def test_the_table_marks_a_direct_check_on_the_edge_of_its_range():
+    from sweeps.verdict.words import transfer_rows
+
+    group = {"optimizer": "sgd", "schedule": "cosine", "points": [{"value": 16, "best_lr": 0.5}],
+             "fit": None, "prediction": {"best_lr": None, "reliable": False, "note": "why"},
+             "verification": {"best_lr": 1.0, "at_range_edge": True}}  # fmt: skip
+    report = {"transfer": {"batch_size": {"target": 256, "groups": [group]}}}
+    ((cells, note),) = transfer_rows(report)
+    assert cells[6] == "1 (range edge)" and cells[-1] == "no" and note == "sgd · cosine: why"
