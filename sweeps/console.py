@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sweeps.verdict.words import fmt, verdict_table
+from sweeps.verdict.words import TRANSFER_HEADER, TRANSFER_TITLE, fmt, verdict_table
 
 # Outside a terminal (CI logs, pipes) rich would wrap the verdict table at 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
@@ -71,6 +71,15 @@ def print_verdict(report: dict) -> None:
         console.print(f"[bold green]winner:[/] {escape(verdict.winner)}")
     for note in verdict.notes:
         console.print(f"[yellow]{note.level}:[/] {escape(note.group)}: {escape(note.text)}")
+    if verdict.transfer:
+        transfer = Table(title=TRANSFER_TITLE, title_justify="left")
+        for name in TRANSFER_HEADER:
+            transfer.add_column(name)
+        for cells, _ in verdict.transfer:
+            transfer.add_row(*(escape(c) for c in cells))
+        console.print(transfer)
+        for _, note in verdict.transfer:
+            console.print(f"[yellow]transfer:[/] {escape(note)}.")
 
 
 def print_mlflow(report: dict, ui_url: str | None = None) -> None:

@@ -29,6 +29,7 @@ from sweeps.stream import Dispatcher, Progress, ProgressCallback, progress_write
 from sweeps.verdict.analysis import analyze_for
 from sweeps.verdict.report import (
     build_report,
+    json_safe,
     lane_steps,
     lane_steps_dense,
     write_report,
@@ -287,6 +288,23 @@ def _executor(prepared, folder, executor, target, ahead, widths):
     )
 
 
+def _noise_scale(spec, dispatcher, data) -> dict | None:
+    """The gradient noise scale for the batch axis (sweeps/core/noise_scale.py), at the
+    smallest and largest batch trained; None for the other axes."""
+    if spec.transfer.batch_size is None or not dispatcher.recorders:
+        return None
+    from sweeps.core.noise_scale import gradient_noise_scale
+    from sweeps.exec.trial import structure_for
+    from sweeps.plan.lanes import Population
+
+    trained = spec.transfer.trained()
+    lane = next(iter(dispatcher.recorders.values())).results[0].lane
+    pop = Population("noise", lane.optimizer, lane.schedule, (lane,), batch_size=trained[0])
+    structure = structure_for(spec, pop, data)
+    return {**gradient_noise_scale(structure, data, small=trained[0], big=trained[-1]),
+            "at": "initialisation", "seed": 0}  # fmt: skip
+
+
 def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths) -> dict:
     """The verdict, once: after every point is in MLflow, with the lanes' run ids known."""
     spec = prepared.spec
@@ -319,6 +337,16 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         mlflow=tracker.info if tracker else None,
         metric=spec.metric_name,
     )
+    if spec.transfer is not None:  # the best LR predicted at the target (sweeps/transfer/)
+        from sweeps.transfer.analysis import transfer_section
+
+        data = prepared.data
+        batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
+        section = transfer_section(
+            spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train,
+            _noise_scale(spec, dispatcher, data),
+        )  # fmt: skip
+        report["transfer"] = json_safe(section)
     if prepared.data.vocabulary is not None:  # token ids -> characters, to read generations
         report["data"] = {"vocabulary": list(prepared.data.vocabulary)}
         files.write_json_atomic(folder / files.VOCABULARY, report["data"]["vocabulary"])

@@ -50,6 +50,7 @@ def load_sweep_data(
         path=path,
         text=text,
         block_size=d.block_size or 64,
+        n_samples=d.n_samples,
         arrays=_loader_arrays(d.import_, d.args) if d.import_ else None,
         target=d.target,
         task=d.task,

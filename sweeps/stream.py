@@ -192,6 +192,9 @@ class Dispatcher:
         lanes = sum(len(r.results) for r in self.recorders.values())
         p = self.progress
         p.lane_steps_total = max(p.lane_steps_total, lanes * self.steps)
+        own = [min(h, self.steps) for r in self.recorders.values() for h in r.horizons]
+        if any(h < self.steps for h in own):  # transfer.steps: each lane ends at its horizon
+            p.lane_steps_total = int(sum(own))
         p.trials_total = max(p.trials_total, len(self.recorders))
         for sink in self.sinks:
             sink.add_lanes(list(pop.lanes), pop.id)

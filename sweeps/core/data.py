@@ -34,7 +34,9 @@ BUILTIN_DATASETS: tuple[str, ...] = (
     "moons",
     "linear",
     *TEXT_DATASETS,
+    "teacher",  # a fixed random teacher network's labels, n_samples rows (sweeps/core/synthetic.py)
 )
+SIZED_DATASETS: tuple[str, ...] = ("teacher",)  # built-ins drawn as large as data.n_samples asks
 
 Task = Literal["classification", "regression"]
 _TASKS: tuple[str, ...] = ("classification", "regression")
@@ -136,12 +138,14 @@ def load_dataset(
     text: str | Path | None = None,
     block_size: int = 64,
     arrays: Mapping[str, Any] | None = None,
+    n_samples: int | None = None,
 ) -> Dataset:
     """Load a dataset from exactly one source, split it and optionally standardize.
 
     `name` a built-in; `path` a table or .npz file; `text` a text file (character-level
     next-token windows of `block_size`); `arrays` the arrays themselves (x/y or
-    x_train/y_train/x_val/y_val, from a loader function or the Python API)."""
+    x_train/y_train/x_val/y_val, from a loader function or the Python API); `n_samples` the
+    rows a synthetic built-in draws (`SIZED_DATASETS`)."""
     given = [k for k, v in (("name", name), ("path", path), ("text", text), ("import", arrays))
              if v is not None]  # fmt: skip
     if len(given) != 1:
@@ -157,7 +161,7 @@ def load_dataset(
         raw = (
             _text_windows(_builtin_text(name), name, block_size, val_fraction, "data.name")
             if name in TEXT_DATASETS
-            else _load_builtin(name)
+            else _load_builtin(name, n_samples)
         )
         if task is not None and task != raw.task:
             raise DataError("data.task", f"dataset {name!r} is a {raw.task} dataset, not {task}")
@@ -346,10 +350,20 @@ def _as(a: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _load_builtin(name: str) -> _Raw:
+def _load_builtin(name: str, n_samples: int | None = None) -> _Raw:
     if name not in BUILTIN_DATASETS:
         raise DataError(
             "data.name", f"unknown dataset {name!r}; choose one of: {', '.join(BUILTIN_DATASETS)}"
+        )
+    if n_samples is not None and name not in SIZED_DATASETS:
+        raise DataError("data.n_samples", f"only for {', '.join(SIZED_DATASETS)}, not {name!r}")
+    if name == "teacher":
+        from sweeps.core.synthetic import TEACHER_SAMPLES, teacher_table
+
+        x, y = teacher_table(n_samples or TEACHER_SAMPLES)
+        classes = tuple(str(c) for c in range(int(y.max()) + 1))
+        return _Raw(
+            name, "classification", x, y, tuple(f"x{i}" for i in range(x.shape[1])), classes
         )
     if name == "digits":  # the demo's and most tests' data: read without importing sklearn
         x, y = _digits_table()

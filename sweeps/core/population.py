@@ -40,7 +40,7 @@ from sweeps.core.batches import BatchPlan, chunk_inputs
 from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
 from sweeps.core.optimizers import get_optimizer, set_hyperparams
-from sweeps.core.schedules import get_schedule
+from sweeps.core.schedules import HORIZON, get_schedule
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,15 @@ class _Program:
         self.compiles = 0
 
     # -- per-lane pure functions -------------------------------------------------------
+    def horizon(self, sched_args):
+        """The lane's own training length: `HORIZON` among its schedule arguments (a traced
+        per-lane value, so one compile serves every horizon: transfer.steps), else the
+        structure's steps."""
+        return sched_args.get(HORIZON, float(self.structure.steps))
+
     def lr_at(self, step, hp_lr, sched_args):
-        return self.schedule.fn(step.astype(jnp.float32), self.structure.steps, hp_lr, sched_args)
+        total = self.horizon(sched_args)
+        return self.schedule.fn(step.astype(jnp.float32), total, hp_lr, sched_args)
 
     def lane_step(self, lane: LaneState, hp_lr, sched_args, x, y, step):
         s = self.structure
@@ -206,7 +213,9 @@ class _Program:
         init_loss = jnp.where(step == 0, loss, lane.init_loss)
         above_now = loss > s.diverge_factor * init_loss
         above = jnp.where(above_now, lane.above + 1, 0)
-        live = ~lane.frozen
+        # past its own horizon a lane stops as if its run had ended (not frozen: not diverged)
+        running = step < self.horizon(sched_args)
+        live = ~lane.frozen & running
         newly_dead = live & (~finite | (above >= s.patience))
         diverged_at = jnp.where(
             newly_dead, jnp.where(finite, step - s.patience + 1, step), lane.diverged_at
@@ -217,7 +226,7 @@ class _Program:
         # Frozen lanes keep their parameters: the mask is fused into the update itself (no
         # extra pass over memory). Their optimizer state may go on changing, or turn NaN:
         # nothing reads it again, and nothing crosses lanes.
-        move = ~frozen
+        move = ~frozen & running
         params = jax.tree.map(lambda p, u: p + jnp.where(move, u, 0.0), lane.params, updates)
         model_state = jax.tree.map(
             lambda new, old: jnp.where(move, new, old), model_state, lane.model_state

@@ -3,7 +3,8 @@
 optax's schedule factories bake their numbers into Python closures, so every new peak LR or
 warmup fraction would be a new compile. Here a schedule is `fn(step, total_steps, peak_lr,
 args) -> lr` where `peak_lr` and every entry of `args` may be a traced per-lane array: one
-compiled population serves any mix of numbers. Each formula follows its optax counterpart
+compiled population serves any mix of numbers, the run's length `total_steps` included
+(a lane's own horizon, `HORIZON`, under transfer.steps). Each formula follows its optax counterpart
 (tests check them against optax), with "fractions of the run" instead of step counts.
 """
 
@@ -64,6 +65,18 @@ def _linear_warmup(step, total, peak, args):
     return jnp.where(step < warmup, peak * step / jnp.maximum(warmup, 1.0), peak)
 
 
+def _wsd(step, total, peak, args):
+    # warmup-stable-decay: optax.join_schedules([linear_schedule(0, peak, warmup),
+    # constant_schedule(peak), linear_schedule(peak, final_fraction x peak, decay)])
+    warmup = _warmup_steps(total, args)
+    decay = jnp.round(args["decay_fraction"] * total)
+    start = total - decay  # the decay's first step
+    warm = peak * step / jnp.maximum(warmup, 1.0)
+    progress = jnp.clip((step - start) / jnp.maximum(decay, 1.0), 0.0, 1.0)
+    cool = peak * (1.0 - (1.0 - args["final_fraction"]) * progress)
+    return jnp.where(step < warmup, warm, jnp.where(step < start, peak, cool))
+
+
 def _exponential(step, total, peak, args):
     # optax.exponential_decay(peak, transition_steps=total, decay_rate): decay_rate over the run
     return peak * args["decay_rate"] ** (step / total)
@@ -116,6 +129,12 @@ SCHEDULES: dict[str, Schedule] = {
             "cosine one-cycle (Smith)",
         ),
         Schedule("linear_warmup", _linear_warmup, {"warmup_fraction": 0.1}, "warmup, then flat"),
+        Schedule(
+            "wsd",
+            _wsd,
+            {"warmup_fraction": 0.05, "decay_fraction": 0.2, "final_fraction": 0.0},
+            "warmup-stable-decay: linear warmup, flat, linear decay over the last fraction",
+        ),
     ]
 }
 
@@ -123,6 +142,10 @@ SCHEDULES: dict[str, Schedule] = {
 RANGE_TEST = Schedule("range_test", _range_test, {"min_lr": 1e-8, "max_lr": 1.0})
 
 SCHEDULE_NAMES = tuple(SCHEDULES)
+
+# A lane's own training length, carried among its schedule arguments (transfer.steps): the
+# planner sets it, the trainer decays each lane's schedule to it and stops the lane there.
+HORIZON = "horizon"
 
 
 def get_schedule(name: str) -> Schedule:

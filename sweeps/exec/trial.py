@@ -29,13 +29,16 @@ from sweeps.spec import SweepSpec
 
 def structure_for(spec: SweepSpec, pop: Population, data: Dataset) -> Structure:
     t = spec.train
+    model = spec.model
+    if pop.model_width is not None:  # transfer.width: this population's model argument
+        model = spec.transfer.model_at(spec.model, pop.model_width)
     return Structure(
-        model=spec.model,
+        model=model,
         loss=spec.loss_key,
         metrics=spec.metrics.import_ if spec.metrics else None,
         optimizer=pop.optimizer,
         schedule=pop.schedule,
-        batch_size=data.n_train if t.batch_size == "full" else t.batch_size,
+        batch_size=pop.batch_size or (data.n_train if t.batch_size == "full" else t.batch_size),
         steps=t.steps,
         eval_every=t.eval_every,
         diverge_factor=spec.early_stopping.diverge_factor,

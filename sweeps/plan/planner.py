@@ -23,8 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sweeps.core.schedules import HORIZON
 from sweeps.folder import read_object, write_json_atomic
-from sweeps.plan.lanes import Lane, Point, Population, group_populations, lanes_of
+from sweeps.plan.lanes import (
+    Lane,
+    Point,
+    Population,
+    at_horizons,
+    at_structures,
+    group_populations,
+    lane_steps_of,
+    lanes_of,
+)
 from sweeps.plan.refine import Extended, next_lrs
 from sweeps.plan.search import Searcher, make_searcher, trial_score
 from sweeps.spec import SweepSpec
@@ -106,7 +116,11 @@ class Planner:
             return False
         # Ended: its trial said so, or (points replayed on a resume) every lane is complete.
         steps = self.spec.train.steps
-        complete = {r.lane.index for r in self._record.results() if r.step and r.step[-1] >= steps}
+        complete = {
+            r.lane.index
+            for r in self._record.results()
+            if r.step and r.step[-1] >= lane_steps_of(r.lane, steps, HORIZON)
+        }
         return any(
             p.id not in self._ended
             and p.id not in self._record.finished
@@ -210,7 +224,8 @@ class Planner:
             if v.lr_free:
                 continue
             key = json.dumps([v.optimizer, v.schedule, sorted(v.optimizer_args.items()),
-                              sorted(v.schedule_args.items())])  # fmt: skip
+                              sorted(v.schedule_args.items())]
+                             + [x for x in (v.batch_size, v.model_width) if x is not None])  # fmt: skip
             lrs = next_lrs(
                 v.curve["learning_rate"], v.best_lr, v.max_undiverged_lr, v.min_diverged_lr,
                 ratio=self.refine.ratio, rounds_left=self.refine.max_rounds - self.round,
@@ -218,7 +233,15 @@ class Planner:
                 extended=self._extended.setdefault(key, Extended()),
             )  # fmt: skip
             points += [
-                Point(v.optimizer, v.schedule, lr, dict(v.optimizer_args), dict(v.schedule_args))
+                Point(
+                    v.optimizer,
+                    v.schedule,
+                    lr,
+                    dict(v.optimizer_args),
+                    dict(v.schedule_args),
+                    v.batch_size,
+                    v.model_width,
+                )
                 for lr in lrs
             ]
         room = (self.max_lanes or float("inf")) - len(self.lanes)
@@ -236,11 +259,15 @@ class Planner:
         self._save()
         return True
 
-    def _width_of(self, optimizer: str, schedule: str) -> int | None:
+    def _width_of(self, pop: Population) -> int | None:
         """The slice width the first trained population of this structure used."""
         widths = self._record.widths if self._record is not None else {}
+
+        def structure(p: Population) -> tuple:
+            return (p.optimizer, p.schedule, p.batch_size, p.model_width)
+
         for p in self.populations:
-            if (p.optimizer, p.schedule) == (optimizer, schedule) and widths.get(p.id):
+            if structure(p) == structure(pop) and widths.get(p.id):
                 return int(widths[p.id])
         return None
 
@@ -261,11 +288,19 @@ class Planner:
                 made.append(pop)
             self._save()
             return made
-        lanes = lanes_of([point for _, point in asked], seeds, first, self.round)
+        points = [point for _, point in asked]
+        transfer = self.spec.transfer
+        if transfer is not None and transfer.steps is not None:
+            points = at_horizons(points, transfer.horizons(), HORIZON)
+        if transfer is not None and transfer.batch_size is not None:
+            points = at_structures(points, "batch_size", transfer.trained())
+        if transfer is not None and transfer.width is not None:
+            points = at_structures(points, "model_width", transfer.trained())
+        lanes = lanes_of(points, seeds, first, self.round)
         cap = self.spec.resources.max_lanes_per_trial
         for pop in group_populations(lanes, cap, first=len(self.populations)):
             if self.round > 1:
-                pop = dataclasses.replace(pop, width=self._width_of(pop.optimizer, pop.schedule))
+                pop = dataclasses.replace(pop, width=self._width_of(pop))
             self._add(pop, None)
             made.append(pop)
         return made

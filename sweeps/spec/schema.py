@@ -20,7 +20,7 @@ from pydantic import (
 # Light imports only (no JAX): the registries' names and defaults load without it, so a spec
 # is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
 from models.specs import MODEL_NAMES, ImportModelSpec, ModelSpec, check_import_ref, ref_name
-from sweeps.core.data import BUILTIN_DATASETS, TEXT_DATASETS
+from sweeps.core.data import BUILTIN_DATASETS, SIZED_DATASETS, TEXT_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import SCHEDULES
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 from sweeps.spec.base import Strict, _choose
 from sweeps.spec.search import SearchSpec, _combinations
+from sweeps.spec.transfer import TransferSpec, fill_train_steps
 
 
 class ImportRef(Strict):
@@ -67,6 +68,7 @@ class DataSpec(Strict):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     standardize: bool = True
     block_size: PositiveInt | None = None  # text datasets: characters per example
+    n_samples: PositiveInt | None = None  # rows a synthetic built-in draws (teacher)
 
     @field_validator("name")
     @classmethod
@@ -89,6 +91,8 @@ class DataSpec(Strict):
             )
         if self.block_size is not None and not self.is_text and self.dataset is None:
             raise ValueError("data.block_size: only for text datasets (data.text, pydoc_topics)")
+        if self.n_samples is not None and self.name not in SIZED_DATASETS:
+            raise ValueError(f"data.n_samples: only for {', '.join(SIZED_DATASETS)}")
         if self.args and self.import_ is None:
             raise ValueError("data.args: only for a loader function (data.import)")
         return self
@@ -202,6 +206,11 @@ class SweepSpec(Strict):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    transfer: TransferSpec | None = None  # absent: no prediction beyond the runs trained
+
+    _train_steps_from_transfer = model_validator(mode="before")(
+        classmethod(lambda cls, raw: fill_train_steps(raw))
+    )
 
     @field_validator("name")
     @classmethod
@@ -276,8 +285,18 @@ class SweepSpec(Strict):
             raise ValueError("search.refine: refinement rounds need scheduler.name: none")
         return self
 
+    @model_validator(mode="after")
+    def _transfer_fits(self) -> SweepSpec:
+        if self.transfer is not None:
+            self.transfer.check_against(self)
+            if self.transfer.width is not None:  # the budgets see the widest model
+                self.model = self.transfer.model_at(self.model, self.transfer.longest)
+        return self
+
     def lane_count(self) -> int:
         seeds = len(self.train.seeds)
+        if self.transfer is not None:  # every point once per horizon or batch size
+            seeds *= len(self.transfer.trained())
         if self.search.method != "grid":
             return self.search.num_samples * seeds
         schedules = sum(

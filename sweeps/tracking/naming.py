@@ -106,7 +106,8 @@ def run_names(lanes: list[Lane], spec: SweepSpec) -> dict[int, str]:
             for attr in ("optimizer_args", "schedule_args")
             for k, v in sorted(getattr(lane, attr).items())
             if k in searched[attr]
-        )
+        ) + _axis_suffix(lane.schedule_args.get("horizon"), getattr(lane, "batch_size", None),
+                         getattr(lane, "model_width", None))  # fmt: skip
         # a refinement round's LRs lie within a few percent of each other: more digits
         rounds = getattr(lane, "round", 1)
         lr = f"{lane.learning_rate:.1e}" if rounds == 1 else f"{lane.learning_rate:.3e}"
@@ -114,6 +115,12 @@ def run_names(lanes: list[Lane], spec: SweepSpec) -> dict[int, str]:
             f"-r{rounds}" if rounds > 1 else ""
         )
     return names
+
+
+def _axis_suffix(horizon, batch, width) -> str:
+    """A transfer axis' value in a lane's run name: -T400 (steps), -b64, -w128."""
+    return "".join(f"-{p}{v:g}" for p, v in (("T", horizon), ("b", batch), ("w", width))
+                   if v is not None)  # fmt: skip
 
 
 def report_metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
@@ -124,6 +131,7 @@ def report_metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
     for g, prefix in zip(groups, prefixes, strict=True):
         if prefixes.count(prefix) > 1:  # e.g. momentum searched over its beta
             args = {**(g.get("optimizer_args") or {}), **(g.get("schedule_args") or {})}
+            args.update({k: g[k] for k in ("batch_size", "model_width") if g.get(k) is not None})
             prefix += "".join(f".{k}_{v:g}" for k, v in sorted(args.items()))
         zone = g.get("zone") or {}
         values = {
@@ -136,6 +144,26 @@ def report_metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
             "min_diverged_lr": g.get("min_diverged_lr"),
         }
         out += [(metric_key(f"{prefix}.{k}"), float(v)) for k, v in values.items() if finite(v)]
+    return out + transfer_metrics(report)
+
+
+def transfer_metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
+    """report.json["transfer"] on the parent run: transfer.<axis>.<optimizer>.<schedule>.*"""
+    out = []
+    for axis, section in (report.get("transfer") or {}).items():
+        for g in section["groups"]:
+            pred, fit = g["prediction"], g.get("fit") or {}
+            check = g.get("verification") or {}
+            values = {
+                "predicted_lr": pred.get("best_lr"),
+                "exponent": fit.get("exponent"),
+                "reliable": float(bool(pred.get("reliable"))),
+                "direct_lr": check.get("best_lr"),
+                "prediction_error": check.get("prediction_error"),
+            }
+            prefix = f"transfer.{axis}.{g['optimizer']}.{g['schedule']}"
+            out += [(metric_key(f"{prefix}.{k}"), float(v)) for k, v in values.items()
+                    if finite(v)]  # fmt: skip
     return out
 
 

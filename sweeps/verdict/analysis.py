@@ -191,6 +191,8 @@ class GroupVerdict:
     edge_ratio: float | None = None
     best_lr_bracket: list[float] | None = None
     rounds: int = 1
+    batch_size: int | None = None  # transfer.batch_size: the group's own; None: train's
+    model_width: int | None = None  # transfer.width: the group's model argument; None: spec's
 
 
 def analyze(
@@ -324,6 +326,8 @@ def _group_verdict(
         optimizer_args=lane0.optimizer_args,
         schedule_args=lane0.schedule_args,
         lr_free=OPTIMIZERS[lane0.optimizer].lr_free,
+        batch_size=getattr(lane0, "batch_size", None),
+        model_width=getattr(lane0, "model_width", None),
         best_lr=None,
         zone=None,
         max_stable_lr=None,

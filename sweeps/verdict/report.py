@@ -33,6 +33,8 @@ def lane_entry(r: LaneResult, *, with_history: bool = True) -> dict[str, Any]:
         "val_metric": r.best_val_metric,
         "diverged_at_step": r.diverged_at_step,
         "round": getattr(lane, "round", 1),
+        "batch_size": getattr(lane, "batch_size", None),
+        "model_width": getattr(lane, "model_width", None),
         "pruned_at_step": r.pruned_at_step,
     }
     if with_history:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeps.core.schedules import HORIZON
 from sweeps.plan.lanes import Lane
 
 
@@ -78,12 +79,16 @@ class LaneRecorder:
     def __init__(self, lanes: list[Lane] | tuple[Lane, ...], trial_id: str, metric: str):
         self.metric = metric
         self.results = [LaneResult(lane, trial_id, metric) for lane in lanes]
+        # a lane's own horizon (transfer.steps), else no end but the population's
+        self.horizons = [lane.schedule_args.get(HORIZON, math.inf) for lane in lanes]
 
     def record(self, point) -> None:
         """Append one eval point (a `TrialPoint`: arrays over this population's lanes)."""
         for i, r in enumerate(self.results):
             if r.step and point.step <= r.step[-1]:
                 continue  # a retried trial replays points we already have
+            if point.step > self.horizons[i]:
+                continue  # past its own horizon (transfer.steps) the lane's run has ended
             r.step.append(int(point.step))
             r.train_loss.append(float(point.train_loss[i]))
             r.val_loss.append(float(point.val_loss[i]))

@@ -6,7 +6,7 @@ with it too. Reports written before a status existed lack its count; it reads as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # One letter per status, in the order the table's lane counts list them: the low side (too
@@ -29,6 +29,19 @@ STATUS_LEGEND = (
 
 def fmt(v: Any, spec: str = ".3g") -> str:
     return "—" if v is None else format(v, spec)
+
+
+def schedule_text(group: dict) -> str:
+    """The group's schedule, with its horizon or batch size where the sweep trained several
+    (transfer: "cosine · 400 steps", "cosine · batch 64")."""
+    horizon = (group.get("schedule_args") or {}).get("horizon")
+    batch, width = group.get("batch_size"), group.get("model_width")
+    return (
+        group["schedule"]
+        + (f" · {horizon:.0f} steps" if horizon is not None else "")
+        + (f" · batch {batch}" if batch is not None else "")
+        + (f" · width {width}" if width is not None else "")
+    )
 
 
 def status_counts_text(group: dict) -> str:
@@ -85,6 +98,8 @@ class VerdictTable:
     edge_rows: list[bool]  # the row's best LR sits at an edge of the searched range
     winner: str | None
     notes: list[Note]
+    # transfer (report.json["transfer"]): one row per group and axis, each with its note
+    transfer: list[tuple[list[str], str]] = field(default_factory=list)
     legend: str = STATUS_LEGEND
 
 
@@ -119,7 +134,7 @@ def verdict_table(report: dict) -> VerdictTable:
         rows.append([
             fmt(g["rank"], "d"),
             g["optimizer"] + (" (LR-free)" if g.get("lr_free") else ""),
-            g["schedule"],
+            schedule_text(g),
             fmt(g["best_lr"]) + (f" (edge: {g['edge']})" if g.get("edge") else ""),
             f"{fmt(zone['low'])} – {fmt(zone['high'])}" if zone else "—",
             fmt(g["max_stable_lr"]),
@@ -137,6 +152,7 @@ def verdict_table(report: dict) -> VerdictTable:
         edge_rows=edges,
         winner=winner_text(report),
         notes=group_notes(report),
+        transfer=transfer_rows(report),
     )
 
 
@@ -158,7 +174,7 @@ def group_notes(report: dict) -> list[Note]:
     LR at the edge of the searched range."""
     notes = []
     for g in report["groups"]:
-        name = f"{g['optimizer']} · {g['schedule']}"
+        name = f"{g['optimizer']} · {schedule_text(g)}"
         note = stability_note(g)
         if note:
             notes.append(Note("note", name, note + "."))
@@ -191,4 +207,44 @@ def verdict_markdown(report: dict[str, Any]) -> str:
         lines.append("")
         lines += [f"- {n.level}: {n.group}: {n.text}" for n in table.notes]
     lines += ["", table.legend.capitalize() + "."]
+    if table.transfer:
+        lines += ["", f"## {TRANSFER_TITLE}", "",
+                  "| " + " | ".join(TRANSFER_HEADER) + " |",
+                  "|" + "---|" * len(TRANSFER_HEADER)]  # fmt: skip
+        lines += ["| " + " | ".join(cells) + " |" for cells, _ in table.transfer]
+        lines += [""] + [f"- {note}" for _, note in table.transfer]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- transfer
+TRANSFER_TITLE = "Transfer — the best LR at the target"
+TRANSFER_HEADER = (
+    "optimizer", "schedule", "axis", "best LR at each value", "exponent (95 %)",
+    "predicted at target", "direct", "log2 error", "reliable",
+)  # fmt: skip
+
+
+def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
+    """The transfer table (report.json["transfer"], docs/transfer.md): one row per group and
+    axis with its note in words, the same cells for the console and verdict.md."""
+    rows = []
+    for name, axis in (report.get("transfer") or {}).items():
+        for g in axis["groups"]:
+            pred, fit, check = g["prediction"], g.get("fit"), g.get("verification") or {}
+            points = ", ".join(f"{p['value']}: {fmt(p.get('best_lr'))}" for p in g["points"])
+            exponent = "—"
+            if fit:
+                lo, hi = fit["exponent_interval"]
+                exponent = f"{fit['exponent']:+.2f} ({lo:+.2f} to {hi:+.2f})"
+            predicted = fmt(pred.get("best_lr"))
+            if pred.get("interval"):
+                predicted += f" ({fmt(pred['interval'][0])}–{fmt(pred['interval'][1])})"
+            err = check.get("prediction_error")
+            rows.append((
+                [g["optimizer"], g["schedule"], name, points, exponent,
+                 f"{predicted} at {axis['target']}", fmt(check.get("best_lr"))
+                 + (" (range edge)" if check.get("at_range_edge") else ""),
+                 "—" if err is None else f"{err:+.2f}", "yes" if pred["reliable"] else "no"],
+                f"{g['optimizer']} · {g['schedule']}: {pred['note']}",
+            ))  # fmt: skip
+    return rows

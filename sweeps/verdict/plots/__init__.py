@@ -20,7 +20,7 @@ Reports come from JSON, so any number can be None (a NaN or inf when written): e
 through `_finite`, which turns those into NaN, and NaN points are skipped.
 
 The package: `style.py` (the shared language and helpers), `goldilocks.py`, `curves.py`,
-`metric.py`, `lrfind.py` (one picture each).
+`metric.py`, `lrfind.py`, `transfer.py` (one picture each).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sweeps.verdict.plots.goldilocks import goldilocks_figure, plot_goldilocks
 from sweeps.verdict.plots.lrfind import lr_find_figure, plot_lr_find
 from sweeps.verdict.plots.metric import metric_vs_lr_figure, plot_metric_vs_lr
 from sweeps.verdict.plots.style import STATUS_ORDER, STATUS_STYLE
+from sweeps.verdict.plots.transfer import plot_transfer, transfer_figure
 
 __all__ = [
     "STATUS_ORDER",
@@ -43,7 +44,9 @@ __all__ = [
     "plot_lr_find",
     "plot_metric_vs_lr",
     "plot_training_curves",
+    "plot_transfer",
     "training_curves_figure",
+    "transfer_figure",
     "write_sweep_plots",
 ]
 
@@ -52,11 +55,15 @@ def write_sweep_plots(report: dict, out_dir: Path) -> list[Path]:
     """The three sweep pictures into `out_dir`: goldilocks, training curves, metric vs LR."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [
+    paths = [
         plot_goldilocks(report, out_dir / "goldilocks.png"),
         plot_training_curves(report, out_dir / "training_curves.png"),
         plot_metric_vs_lr(report, out_dir / "metric_vs_lr.png"),
     ]
+    for axis in report.get("transfer") or {}:  # transfer.png per axis (steps: transfer.png)
+        name = "transfer.png" if axis == "steps" else f"transfer_{axis}.png"
+        paths.append(plot_transfer(report, out_dir / name, axis))
+    return paths
 
 
 # --- LR range test ----------------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_builtin_list_is_complete() -> None:
         "moons",
         "linear",
         "pydoc_topics",
+        "teacher",
     }
 
 

@@ -49,6 +49,18 @@ REFERENCES = [
             [optax.linear_schedule(0.0, PEAK, 40), optax.constant_schedule(PEAK)], [40]
         ),
     ),
+    (
+        "wsd",
+        {"warmup_fraction": 0.1, "decay_fraction": 0.25, "final_fraction": 0.1},
+        optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, PEAK, 20),
+                optax.constant_schedule(PEAK),
+                optax.linear_schedule(PEAK, 0.1 * PEAK, 50),
+            ],
+            [20, 150],
+        ),
+    ),
 ]
 
 
@@ -68,3 +80,19 @@ def test_range_test_ramps_exponentially_from_min_to_max():
     np.testing.assert_allclose([lrs[0], lrs[-1]], [1e-6, 1.0], rtol=1e-5)
     ratios = lrs[1:] / lrs[:-1]
     np.testing.assert_allclose(ratios, ratios[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_a_traced_per_lane_total_is_each_lanes_own_schedule(name):
+    """transfer.steps: lanes of one program with different horizons (a traced `total`, one per
+    lane under vmap) each follow the schedule of their own run length."""
+    import jax
+
+    schedule = SCHEDULES[name]
+    args = {k: jnp.float32(v) for k, v in schedule.defaults.items()}
+    steps = jnp.arange(TOTAL, dtype=jnp.float32)
+    totals = jnp.asarray([50.0, 120.0, float(TOTAL)])
+    traced = jax.vmap(lambda t: schedule.fn(steps, t, jnp.float32(PEAK), args))(totals)
+    for row, total in zip(np.asarray(traced), (50, 120, TOTAL), strict=True):
+        alone = np.asarray(schedule.fn(steps, total, jnp.float32(PEAK), args))
+        np.testing.assert_allclose(row, alone, rtol=1e-6, atol=1e-9)

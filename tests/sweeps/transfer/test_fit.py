@@ -1,0 +1,117 @@
+"""The fit against a known truth: best LRs drawn from a power law with noise of known size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sweeps.transfer.fit import fit_power_law, judge
+from sweeps.transfer.points import best_lr, still_rising
+
+VALUES = [100, 200, 400, 800]
+
+
+def _loss_curves(true_best: float, grid: np.ndarray, seeds: int, rng) -> np.ndarray:
+    """A quadratic valley in log LR around `true_best`, each seed with its own noise."""
+    base = 0.3 + 0.05 * np.log(grid / true_best) ** 2
+    return base[:, None] + rng.normal(0, 0.002, (len(grid), seeds))
+
+
+@pytest.mark.parametrize("exponent", [-0.3, 0.0, 0.5])
+def test_the_fit_recovers_a_known_exponent_and_its_interval_covers_it(exponent):
+    rng = np.random.default_rng(7)
+    grid = np.geomspace(1e-4, 1.0, 17)  # a step of 1.78x: the vertex does the finer work
+    found = []
+    for v in VALUES:
+        truth = 0.01 * (v / 100) ** exponent
+        losses = _loss_curves(truth, grid, 3, rng)
+        lrs = np.repeat(grid, 3)
+        seeds = np.tile([0, 1, 2], len(grid))
+        found.append(best_lr(lrs, seeds, losses.ravel(), seed=len(found)))
+    for v, b in zip(VALUES, found, strict=True):
+        truth = 0.01 * (v / 100) ** exponent
+        assert b.bracket[0] <= truth <= b.bracket[1]
+        assert abs(math.log(b.best_lr / truth)) < math.log(1.15)  # the vertex, not the grid
+    fit = fit_power_law(
+        VALUES, [b.best_lr for b in found], [0.5 * math.log(b.bracket[1] / b.bracket[0])
+                                             for b in found],
+        np.stack([b.draws for b in found], axis=1),
+    )  # fmt: skip
+    lo, hi = fit.exponent_interval
+    assert lo <= exponent <= hi
+    assert abs(fit.exponent - exponent) < 0.1
+    target = 6400
+    predicted, (p_lo, p_hi) = fit.predict(target), fit.interval(target)
+    truth = 0.01 * (target / 100) ** exponent
+    assert p_lo <= truth <= p_hi and p_lo < predicted < p_hi
+    reliable, note = judge(fit, VALUES, target, axis="steps")
+    assert reliable, note
+    if exponent == 0.0:
+        assert "does not move with steps" in note
+    else:
+        assert f"steps^{fit.exponent:.2f}" in note
+
+
+def test_a_bent_trend_far_target_and_overfitting_are_called_unreliable():
+    rng = np.random.default_rng(0)
+    values = [100, 200, 400, 800]
+    truths = [0.01, 0.01, 0.003, 0.0003]  # flat, then falling fast: no power law
+    draws = np.stack([t * np.exp(rng.normal(0, 0.03, 400)) for t in truths], axis=1)
+    fit = fit_power_law(values, truths, [0.05] * 4, draws)
+    reliable, note = judge(fit, values, 1600, axis="steps")
+    assert not reliable and "bends" in note
+    straight = fit_power_law(values[:2], truths[:2], [0.05] * 2, draws[:, :2])
+    reliable, note = judge(straight, values[:2], 100 * 200, axis="steps")
+    assert not reliable and "far beyond" in note
+    reliable, note = judge(straight, values[:2], 400, axis="steps", overfitting_at=200)
+    assert not reliable and "overfitting" in note
+
+
+def test_still_rising_sees_a_loss_climbing_off_its_low():
+    assert still_rising([2.0, 1.0, 0.5, 0.6])
+    assert not still_rising([2.0, 1.0, 0.5, 0.5])
+    assert not still_rising([2.0, 1.0, 0.5, 0.51])
+
+
+def test_no_best_lr_where_every_lr_failed():
+    assert best_lr([0.1, 1.0], [0, 0], [math.inf, math.nan]) is None
+
+
+def test_a_trend_that_misses_itself_is_caught_even_with_coarse_points():
+    """Local exponents -0.7 then -0.4 (a bend) with brackets too wide for the chi-square: the
+    held-out check still sees it and widens the interval; a straight trend passes it."""
+    from sweeps.transfer.fit import held_out_error
+
+    values, sigmas = [100, 200, 400], [0.35] * 3
+    bent = [0.016, 0.016 * 2**-0.7, 0.016 * 2**-1.1]
+    carried = held_out_error(values, bent, sigmas, 3200)
+    assert carried == pytest.approx(0.3 * 3, rel=1e-6)  # missed by 0.3 octaves, 3 octaves on
+    draws = np.tile(bent, (50, 1))
+    fit = fit_power_law(values, bent, sigmas, draws)
+    reliable, note = judge(fit, values, 3200, axis="steps", carried_error=carried)
+    assert not reliable and "misses it" in note
+    straight = [0.016 * (v / 100) ** -0.5 for v in values]
+    assert held_out_error(values, straight, sigmas, 3200) == pytest.approx(0.0, abs=1e-9)
+    assert held_out_error(values[:2], straight[:2], sigmas[:2], 3200) is None
+    fit2 = fit_power_law(values[:2], straight[:2], sigmas[:2], np.tile(straight[:2], (50, 1)))
+    reliable, note = judge(fit2, values[:2], 800, axis="steps")
+    assert not reliable and "two values only" in note
+
+
+def test_a_target_that_repeats_the_data_is_another_regime():
+    from sweeps.transfer.analysis import epochs_text
+
+    text = epochs_text("steps", [100, 200, 400], 3200, 400, 32, 48_000)
+    assert "2.1 times" in text and "0.27 times" in text
+    assert epochs_text("steps", [100, 200, 400], 3200, 400, 32, 250_000) is None
+    assert epochs_text("batch_size", [16, 32], 512, 1000, 32, 100_000) is not None
+
+
+def test_between_the_trend_and_staying_put_and_its_middle():
+    from sweeps.transfer.analysis import _between
+
+    got = _between(0.002, [100, 200, 400], [0.016, 0.01, 0.008], 3200)
+    assert got["between"] == [0.002, 0.008]
+    assert got["middle"] == pytest.approx(0.004)
