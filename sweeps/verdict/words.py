@@ -163,7 +163,7 @@ def winner_text(report: dict) -> str | None:
     seeds = w.get("seeds_at_lr", 1)
     basis = f"; best of {seeds} seeds; the table shows their mean" if seeds > 1 else ""
     return (
-        f"{w['optimizer']} · {w['schedule']} at LR {w['learning_rate']:.3g} "
+        f"{w['optimizer']} · {schedule_text(w)} at LR {w['learning_rate']:.3g} "
         f"(seed {w['seed']}{basis}): val loss {fmt(w['best_val_loss'], '.4f')}, "
         f"{report.get('metric') or 'metric'} {fmt(w['val_metric'], '.4f')}"
     )
@@ -219,8 +219,10 @@ def verdict_markdown(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- transfer
 TRANSFER_TITLE = "Transfer — the best LR at the target"
 TRANSFER_HEADER = (
-    "optimizer", "schedule", "axis", "best LR at each value", "exponent (95 %)",
-    "predicted at target", "direct", "log2 error", "reliable",
+    # the transfer's best LRs are parabola vertices through the grid's best and its neighbours
+    # (docs/transfer.md), so they may sit between the grid LRs the verdict table names
+    "optimizer", "schedule", "axis", "best LR at each value (vertex)", "exponent (95 %)",
+    "predicted at target", "direct (vertex)", "log2 error", "reliable",
 )  # fmt: skip
 
 
