@@ -424,9 +424,9 @@ def test_error_npz_arrays(tmp_path: Path) -> None:
 def test_digits_read_from_the_shipped_file_equals_sklearns_loader():
     from sklearn.datasets import load_digits
 
-    from sweeps.core.data import _load_builtin
+    from sweeps.core.data_sources import read_builtin
 
-    ref, raw = load_digits(), _load_builtin("digits")
+    ref, raw = load_digits(), read_builtin("digits")
     assert np.array_equal(raw.x, ref.data) and raw.x.dtype == ref.data.dtype
     assert np.array_equal(raw.y, ref.target) and raw.y.dtype == ref.target.dtype
     assert raw.feature_names == tuple(ref.feature_names)
