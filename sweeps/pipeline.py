@@ -134,13 +134,13 @@ def run_sweep(
             prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths
         )
     except (SweepInterrupted, KeyboardInterrupt) as err:
-        reason = str(err) or "interrupted (Ctrl-C)"
+        reason = ending_reason(err)
         if tracker:
             tracker.close("KILLED", reason)
         _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
+        reason = ending_reason(err)
         if tracker:
             # MLflow itself may be what failed; the sweep folder still tells the truth.
             with contextlib.suppress(Exception):
@@ -252,6 +252,14 @@ def _start(prepared, folder, sweep_id, executor, track, tracking_uri, target, wi
             raise
 
 
+def ending_reason(err: BaseException) -> str:
+    """What the folder and the MLflow runs say ended the sweep: a stop's own words, else the
+    error's type and message."""
+    if isinstance(err, (SweepInterrupted, KeyboardInterrupt)):
+        return str(err) or "interrupted (Ctrl-C)"
+    return f"{type(err).__name__}: {err}"
+
+
 def _close_opened(pending, err: BaseException) -> None:
     """Wait for the tracker being opened (a stop during start-up) and close its runs with the
     status the ending deserves; a tracker that failed to open has nothing to close."""
@@ -260,7 +268,7 @@ def _close_opened(pending, err: BaseException) -> None:
         tracker = pending.result()
     except BaseException:  # noqa: BLE001 - its own failure is `err` or comes after it
         return
-    reason = (str(err) or "interrupted (Ctrl-C)") if interrupted else f"{type(err).__name__}: {err}"
+    reason = ending_reason(err)
     with contextlib.suppress(Exception):
         tracker.close("KILLED" if interrupted else "FAILED", reason)
 
