@@ -81,7 +81,7 @@ def case(model: str, steps: int):
     """(data, structure) of one architecture, the validation set cut to VAL_ROWS rows."""
     from models.specs import CNNSpec, ResNetSpec, TransformerSpec
     from sweeps.core.data import load_dataset
-    from sweeps.core.population import Structure
+    from sweeps.core.program import Structure
 
     if model == "transformer":
         data = load_dataset(name="pydoc_topics", block_size=32, val_fraction=0.1)

@@ -52,13 +52,11 @@ def side_by_side(threads: int, calls: list) -> list:
 
 def adam_hyperparams(structure: Any, lrs: np.ndarray):
     """Each lane's learning rate and the optimizer's default arguments."""
-    from sweeps.core import population
     from sweeps.core.optimizers import get_optimizer
+    from sweeps.core.program import make_hyperparams
 
     defaults = get_optimizer(structure.optimizer).defaults
-    return population.make_hyperparams(
-        lrs, {k: np.full(len(lrs), v) for k, v in defaults.items()}, {}
-    )
+    return make_hyperparams(lrs, {k: np.full(len(lrs), v) for k, v in defaults.items()}, {})
 
 
 def train_once(structure: Any, data: Any, lrs: np.ndarray, seed: int = 0, threads=None, width=None):

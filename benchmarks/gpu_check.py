@@ -99,8 +99,9 @@ def step_flops(structure, data) -> float:
 
     from benchmarks.common import adam_hyperparams
     from sweeps.core import population
+    from sweeps.core.program import get_program
 
-    prog = population.get_program(structure, data)
+    prog = get_program(structure, data)
     hp = adam_hyperparams(structure, np.ones(1, np.float32))
     keys, idx = population._init_inputs(np.zeros(1, np.int64), [(0, 1)], 1)
     state = jax.eval_shape(prog._init_pop, keys, idx[0], hp)

@@ -60,12 +60,13 @@ import optax  # noqa: E402
 
 from benchmarks.common import Clock, measure_peak, side_by_side  # noqa: E402
 from models import MLPSpec, make_model  # noqa: E402
-from sweeps.core import lane_policy, population  # noqa: E402
+from sweeps.core import lane_policy, population, program  # noqa: E402
 from sweeps.core.batches import batch_plan  # noqa: E402
 from sweeps.core.data import Dataset, load_dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
 from sweeps.core.optimizers import OPTIMIZERS, set_hyperparams  # noqa: E402
-from sweeps.core.population import Structure, Timing, make_hyperparams  # noqa: E402
+from sweeps.core.population import Timing  # noqa: E402
+from sweeps.core.program import Structure, make_hyperparams  # noqa: E402
 from sweeps.settings import get_settings  # noqa: E402
 
 BATCH = 128
@@ -101,7 +102,7 @@ def learning_rates(lanes: int) -> np.ndarray:
 
 def model_fns(data: Dataset):
     loss = get_loss("cross_entropy", task=data.task)
-    return make_model(MLPSpec(name="mlp", hidden=HIDDEN), population.data_shape(data, loss))
+    return make_model(MLPSpec(name="mlp", hidden=HIDDEN), program.data_shape(data, loss))
 
 
 def flops_per_lane_step(params) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.core.population import forget_programs  # noqa: E402
+from sweeps.core.program import forget_programs  # noqa: E402
 from sweeps.exec.inline import InlineExecutor  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.plan.planner import Planner  # noqa: E402

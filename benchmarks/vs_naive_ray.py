@@ -86,7 +86,7 @@ from models import MLPSpec, make_model  # noqa: E402
 from sweeps.core.batches import batch_plan  # noqa: E402
 from sweeps.core.data import Dataset  # noqa: E402
 from sweeps.core.losses import get_loss  # noqa: E402
-from sweeps.core.population import data_shape, forget_programs  # noqa: E402
+from sweeps.core.program import data_shape, forget_programs  # noqa: E402
 from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
 from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
 from sweeps.exec.raytune.collector import PointLog  # noqa: E402

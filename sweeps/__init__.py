@@ -88,7 +88,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from sweeps.api import Report, run_sweep
     from sweeps.core.data import load_dataset
-    from sweeps.core.population import Structure, make_hyperparams, train_population
+    from sweeps.core.population import train_population
+    from sweeps.core.program import Structure, make_hyperparams
     from sweeps.errors import FolderError, SpecError, SweepFailed, SweepInterrupted
     from sweeps.exec.inline import train_inline
     from sweeps.lrfind import lr_find

@@ -9,7 +9,7 @@ from sweeps.core.args import fixed_args
 from sweeps.core.data import Dataset
 from sweeps.core.lrfind import RangeTestConfig, range_test, summary
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import Structure
+from sweeps.core.program import Structure
 from sweeps.core.schedules import RANGE_TEST
 from sweeps.spec import SweepSpec
 

@@ -29,7 +29,8 @@ from models.specs import ImportModelSpec
 from sweeps.core import lane_width as tuner
 from sweeps.core.data import Dataset
 from sweeps.core.lane_width import LanePolicy
-from sweeps.core.population import Structure, slice_threads, time_widths
+from sweeps.core.population import slice_threads, time_widths
+from sweeps.core.program import Structure
 
 DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
 # Models whose lanes share their input's first matmul (one wide matmul for the slice): on a

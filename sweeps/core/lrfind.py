@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeps.core.data import Dataset
-from sweeps.core.population import Structure, make_hyperparams, train_population
+from sweeps.core.population import train_population
+from sweeps.core.program import Structure, make_hyperparams
 
 
 @dataclass(frozen=True)

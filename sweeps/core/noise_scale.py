@@ -38,7 +38,7 @@ def gradient_noise_scale(
     structure, data: Dataset, *, small: int, big: int, repeats: int = 16, seed: int = 0
 ) -> dict[str, float]:
     """B_simple of `structure`'s model and loss on the training rows at initialisation."""
-    from sweeps.core.population import get_program
+    from sweeps.core.program import get_program
 
     prog = get_program(structure, data)
     params, state = prog.model.init(jax.random.key(seed))

@@ -1,14 +1,8 @@
-"""The population trainer: many lanes, one compiled program.
+"""The population trainer: many lanes, one compiled program (sweeps/core/program.py).
 
-Every lane of a population (its own learning rate, seed and numeric optimizer/schedule
-arguments) trains in one XLA program: `jit(scan(vmap(step)))` over a chunk of `eval_every`
+Every lane of a population trains in one XLA program per slice: a chunk of `eval_every`
 steps, then an evaluation of every lane on the validation set. The minibatch is gathered once
 per step, outside the vmap, and shared by all lanes: the first layer becomes one wide matmul.
-
-Lanes are independent: nothing reduces across the lane axis, so a NaN in one lane never
-touches another. A lane whose loss is non-finite, or stays above `diverge_factor` x its
-initial loss for `patience` steps, is frozen (its updates are masked) and records the step at
-which it diverged. A shorter spike that comes back leaves a mark (`spiked`) but trains on.
 
 On a CPU a population wider than its slice width is cut into slices, and the slices train
 several at a time, one per thread (`slice_threads`): XLA's CPU runtime keeps one small program
@@ -16,73 +10,33 @@ on about one core, so on two cores two slices take the time of one. Each slice i
 program run: the results do not depend on how many run at once.
 
 `train_population` is a generator: it yields an `EvalPoint` after each chunk, so callers
-show progress, log and checkpoint as training goes. Compiled programs are cached per
-structure and shape: a second population with other numbers reuses the compile.
+show progress, log and checkpoint as training goes.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import ModelSpec, make_model
-from models.specs import DataShape, ImportModelSpec
 from sweeps.core import lane_width as tuner
 from sweeps.core.batches import BatchPlan, chunk_inputs
 from sweeps.core.data import Dataset
-from sweeps.core.losses import get_loss
-from sweeps.core.optimizers import get_optimizer, set_hyperparams
-from sweeps.core.schedules import HORIZON, get_schedule
-
-
-@dataclass(frozen=True)
-class Structure:
-    """Everything that shapes the compiled program. Numbers that vary per lane are not here."""
-
-    model: ModelSpec
-    loss: str  # a built-in name or an import reference
-    optimizer: str
-    schedule: str
-    batch_size: int
-    steps: int
-    eval_every: int
-    diverge_factor: float = 4.0
-    patience: int = 20
-    metrics: str | None = None  # the user's metrics function, by import reference
-
-    def refs(self) -> list[str]:
-        """The import references this structure's program is built from."""
-        model = [self.model.import_] if isinstance(self.model, ImportModelSpec) else []
-        loss = [self.loss] if ":" in self.loss else []
-        return model + loss + ([self.metrics] if self.metrics else [])
-
-    def __hash__(self) -> int:  # pydantic models are not hashable; their JSON is
-        return hash((self.model.model_dump_json(), *list(self.__dict__.values())[1:]))
-
-
-class LaneHyperparams(NamedTuple):
-    learning_rate: jnp.ndarray  # (L,)
-    optimizer_args: dict[str, jnp.ndarray]  # each (L,)
-    schedule_args: dict[str, jnp.ndarray]
-
-
-class LaneState(NamedTuple):
-    params: Any
-    model_state: Any  # BatchNorm statistics and RNG streams (models/registry.py); {} if none
-    opt_state: Any
-    init_loss: jnp.ndarray  # first minibatch loss: the reference for divergence
-    above: jnp.ndarray  # consecutive steps above diverge_factor x init_loss
-    spiked: jnp.ndarray  # ever above the threshold (a recovered spike makes a lane unstable)
-    frozen: jnp.ndarray
-    diverged_at: jnp.ndarray  # step, or -1
+from sweeps.core.program import (
+    LaneHyperparams,
+    LaneState,
+    Program,
+    Structure,
+    get_program,
+    make_hyperparams,
+)
 
 
 @dataclass
@@ -159,179 +113,7 @@ def _each_slice(threads: int, fn, calls: list[tuple]) -> list:
     return list(_POOLS[threads].map(lambda args: jax.block_until_ready(fn(*args)), calls))
 
 
-# --------------------------------------------------------------------------- the program
-def data_shape(data: Dataset, loss) -> DataShape:
-    """What a model's constructor may ask about this data (models/registry.py)."""
-    return DataShape(
-        n_outputs=loss.num_outputs(data.num_classes, data.n_targets),
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        image_shape=data.image_shape,
-        vocab_size=data.vocab_size,
-    )
-
-
-def loss_of(structure: Structure, data: Dataset):
-    return get_loss(structure.loss, task=data.task, metrics=structure.metrics)
-
-
-class _Program:
-    """The pure functions of one structure, built once and compiled per shape."""
-
-    def __init__(self, structure: Structure, data: Dataset):
-        self.structure = structure
-        loss = loss_of(structure, data)
-        self.loss = loss
-        self.model = make_model(structure.model, data_shape(data, loss))
-        self.optimizer = get_optimizer(structure.optimizer)
-        self.tx = self.optimizer.build()
-        self.schedule = get_schedule(structure.schedule)
-        self._compiled: dict[tuple, Any] = {}
-        self.compiles = 0
-
-    # -- per-lane pure functions -------------------------------------------------------
-    def horizon(self, sched_args):
-        """The lane's own training length: `HORIZON` among its schedule arguments (a traced
-        per-lane value, so one compile serves every horizon: transfer.steps), else the
-        structure's steps."""
-        return sched_args.get(HORIZON, float(self.structure.steps))
-
-    def lr_at(self, step, hp_lr, sched_args):
-        total = self.horizon(sched_args)
-        return self.schedule.fn(step.astype(jnp.float32), total, hp_lr, sched_args)
-
-    def lane_step(self, lane: LaneState, hp_lr, sched_args, x, y, step):
-        s = self.structure
-        lr = self.lr_at(step, hp_lr, sched_args)
-
-        def objective(params):
-            pred, model_state = self.model.apply(params, lane.model_state, x, True)
-            return self.loss.fn(pred, y), model_state
-
-        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(lane.params)
-        finite = jnp.isfinite(loss)
-        init_loss = jnp.where(step == 0, loss, lane.init_loss)
-        above_now = loss > s.diverge_factor * init_loss
-        above = jnp.where(above_now, lane.above + 1, 0)
-        # past its own horizon a lane stops as if its run had ended (not frozen: not diverged)
-        running = step < self.horizon(sched_args)
-        live = ~lane.frozen & running
-        newly_dead = live & (~finite | (above >= s.patience))
-        diverged_at = jnp.where(
-            newly_dead, jnp.where(finite, step - s.patience + 1, step), lane.diverged_at
-        )
-        frozen = lane.frozen | newly_dead
-        opt_state = set_hyperparams(lane.opt_state, {"learning_rate": lr})
-        updates, new_opt = self.tx.update(grads, opt_state, lane.params)
-        # Frozen lanes keep their parameters: the mask is fused into the update itself (no
-        # extra pass over memory). Their optimizer state may go on changing, or turn NaN:
-        # nothing reads it again, and nothing crosses lanes.
-        move = ~frozen & running
-        params = jax.tree.map(lambda p, u: p + jnp.where(move, u, 0.0), lane.params, updates)
-        model_state = jax.tree.map(
-            lambda new, old: jnp.where(move, new, old), model_state, lane.model_state
-        )
-        new_lane = LaneState(
-            params, model_state, new_opt, init_loss, jnp.where(live, above, lane.above),
-            lane.spiked | (live & above_now), frozen, diverged_at,
-        )  # fmt: skip
-        return new_lane, (jnp.where(live, loss, jnp.nan), lr)
-
-    def lane_eval(self, lane: LaneState, x_val, y_val):
-        params = lane.params
-        if self.optimizer.eval_params is not None:
-            params = self.optimizer.eval_params(lane.opt_state, params)
-        pred, _ = self.model.apply(params, lane.model_state, x_val, False)
-        return self.loss.fn(pred, y_val), self.loss.metrics(pred, y_val)
-
-    # -- the population programs -------------------------------------------------------
-    def _init_pop(self, seeds_keys, seed_index, hp: LaneHyperparams):
-        keyed = jax.vmap(self.model.init)(seeds_keys)  # one init per distinct seed
-        params, model_state = jax.tree.map(lambda a: a[seed_index], keyed)
-
-        def one(p, ms, lr, opt_args):
-            # Built with the lane's own numbers so `init` sees them (adagrad's accumulator).
-            opt_state = self.optimizer.build({"learning_rate": lr, **opt_args}).init(p)
-            zero_i, no = jnp.zeros((), jnp.int32), jnp.zeros((), bool)
-            f0 = jnp.zeros((), jnp.float32)
-            return LaneState(p, ms, opt_state, f0, zero_i, no, no, zero_i - 1)
-
-        return jax.vmap(one)(params, model_state, hp.learning_rate, hp.optimizer_args)
-
-    def _chunk(self, state: LaneState, hp: LaneHyperparams, x, y, xv, yv, idx, steps, valid):
-        n = hp.learning_rate.shape[0]
-
-        def train(st, rows, step):
-            xb, yb = x[rows], y[rows]  # one gather, shared by all lanes
-            return jax.vmap(self.lane_step, in_axes=(0, 0, 0, None, None, None))(
-                st, hp.learning_rate, hp.schedule_args, xb, yb, step
-            )
-
-        def pad(st, rows, step):  # the padded tail of the last chunk: nothing moves
-            return st, (jnp.full((n,), jnp.nan), jnp.full((n,), jnp.nan))
-
-        def body(st, inp):
-            rows, step, ok = inp
-            # `ok` is the same for every lane, so this stays a real branch under vmap.
-            return jax.lax.cond(ok, train, pad, st, rows, step)
-
-        state, (losses, lrs) = jax.lax.scan(body, state, (idx, steps, valid))
-        val_loss, metrics = jax.vmap(self.lane_eval, in_axes=(0, None, None))(state, xv, yv)
-        return state, losses.T, lrs.T, val_loss, metrics
-
-    def _eval_pop(self, state, xv, yv):
-        return jax.vmap(self.lane_eval, in_axes=(0, None, None))(state, xv, yv)
-
-    def compiled(self, name: str, *args):
-        """AOT-compile `name` for these argument shapes once; count and time compiles."""
-        shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-        key = (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
-        if key not in self._compiled:
-            fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
-            donate = (0,) if name == "chunk" else ()
-            t0 = time.perf_counter()
-            self._compiled[key] = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
-            self.compiles += 1
-            self.last_compile_s = time.perf_counter() - t0
-        else:
-            self.last_compile_s = 0.0
-        return self._compiled[key]
-
-    def executables(self) -> dict[tuple, Any]:
-        """The compiled programs by key (see `compiled`), e.g. to ship to another process."""
-        return dict(self._compiled)
-
-    def add_executable(self, key: tuple, compiled: Any) -> None:
-        """Use a program compiled elsewhere for `key`, as if `compiled` had built it."""
-        self._compiled.setdefault(key, compiled)
-
-
-_PROGRAMS: dict[tuple, _Program] = {}
-
-
-def _program_key(structure: Structure, data: Dataset) -> tuple:
-    """A structure on data of these shapes and dtypes, with the user objects it is built from
-    as they are now (an edited file or a redefined class is a new program)."""
-    from models import imports
-
-    return (structure, data.x_train.shape, data.x_val.shape, str(data.x_train.dtype),
-            data.y_train.shape[1:], data.num_classes, data.image_shape,
-            imports.identity(structure.refs()))  # fmt: skip
-
-
-def get_program(structure: Structure, data: Dataset) -> _Program:
-    """The cached program of a structure (and data shapes): compiled once per process."""
-    key = _program_key(structure, data)
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = _Program(structure, data)
-    return _PROGRAMS[key]
-
-
-def forget_programs() -> None:
-    """Drop every compiled program of this process (a benchmark's variants each start cold)."""
-    _PROGRAMS.clear()
-
-
+# --------------------------------------------------------------------------- lane widths
 def time_widths(
     structure: Structure, data: Dataset, widths: list[int], threads: int = 1
 ) -> dict[int, float]:
@@ -375,7 +157,7 @@ def time_widths(
     return {w: t / (threads * w * structure.eval_every) for w, t in seconds.items()}
 
 
-def _measuring_hyperparams(prog: _Program, width: int) -> LaneHyperparams:
+def _measuring_hyperparams(prog: Program, width: int) -> LaneHyperparams:
     return make_hyperparams(
         np.full(width, 1e-3),
         {k: np.full(width, v) for k, v in prog.optimizer.defaults.items()},
@@ -384,17 +166,6 @@ def _measuring_hyperparams(prog: _Program, width: int) -> LaneHyperparams:
 
 
 # --------------------------------------------------------------------------- the driver
-def make_hyperparams(
-    learning_rates, optimizer_args: Mapping[str, Any], schedule_args: Mapping[str, Any]
-) -> LaneHyperparams:
-    f32 = lambda v: jnp.asarray(np.asarray(v, dtype=np.float32))  # noqa: E731
-    return LaneHyperparams(
-        f32(learning_rates),
-        {k: f32(v) for k, v in optimizer_args.items()},
-        {k: f32(v) for k, v in schedule_args.items()},
-    )
-
-
 def _slice_tree(tree, start: int, stop: int, width: int):
     """Lanes [start, stop) padded to `width` by repeating the first lane (discarded later)."""
 
@@ -456,7 +227,7 @@ def compile_population(
     *,
     width: int | None = None,
     threads: int | None = None,
-) -> _Program:
+) -> Program:
     """Compile the programs `train_population` will run for this population at slice width
     `width` (default: `default_width`), and no more. (`threads` is accepted for symmetry with
     `train_population`; the programs do not depend on it.)

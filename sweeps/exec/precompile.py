@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeps.core.data import Dataset
-from sweeps.core.population import Structure, compile_population, get_program
+from sweeps.core.population import compile_population
+from sweeps.core.program import Structure, get_program
 from sweeps.exec.trial import hyperparams_for, seeds_for, structure_for, trial_threads
 from sweeps.plan.lanes import Population
 from sweeps.spec import SweepSpec

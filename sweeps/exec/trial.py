@@ -14,15 +14,8 @@ import numpy as np
 from sweeps.core import lane_policy
 from sweeps.core.data import Dataset
 from sweeps.core.lane_width import LanePolicy
-from sweeps.core.population import (
-    EvalPoint,
-    LaneHyperparams,
-    LaneState,
-    Structure,
-    Timing,
-    make_hyperparams,
-    train_population,
-)
+from sweeps.core.population import EvalPoint, Timing, train_population
+from sweeps.core.program import LaneHyperparams, LaneState, Structure, make_hyperparams
 from sweeps.plan.lanes import Population
 from sweeps.spec import SweepSpec
 

@@ -22,7 +22,7 @@ def model_for(spec: SweepSpec, data: Dataset):
     the field at fault (an import that fails, a constructor that refuses its arguments)."""
     from models import make_model  # JAX: the data is loaded, a sweep is about to run
     from sweeps.core.losses import get_loss
-    from sweeps.core.population import data_shape
+    from sweeps.core.program import data_shape
 
     loss = get_loss(
         spec.loss_key,

@@ -7,7 +7,7 @@ transfer:
 ```
 
 One axis at a time: `steps` (the training horizon: the lanes of every horizon train in one
-program, sweeps/core/population.py, each decaying its schedule to, and stopping at, its own
+program, sweeps/core/program.py, each decaying its schedule to, and stopping at, its own
 horizon) or `batch_size` (one population per batch size: a batch size is a structure).
 `train.steps` (`train.batch_size`) is the largest value trained: the largest value, or the
 target with `verify`; a spec may leave it out or must give that number.

@@ -8,7 +8,8 @@ import pytest
 
 from models import MLPSpec
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import Structure, Timing, make_hyperparams, train_population
+from sweeps.core.population import Timing, train_population
+from sweeps.core.program import Structure, make_hyperparams
 from sweeps.core.schedules import HORIZON, SCHEDULES
 
 BATCH, EVAL = 32, 10

@@ -15,7 +15,8 @@ from sweeps.core import lane_policy
 from sweeps.core import lane_width as tuner
 from sweeps.core.lane_width import LanePolicy
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import Structure, make_hyperparams, train_population
+from sweeps.core.population import train_population
+from sweeps.core.program import Structure, make_hyperparams
 from sweeps.pipeline import prepare, run_sweep
 from sweeps.settings import Settings
 from sweeps.spec import parse_spec

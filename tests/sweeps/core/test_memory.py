@@ -12,7 +12,8 @@ import pytest
 from models import MLPSpec
 from sweeps.core import memory
 from sweeps.core.memory import MemoryModel, ProgramBytes, fit_model, lanes_that_fit
-from sweeps.core.population import Structure, probe_programs
+from sweeps.core.population import probe_programs
+from sweeps.core.program import Structure
 
 
 def brute_force(model: MemoryModel, usable: float, limit: int = 40_000) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from models import MLPSpec
 from sweeps.core.data import load_dataset
 from sweeps.core.noise_scale import b_simple, gradient_noise_scale
-from sweeps.core.population import Structure, get_program
+from sweeps.core.program import Structure, get_program
 
 
 def test_the_two_batch_estimate_matches_tr_sigma_over_g2_from_every_example():

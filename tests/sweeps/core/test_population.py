@@ -12,12 +12,8 @@ from models import MLPSpec, make_model
 from models.specs import DataShape
 from sweeps.core.batches import batch_plan
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import (
-    Structure,
-    get_program,
-    make_hyperparams,
-    train_population,
-)
+from sweeps.core.population import train_population
+from sweeps.core.program import Structure, get_program, make_hyperparams
 
 STEPS, BATCH, EVAL = 40, 32, 10
 MODEL = MLPSpec(name="mlp", hidden=[16])

@@ -44,12 +44,8 @@ from models.transformer import Transformer
 from sweeps.core.batches import batch_plan
 from sweeps.core.data import load_dataset
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import (
-    Structure,
-    Timing,
-    make_hyperparams,
-    train_population,
-)
+from sweeps.core.population import Timing, train_population
+from sweeps.core.program import Structure, make_hyperparams
 
 # A difference at least this large means "not the same computation" (wrong key, wrong mask).
 DIFFERENT = 1e-3

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import tiny_spec_dict
 
-from sweeps.core import population
+from sweeps.core import program
 from sweeps.core.population import Timing
 from sweeps.exec.precompile import ProgramsFile, compile_programs, install_programs
 from sweeps.exec.raytune.cluster import RayTarget, compile_ahead
@@ -33,7 +33,7 @@ def prepared():
 @pytest.fixture
 def fresh_programs(monkeypatch):
     """An empty program cache, as in a new trial process."""
-    monkeypatch.setattr(population, "_PROGRAMS", {})
+    monkeypatch.setattr(program, "_PROGRAMS", {})
 
 
 def _train(prepared, pop) -> tuple[list, Timing]:
@@ -53,13 +53,13 @@ def _same_points(a, b) -> None:
 def test_a_trial_with_precompiled_programs_compiles_nothing_and_trains_the_same(
     prepared, monkeypatch
 ):
-    monkeypatch.setattr(population, "_PROGRAMS", {})
+    monkeypatch.setattr(program, "_PROGRAMS", {})
     reference = {p.id: _train(prepared, p) for p in prepared.populations}
     assert all(timing.compiles == 3 for _, timing in reference.values())  # init, eval, chunk
 
     programs = compile_programs(prepared.spec, prepared.data, prepared.populations)
     assert len(programs.by_structure) == 2  # sgd and adam: one set of programs each
-    monkeypatch.setattr(population, "_PROGRAMS", {})  # a new trial process
+    monkeypatch.setattr(program, "_PROGRAMS", {})  # a new trial process
     assert install_programs(programs, prepared.data) == 6
     for pop in prepared.populations:
         points, timing = _train(prepared, pop)
@@ -69,7 +69,7 @@ def test_a_trial_with_precompiled_programs_compiles_nothing_and_trains_the_same(
 
 def test_programs_compiled_on_another_host_are_not_loaded(prepared, fresh_programs):
     programs = compile_programs(prepared.spec, prepared.data, prepared.populations[:1])
-    population._PROGRAMS.clear()
+    program._PROGRAMS.clear()
     elsewhere = dataclasses.replace(programs, host="another-host")
     assert install_programs(elsewhere, prepared.data) == 0
     _, timing = _train(prepared, prepared.populations[0])
@@ -89,7 +89,7 @@ def test_a_stopped_compile_ahead_still_hands_over_the_first_trials_programs(
     stop.set()  # Ray was up before anything was compiled
     programs = compile_programs(prepared.spec, prepared.data, prepared.populations, stop)
     assert len(programs.by_structure) == 1
-    population._PROGRAMS.clear()
+    program._PROGRAMS.clear()
     assert install_programs(programs, prepared.data) == 3
     assert _train(prepared, prepared.populations[0])[1].compiles == 0
 
@@ -115,7 +115,7 @@ def test_trials_read_the_programs_the_driver_writes_while_they_start(
     handle = ahead.take()  # does not wait: the trial will
     while not Path(handle.path).exists():  # (here the "trial" shares the driver's process)
         time.sleep(0.05)
-    population._PROGRAMS.clear()  # the trial's process
+    program._PROGRAMS.clear()  # the trial's process
     assert install_programs(handle, prepared.data) >= 3
     assert _train(prepared, prepared.populations[0])[1].compiles == 0
     programs = ahead.close()
@@ -159,6 +159,6 @@ def test_trials_find_the_programs_of_a_sweep_folder_given_as_a_relative_path(
         time.sleep(0.05)
     (tmp_path / "trial").mkdir()
     monkeypatch.chdir(tmp_path / "trial")  # where a trial runs
-    population._PROGRAMS.clear()
+    program._PROGRAMS.clear()
     assert install_programs(handle, prepared.data, wait_s=1) >= 3
     ahead.close()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import tiny_spec_dict
 
-from sweeps.core.population import forget_programs
+from sweeps.core.program import forget_programs
 from sweeps.exec.inline import InlineExecutor
 from sweeps.pipeline import load_sweep_data
 from sweeps.plan.planner import Planner
