@@ -12,8 +12,8 @@ run three ways in ONE process, one after the other, so the ratios compare like w
     a background thread). Wall time from `run_sweep` with Ray not yet started (it starts Ray
     and the MLflow runs at once, as `goldilocks run` does) to the report. Then the same sweep
     again on the Ray left up (`overhead_warm`).
-(b) naive Ray Tune: "the way people do it today", and the baseline the speedup is measured
-    against: one Tune trial per learning rate (`tune.grid_search(lrs)`), a function trainable
+(b) naive Ray Tune (benchmarks/naive_tune.py): "the way people do it today", and the
+    baseline the speedup is measured against: one Tune trial per learning rate (`tune.grid_search(lrs)`), a function trainable
     that builds the same model (`make_model`) with plain `optax.adam(lr)`, jits its own train
     step (so every trial imports JAX and compiles in its own fresh worker: `reuse_actors=False`),
     trains on the same minibatches (`batch_plan`) and `tune.report`s the validation loss and
@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -80,23 +79,25 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
-from ray import tune  # noqa: E402
 
-from models import MLPSpec, make_model  # noqa: E402
-from sweeps.core.batches import batch_plan  # noqa: E402
-from sweeps.core.data import Dataset  # noqa: E402
-from sweeps.core.losses import get_loss  # noqa: E402
-from sweeps.core.program import data_shape, forget_programs  # noqa: E402
+from benchmarks.naive_tune import run_naive  # noqa: E402
+from benchmarks.sweep_probes import (  # noqa: E402
+    Timeline,
+    count_runs,
+    grid_index,
+    timed_calls,
+    tracking_uri,
+    trial_compiles,
+    warm_up,
+    winner_lr,
+)
+from sweeps.core.program import forget_programs  # noqa: E402
 from sweeps.exec.raytune import cluster as ray_cluster  # noqa: E402
-from sweeps.exec.raytune.cluster import worker_env  # noqa: E402
-from sweeps.exec.raytune.collector import PointLog  # noqa: E402
 from sweeps.exec.trial import decide_widths  # noqa: E402
-from sweeps.folder import POINTS  # noqa: E402
 from sweeps.pipeline import prepare, run_sweep  # noqa: E402
 from sweeps.plan.search import learning_rates  # noqa: E402
 from sweeps.settings import get_settings  # noqa: E402
 from sweeps.spec import SweepSpec, parse_spec  # noqa: E402
-from sweeps.stream import Progress  # noqa: E402
 
 BATCH = 128
 EVAL_EVERY = 25
@@ -134,124 +135,6 @@ def spec_dict(lanes: int, steps: int, eval_every: int = EVAL_EVERY) -> dict:
     }
 
 
-def tracking_uri(folder: Path) -> str:
-    """A fresh SQLite store per variant, so no two variants share a database lock."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def start_ray(env_vars: dict[str, str]) -> float:
-    """A fresh local Ray for (b), started the way `sweeps.exec.raytune.cluster.init_ray` starts one,
-    except `address="local"`: on a shared machine a bare `ray.init()` joins whatever cluster
-    another process left running (and then refuses `num_cpus`). Returns the seconds it took."""
-    ray.shutdown()
-    t0 = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        runtime_env={"env_vars": env_vars},
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    return time.perf_counter() - t0
-
-
-@contextlib.contextmanager
-def _timed(module, name: str):
-    """Time the calls of `module.name` while inside; yields a one-item list of seconds."""
-    seconds = [0.0]
-    original = getattr(module, name)
-
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            seconds[0] += time.perf_counter() - t0
-
-    setattr(module, name, timed)
-    try:
-        yield seconds
-    finally:
-        setattr(module, name, original)
-
-
-def grid_index(lrs: list[float], lr: float | None) -> int | None:
-    if lr is None:
-        return None
-    return int(np.argmin(np.abs(np.log(np.asarray(lrs)) - math.log(lr))))
-
-
-def winner_lr(sweep: dict) -> float | None:
-    return sweep["winner"]["learning_rate"] if sweep.get("winner") else None
-
-
-class Timeline:
-    """A progress callback that stamps the sweep's milestones, in seconds since `t0`: the
-    first trial started (Ray: its worker is up; inline: the first evaluation), the first chunk of steps done (worker up, JAX imported, programs
-    compiled, one chunk trained), and every lane-step done."""
-
-    def __init__(self, t0: float):
-        self.t0 = t0
-        self.events: list[tuple[float, int, int, int]] = []
-
-    def __call__(self, p: Progress) -> None:
-        self.events.append(
-            (time.perf_counter() - self.t0, p.lane_steps_done, p.lane_steps_total, p.trials_running)
-        )
-
-    def summary(self) -> dict:
-        first = lambda cond: next((t for t, *rest in self.events if cond(*rest)), None)  # noqa: E731
-        return {
-            "trials_started_at_s": first(lambda done, total, running: running > 0),
-            "first_chunk_at_s": first(lambda done, total, running: done > 0),
-            "all_steps_at_s": first(lambda done, total, running: total and done >= total),
-        }
-
-
-def warm_up(tmp: Path, spec: SweepSpec) -> float:
-    """Pay the one-time, in-process costs before any variant is timed (importing MLflow, its
-    SQLite store and Ray's MLflow callback, scikit-learn and the dataset, matplotlib and the
-    report code), so the first variant is not charged for what the later ones get for free.
-    Returns the seconds a fresh SQLite store then still takes (tables created, migrations
-    run; best of 2): a cost each variant pays once, for its own store."""
-    from mlflow import MlflowClient
-    from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: F401
-
-    import sweeps.tracking.tracker  # noqa: F401
-    import sweeps.verdict.analysis  # noqa: F401
-    import sweeps.verdict.plots  # noqa: F401
-    import sweeps.verdict.report  # noqa: F401
-
-    prepare(spec)  # imports scikit-learn, loads digits
-    MlflowClient(tracking_uri(tmp / "warm-store")).create_experiment("warm")
-    best = math.inf
-    for i in range(2):
-        t0 = time.perf_counter()
-        MlflowClient(tracking_uri(tmp / f"probe-store-{i}")).create_experiment("probe")
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def count_runs(uri: str) -> int:
-    """MLflow runs in the variant's store (a sanity check that it logged at all)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return 0
-    return len(client.search_runs([experiment.experiment_id], max_results=10_000))
-
-
-def trial_compiles(sweep_dir: Path) -> int:
-    """Programs the Ray trials compiled themselves (0: all came compiled from the driver)."""
-    rows = PointLog(sweep_dir / POINTS).read()
-    last = {r["population_id"]: r.get("compiles", 0) for r in rows if "population_id" in r}
-    return sum(last.values())
-
-
 # --------------------------------------------------------------------------- (a) Goldilocks
 def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
     """Goldilocks on Ray: fresh Ray (its start counted), empty persistent compile cache.
@@ -274,7 +157,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
         timeline = Timeline(t0)
         # run_sweep starts Ray itself, as `goldilocks run` does (at the same time as the
         # MLflow runs); timed through the function it calls.
-        with _timed(ray_cluster, "init_ray") as ray_init:
+        with timed_calls(ray_cluster, "init_ray") as ray_init:
             sweep = run_sweep(
                 prepare(spec), tmp / tag, executor="ray", tracking_uri=uri, on_progress=timeline
             )
@@ -290,7 +173,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
         get_settings.cache_clear()
     return {
         "wall_s": wall,
-        "mlflow_runs": count_runs(uri),
+        "mlflow_runs": count_runs(uri, EXPERIMENT),
         "ray_init_s": ray_init_s,
         "fit_s": sweep["timing"]["train_s"],  # tuner.fit(): worker start, compile, train
         "compile_s": sweep["timing"]["compile_s"],  # the driver's while Ray started + trials'
@@ -299,106 +182,6 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
         "log_s": sweep["timing"]["log_s"],
         **timeline.summary(),
         "best_lr": winner_lr(sweep),
-    }
-
-
-# --------------------------------------------------------------------------- (b) naive Ray
-def naive_trainable(
-    config: dict, *, data: Dataset, steps: int, eval_every: int, batch_size: int, seed: int
-) -> None:
-    """One Tune trial per learning rate, written the usual way: plain `optax.adam(lr)`, a
-    jitted train step called from a Python loop, a jitted evaluation every `eval_every` steps.
-    Module level, so Ray can pickle it."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    loss = get_loss("cross_entropy", task=data.task)
-    model = make_model(MLPSpec(name="mlp", hidden=HIDDEN), data_shape(data, loss))
-    tx = optax.adam(config["lr"])
-    params, state = model.init(jax.random.key(seed))  # state: {} (no BatchNorm, no dropout)
-    opt_state = tx.init(params)
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-
-    @jax.jit
-    def train_step(params, opt_state, x, y, rows):
-        xb, yb = x[rows], y[rows]
-        objective = lambda p: loss.fn(model.apply(p, state, xb, True)[0], yb)  # noqa: E731
-        value, grads = jax.value_and_grad(objective)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    @jax.jit
-    def evaluate(params, xv, yv):
-        pred, _ = model.apply(params, state, xv, False)
-        return loss.fn(pred, yv), loss.metrics(pred, yv)
-
-    plan = batch_plan(data.n_train, batch_size, steps, 0)  # the sweep's data_seed: 0
-    best, chunk = math.inf, []
-    for step in range(steps):
-        params, opt_state, value = train_step(params, opt_state, x, y, plan[step])
-        chunk.append(value)
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            val_loss, metrics = evaluate(params, xv, yv)
-            val_loss = float(val_loss)
-            if math.isfinite(val_loss):
-                best = min(best, val_loss)
-            tune.report({
-                "step": step + 1,
-                "train_loss": float(np.mean(np.asarray(chunk))),
-                "val_loss": val_loss,
-                **{f"val_{k}": float(v) for k, v in metrics.items()},
-                "best_val_loss": best,
-            })  # fmt: skip
-            chunk = []
-
-
-def run_naive(spec: SweepSpec, tmp: Path) -> dict:
-    """Ray Tune, one trial per LR, fresh worker per trial, MLflowLoggerCallback."""
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-    uri = tracking_uri(tmp / "b-mlflow")
-    env = worker_env(spec)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # no persistent compile cache for (b)
-    lrs = learning_rates(spec)
-    ray.shutdown()
-    t0 = time.perf_counter()
-    ray_init_s = start_ray(env)
-    data = prepare(spec).data  # the same split as (a) and (c)
-    trainable = tune.with_parameters(
-        naive_trainable, data=data, steps=spec.train.steps, eval_every=spec.train.eval_every,
-        batch_size=BATCH, seed=SEED,
-    )  # fmt: skip
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 1}),
-        param_space={"lr": tune.grid_search(lrs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=False),
-        run_config=tune.RunConfig(
-            name="naive",
-            storage_path=str((tmp / "b").resolve()),
-            callbacks=[MLflowLoggerCallback(tracking_uri=uri, experiment_name=EXPERIMENT)],
-            verbose=0,
-        ),
-    )
-    t_fit = time.perf_counter()
-    grid = tuner.fit()
-    fit_s = time.perf_counter() - t_fit
-    wall = time.perf_counter() - t0
-    ray.shutdown()
-    if grid.errors:
-        raise RuntimeError(f"{len(grid.errors)} naive trial(s) failed: {grid.errors[0]}")
-    best = {r.config["lr"]: r.metrics.get("best_val_loss", math.inf) for r in grid}
-    finite = {lr: v for lr, v in best.items() if math.isfinite(v)}
-    return {
-        "wall_s": wall,
-        "mlflow_runs": count_runs(uri),
-        "ray_init_s": ray_init_s,
-        "fit_s": fit_s,
-        "lanes": len(lrs),
-        "best_lr": min(finite, key=finite.get) if finite else None,
-        # Seconds inside each trainable (compile + training + reports), not worker start.
-        "trial_s": sorted(r.metrics.get("time_total_s", math.nan) for r in grid),
     }
 
 
@@ -418,7 +201,7 @@ def run_inline(spec: SweepSpec, tmp: Path) -> dict:
     wall = time.perf_counter() - t0
     return {
         "wall_s": wall,
-        "mlflow_runs": count_runs(uri),
+        "mlflow_runs": count_runs(uri, EXPERIMENT),
         "compile_s": sweep["timing"]["compile_s"],
         "train_s": sweep["timing"]["train_s"],
         "trials_train_s": sweep["timing"]["trials_train_s"],
@@ -594,7 +377,9 @@ def main(argv=None) -> dict:
         store_init_s = warm_up(Path(tmp), spec)
         a = run_goldilocks(spec, Path(tmp))
         aw = run_goldilocks(spec, Path(tmp), warm=True)
-        b = run_naive(spec, Path(tmp))
+        b_uri = tracking_uri(Path(tmp) / "b-mlflow")
+        b = run_naive(spec, Path(tmp), b_uri, hidden=HIDDEN, batch_size=BATCH, seed=SEED)
+        b["mlflow_runs"] = count_runs(b_uri, EXPERIMENT)
         c = run_inline(spec, Path(tmp))
         logging_ = measure_logging(args.logging_lanes, args.logging_steps, Path(tmp))
     ia, ib, ic = (grid_index(lrs, v["best_lr"]) for v in (a, b, c))
