@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +108,11 @@ def run_sweep(
         target = _ray_target(executor, settings, ray_address)
         widths = _decide_widths(prepared, target, settings, progress)
         progress(Progress(stage="starting"))  # MLflow, Ray, the compiles ahead
-        tracker, ahead = _start(
-            prepared, folder, sweep_id, executor, track, tracking_uri, target, widths
-        )
-        folder.set_state(mlflow=tracker.info if tracker else None)
+        opening = _open_tracker(prepared.spec, folder, sweep_id, tracking_uri) if track else None
+        ahead = None
+        if executor == "ray":  # Ray's trials report from the start: MLflow opened first
+            tracker, ahead = _start_ray(prepared, folder, opening, target, widths)
+            folder.set_state(mlflow=tracker.info if tracker else None)
         dispatcher = Dispatcher(
             metric=spec.metric_name,
             steps=spec.train.steps,
@@ -120,6 +121,8 @@ def run_sweep(
             sinks=[tracker] if tracker else [],
             on_progress=progress,
         )
+        if opening and not tracker:  # inline: training goes on while MLflow opens
+            dispatcher.attach_when_open(opening)
         planner.subscribe(dispatcher.add_population)
         planner.follow(dispatcher)  # refinement rounds are planned from the lanes' results
         runner = _executor(prepared, folder, executor, target, ahead, widths)
@@ -129,6 +132,10 @@ def run_sweep(
         finally:
             if watchdog:
                 watchdog.stop()
+        if opening and not tracker:
+            dispatcher.attach_opened(wait=True)
+            tracker = opening.result()
+            folder.set_state(mlflow=tracker.info)
         timing.tune_s += widths.tune_s
         report = _finish(
             prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths
@@ -137,6 +144,8 @@ def run_sweep(
         reason = ending_reason(err)
         if tracker:
             tracker.close("KILLED", reason)
+        elif opening:
+            _close_opened(opening, err)
         _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
@@ -145,6 +154,8 @@ def run_sweep(
             # MLflow itself may be what failed; the sweep folder still tells the truth.
             with contextlib.suppress(Exception):
                 tracker.close("FAILED", reason)
+        elif opening:
+            _close_opened(opening, err)
         _record_ending(folder, "failed", reason)
         raise
     folder.set_state(status="succeeded", error=None)
@@ -223,33 +234,34 @@ def _record_ending(folder: SweepFolder, status: str, reason: str) -> None:
         )
 
 
-def _start(prepared, folder, sweep_id, executor, track, tracking_uri, target, widths):
-    """Open the MLflow tracker, start Ray and compile the trials' programs at once (each takes
-    seconds): (the tracker or None, the compile-ahead or None)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = (
-            pool.submit(_start_tracker, prepared.spec, folder, sweep_id, tracking_uri)
-            if track
-            else None
-        )
-        ahead = None
-        try:
-            if executor == "ray":
-                from sweeps.exec.raytune.cluster import compile_ahead, init_ray
+def _open_tracker(spec, folder, sweep_id, tracking_uri) -> Future:
+    """Open the MLflow tracker in the background (importing MLflow and opening its store take
+    seconds of Python): the tracker, when it is open."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
+    try:
+        return pool.submit(_start_tracker, spec, folder, sweep_id, tracking_uri)
+    finally:
+        pool.shutdown(wait=False)  # its one thread ends with the task
 
-                spec = prepared.spec
-                ahead = compile_ahead(
-                    spec, prepared.data, prepared.populations, folder.path, target,
-                    widths.widths(),
-                )  # fmt: skip
-                init_ray(spec, target)
-            return (pending.result() if pending else None), ahead
-        except BaseException as err:
-            if ahead:
-                ahead.discard()
-            if pending:  # a tracker opening now would leave its parent run RUNNING forever
-                _close_opened(pending, err)
-            raise
+
+def _start_ray(prepared, folder, opening: Future | None, target, widths):
+    """Start Ray and compile the trials' programs while the tracker opens (each takes
+    seconds): (the tracker or None, the compile-ahead)."""
+    from sweeps.exec.raytune.cluster import compile_ahead, init_ray
+
+    spec, ahead = prepared.spec, None
+    try:
+        ahead = compile_ahead(
+            spec, prepared.data, prepared.populations, folder.path, target, widths.widths()
+        )
+        init_ray(spec, target)
+        return (opening.result() if opening else None), ahead
+    except BaseException as err:
+        if ahead:
+            ahead.discard()
+        if opening:  # a tracker opening now would leave its parent run RUNNING forever
+            _close_opened(opening, err)
+        raise
 
 
 def ending_reason(err: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -169,6 +170,7 @@ class Dispatcher:
     on_progress: ProgressCallback | None = None
 
     def __post_init__(self) -> None:
+        self.opening: list[Future] = []  # sinks still opening (attach_when_open)
         self.recorders: dict[str, LaneRecorder] = {}
         self.running: set[str] = set()
         self.finished: set[str] = set()
@@ -183,10 +185,28 @@ class Dispatcher:
             trials_total=self.expected_trials,
         )
 
+    def attach_when_open(self, opening: Future) -> None:
+        """A sink still opening (the MLflow tracker of an inline sweep, whose training need not
+        wait for it): attached at the first event after it has opened, and first told every
+        lane and point so far. Its opening's error, if any, is raised there (the sweep fails
+        within seconds, as if it had waited)."""
+        self.opening.append(opening)
+
+    def attach_opened(self, wait: bool = False) -> None:
+        """Attach the sinks that have opened (`wait`: every one, waiting for it)."""
+        for opening in [o for o in self.opening if wait or o.done()]:
+            self.opening.remove(opening)
+            sink = opening.result()
+            for population_id, recorder in self.recorders.items():
+                sink.add_lanes([r.lane for r in recorder.results], population_id)
+                sink.log_progress(recorder.results)
+            self.sinks.append(sink)
+
     def add_population(self, pop: Population) -> None:
         """A population was planned: record its lanes and tell the sinks."""
         if pop.id in self.recorders:
             return
+        self.attach_opened()
         self.recorders[pop.id] = LaneRecorder(pop.lanes, pop.id, self.metric)
         # a refinement round plans more than was expected at the start
         lanes = sum(len(r.results) for r in self.recorders.values())
@@ -200,6 +220,7 @@ class Dispatcher:
             sink.add_lanes(list(pop.lanes), pop.id)
 
     def point(self, p: TrialPoint) -> None:
+        self.attach_opened()
         recorder = self.recorders[p.population_id]
         recorder.record(p)
         self.compile_s[p.population_id] = p.compile_s

@@ -365,6 +365,29 @@ def test_console_script_is_installed():
         assert command in proc.stdout
 
 
+def test_the_console_script_leaves_with_the_commands_status_and_everything_written(tmp_path):
+    """The console script skips the interpreter's teardown at exit (service/cli.py `main`):
+    the status, the printed verdict, the files and the MLflow runs are all still there."""
+    from mlflow.tracking import MlflowClient
+
+    script = Path(sys.executable).parent / "goldilocks"
+    spec = write_spec(tmp_path, cli_spec_dict())
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "out"
+    args = ["run", str(spec), "--out", str(out), "--executor", "inline", "--tracking-uri", uri]
+    proc = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "winner" in proc.stdout.lower() and str(out / "report.json") in one_line(proc.stdout)
+    report = json.loads((out / "report.json").read_text())
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("goldilocks-tests").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * (len(report["lanes"]) + 1)
+    bad = subprocess.run(
+        [str(script), "validate", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "missing.yaml" in one_line(bad.stderr), bad.stderr
+
+
 def test_run_with_an_unreachable_tracking_server_fails_fast_and_truthfully(tmp_path):
     from testlib import free_port
 

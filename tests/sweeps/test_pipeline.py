@@ -144,3 +144,47 @@ def test_a_stop_while_mlflow_opens_closes_the_parent_run_killed(tmp_path, monkey
     )
     assert [r.info.status for r in runs] == ["KILLED"]
     assert json.loads((tmp_path / "out" / "sweep.json").read_text())["status"] == "interrupted"
+
+
+def test_an_inline_sweep_trains_while_mlflow_opens_and_logs_every_point(tmp_path, monkeypatch):
+    """Inline, training does not wait for MLflow to open (seconds of imports and store set-up):
+    the tracker, once open, is told every lane and point so far, and the runs hold the whole
+    history."""
+    import threading
+
+    from sweeps.pipeline import prepare, run_sweep
+    from sweeps.spec import parse_spec
+    from sweeps.tracking.tracker import SweepTracker
+
+    trained = threading.Event()
+    opening = SweepTracker.start
+
+    def start_after_training(self, **kwargs):  # runs in the opening thread
+        assert trained.wait(60), "training waited for MLflow to open"
+        opening(self, **kwargs)
+
+    def on_progress(p):
+        if p.lane_steps_done >= p.lane_steps_total > 0:  # every step trained, MLflow not open
+            trained.set()
+
+    monkeypatch.setattr(SweepTracker, "start", start_after_training)
+    raw = tiny_spec_dict(name="late-tracker")
+    raw["train"].update(steps=20, eval_every=5)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    prepared = prepare(parse_spec(raw))
+    report = run_sweep(
+        prepared, tmp_path / "out", executor="inline", tracking_uri=uri, on_progress=on_progress
+    )
+    assert trained.is_set()
+    client = MlflowClient(uri)
+    for lane in report["lanes"]:  # a diverged lane's history ends where it blew up
+        history = client.get_metric_history(lane["run_id"], "val_loss")
+        points = lane["history"]
+        finite = [
+            s for s, v in zip(points["step"], points["val_loss"], strict=True) if v is not None
+        ]
+        assert sorted(m.step for m in history) == finite
+        assert client.get_run(lane["run_id"]).info.status == "FINISHED"
+    assert any(lane["history"]["step"][-1] == 20 for lane in report["lanes"])
+    state = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert state["status"] == "succeeded" and state["mlflow"]["parent_run_id"]
