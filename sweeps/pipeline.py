@@ -100,7 +100,6 @@ def run_sweep(
         base_dir=str(prepared.base_dir) if prepared.base_dir else None,
         pid=os.getpid(),
     )
-    tracker = None
     t0 = time.perf_counter()
     try:
         planner.persist(folder / files.PLAN, resume=resume)
@@ -108,53 +107,45 @@ def run_sweep(
         target = _ray_target(executor, settings, ray_address)
         widths = _decide_widths(prepared, target, settings, progress)
         progress(Progress(stage="starting"))  # MLflow, Ray, the compiles ahead
+        # MLflow opens (seconds of imports and store set-up) while Ray starts and the trials
+        # train: the tracker is told every lane and point so far once it is open.
         opening = _open_tracker(prepared.spec, folder, sweep_id, tracking_uri) if track else None
-        ahead = None
-        if executor == "ray":  # Ray's trials report from the start: MLflow opened first
-            tracker, ahead = _start_ray(prepared, folder, opening, target, widths)
-            folder.set_state(mlflow=tracker.info if tracker else None)
+        ahead = _start_ray(prepared, folder, target, widths) if executor == "ray" else None
         dispatcher = Dispatcher(
             metric=spec.metric_name,
             steps=spec.train.steps,
             expected_trials=planner.expected_trials,
             expected_lanes=planner.expected_lanes,
-            sinks=[tracker] if tracker else [],
             on_progress=progress,
         )
-        if opening and not tracker:  # inline: training goes on while MLflow opens
-            dispatcher.attach_when_open(opening)
+        if opening:
+            dispatcher.attach_when_open(opening, lambda t: folder.set_state(mlflow=t.info))
         planner.subscribe(dispatcher.add_population)
         planner.follow(dispatcher)  # refinement rounds are planned from the lanes' results
         runner = _executor(prepared, folder, executor, target, ahead, widths)
-        watchdog = _watch_ray_head(folder, tracker) if executor == "ray" else None
+        watchdog = _watch_ray_head(folder, opening) if executor == "ray" else None
         try:
             timing = runner.run(planner, dispatcher, resume=resume)
         finally:
             if watchdog:
                 watchdog.stop()
-        if opening and not tracker:
+        tracker = None
+        if opening:
             dispatcher.attach_opened(wait=True)
             tracker = opening.result()
-            folder.set_state(mlflow=tracker.info)
         timing.tune_s += widths.tune_s
         report = _finish(
             prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths
         )
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = ending_reason(err)
-        if tracker:
-            tracker.close("KILLED", reason)
-        elif opening:
+        if opening:  # waits for a tracker still opening: its parent run must not stay RUNNING
             _close_opened(opening, err)
         _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
         reason = ending_reason(err)
-        if tracker:
-            # MLflow itself may be what failed; the sweep folder still tells the truth.
-            with contextlib.suppress(Exception):
-                tracker.close("FAILED", reason)
-        elif opening:
+        if opening:  # MLflow itself may be what failed; the sweep folder still tells the truth
             _close_opened(opening, err)
         _record_ending(folder, "failed", reason)
         raise
@@ -202,7 +193,7 @@ def _decide_widths(prepared, target, settings: Settings, on_progress):
     return book
 
 
-def _watch_ray_head(folder: SweepFolder, tracker):
+def _watch_ray_head(folder: SweepFolder, opening: Future | None):
     """A lost Ray head ends the sweep truthfully (failed, runs FAILED, folder kept for
     resume) before Ray ends this process from C++ without any clean-up."""
     from sweeps.errors import EXIT_FAILED
@@ -210,9 +201,9 @@ def _watch_ray_head(folder: SweepFolder, tracker):
 
     def lost(reason: str) -> None:
         log.error("%s", reason)
-        if tracker:
+        if opening and opening.done():
             with contextlib.suppress(Exception):
-                tracker.close("FAILED", reason)
+                opening.result().close("FAILED", reason)
         _record_ending(folder, "failed", reason)
         os._exit(EXIT_FAILED)  # Ray's own exit would come without any of the above
 
@@ -244,24 +235,22 @@ def _open_tracker(spec, folder, sweep_id, tracking_uri) -> Future:
         pool.shutdown(wait=False)  # its one thread ends with the task
 
 
-def _start_ray(prepared, folder, opening: Future | None, target, widths):
-    """Start Ray and compile the trials' programs while the tracker opens (each takes
-    seconds): (the tracker or None, the compile-ahead)."""
+def _start_ray(prepared, folder, target, widths):
+    """Start Ray, compiling the trials' programs here meanwhile where that helps: the
+    compile-ahead (sweeps/exec/raytune/cluster.py) or None."""
     from sweeps.exec.raytune.cluster import compile_ahead, init_ray
 
-    spec, ahead = prepared.spec, None
+    spec = prepared.spec
+    ahead = compile_ahead(
+        spec, prepared.data, prepared.populations, folder.path, target, widths.widths()
+    )
     try:
-        ahead = compile_ahead(
-            spec, prepared.data, prepared.populations, folder.path, target, widths.widths()
-        )
         init_ray(spec, target)
-        return (opening.result() if opening else None), ahead
-    except BaseException as err:
+    except BaseException:
         if ahead:
             ahead.discard()
-        if opening:  # a tracker opening now would leave its parent run RUNNING forever
-            _close_opened(opening, err)
         raise
+    return ahead
 
 
 def ending_reason(err: BaseException) -> str:

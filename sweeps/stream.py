@@ -170,7 +170,7 @@ class Dispatcher:
     on_progress: ProgressCallback | None = None
 
     def __post_init__(self) -> None:
-        self.opening: list[Future] = []  # sinks still opening (attach_when_open)
+        self.opening: list[tuple[Future, Callable]] = []  # sinks still opening
         self.recorders: dict[str, LaneRecorder] = {}
         self.running: set[str] = set()
         self.finished: set[str] = set()
@@ -185,22 +185,25 @@ class Dispatcher:
             trials_total=self.expected_trials,
         )
 
-    def attach_when_open(self, opening: Future) -> None:
-        """A sink still opening (the MLflow tracker of an inline sweep, whose training need not
-        wait for it): attached at the first event after it has opened, and first told every
-        lane and point so far. Its opening's error, if any, is raised there (the sweep fails
+    def attach_when_open(
+        self, opening: Future, on_open: Callable[[Any], None] = lambda sink: None
+    ) -> None:
+        """A sink still opening (the MLflow tracker: training need not wait for it): attached
+        at the first event after it has opened, and first told every lane and point so far;
+        then `on_open(sink)`. Its opening's error, if any, is raised there (the sweep fails
         within seconds, as if it had waited)."""
-        self.opening.append(opening)
+        self.opening.append((opening, on_open))
 
     def attach_opened(self, wait: bool = False) -> None:
         """Attach the sinks that have opened (`wait`: every one, waiting for it)."""
-        for opening in [o for o in self.opening if wait or o.done()]:
-            self.opening.remove(opening)
+        for opening, on_open in [o for o in self.opening if wait or o[0].done()]:
+            self.opening.remove((opening, on_open))
             sink = opening.result()
             for population_id, recorder in self.recorders.items():
                 sink.add_lanes([r.lane for r in recorder.results], population_id)
                 sink.log_progress(recorder.results)
             self.sinks.append(sink)
+            on_open(sink)
 
     def add_population(self, pop: Population) -> None:
         """A population was planned: record its lanes and tell the sinks."""
