@@ -1,4 +1,5 @@
-"""Where a sweep's MLflow store is: the tracking URI (flag, environment, default) and how to open it."""
+"""Where a sweep's MLflow store is: the tracking URI (flag, environment, default), how to open
+it, and how this process's MLflow client waits on a tracking server."""
 
 from __future__ import annotations
 
@@ -110,3 +111,27 @@ def check_reachable(uri: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
             f"MLflow tracking server {uri} is unreachable ({reason}); start it, or point "
             "--tracking-uri / MLFLOW_TRACKING_URI elsewhere"
         ) from None
+
+
+# MLflow reads these when it makes a request, so they are set when a tracker is made, not at
+# import: the service's standby driver imports this module and replaces its environment
+# afterwards (a default set at import time was lost there, and service sweeps waited minutes
+# on a dead tracking server). The user's own values win.
+MLFLOW_CLIENT_DEFAULTS = {
+    # With a tracking server, MlflowClient.set_terminated prints two "View run ... at" lines
+    # per run (and fetches the run to do it): hundreds of lines per sweep.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # A tracking server that goes away mid-sweep: each call retried 5 times with backoff 1, 2,
+    # 4, 8, 16 s (about 30 s, where MLflow's defaults wait over 4 minutes), each try waiting at
+    # most 30 s for an answer; then the sweep fails, its folder kept for `resume`.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def mlflow_client_config() -> dict[str, str]:
+    """MLflow's client settings for this process, the defaults above under the user's own."""
+    for key, value in MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in MLFLOW_CLIENT_DEFAULTS}
