@@ -69,6 +69,11 @@ class LaneResult:
         return {**h, **self.extra_metrics}
 
 
+def _rung(point, i: int) -> int | None:
+    at = getattr(point, "pruned_at", None)
+    return int(at[i]) if at is not None and at[i] >= 0 else None
+
+
 def _last(values: list[float]) -> float:
     return values[-1] if values else math.nan
 
@@ -89,6 +94,11 @@ class LaneRecorder:
                 continue  # a retried trial replays points we already have
             if point.step > self.horizons[i]:
                 continue  # past its own horizon (transfer.steps) the lane's run has ended
+            rung = _rung(point, i)
+            if rung is not None:
+                r.pruned_at_step = rung  # (search.prune) its history stops at the rung
+                if point.step > rung:
+                    continue
             r.step.append(int(point.step))
             r.train_loss.append(float(point.train_loss[i]))
             r.val_loss.append(float(point.val_loss[i]))
