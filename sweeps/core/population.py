@@ -37,7 +37,7 @@ from sweeps.core.program import (
     get_program,
     make_hyperparams,
 )
-from sweeps.core.prune import LIVE, Layout, PruneState, apply_rung, pad_tree
+from sweeps.core.prune import LIVE, Layout, PruneState, apply_rung, pad_tree, take_host
 
 
 @dataclass
@@ -296,7 +296,7 @@ def train_population(
         cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
         exact = exact or width is not None or pruned is not None
     live = pruned.live if pruned is not None else np.arange(n)
-    hp_live = jax.tree.map(lambda a: jnp.asarray(a)[live], hyperparams)
+    hp_live = hyperparams if pruned is None else take_host(hyperparams, live)
     _, width, bounds, hp_slices = _lane_slices(hp_live, cap, exact)
     if start is not None and (width != cap or len(start) != len(bounds)):
         raise ValueError(

@@ -116,23 +116,36 @@ def exact_bounds(n: int, width: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + width, n)) for lo in range(0, n, width)]
 
 
-def gather_live(states: list, bounds: list[tuple[int, int]], keep: np.ndarray):
-    """The slices' real lanes in one pytree, only the positions `keep` (into the packed order)."""
-    index = jnp.asarray(keep, jnp.int32)
-    real = [
-        jax.tree.map(lambda a, k=hi - lo: a[:k], s)
-        for s, (lo, hi) in zip(states, bounds, strict=True)
-    ]
-    whole = jax.tree.map(lambda *parts: jnp.concatenate(parts), *real)
-    return jax.tree.map(lambda a: a[index], whole)
+def take_host(tree, index: np.ndarray):
+    """The lanes `index` of a pytree, gathered on the host (numpy): no eager device op, so no
+    small XLA program compiled per shape at a rung (about 3 s on a 2-core CPU per sweep)."""
+    return jax.tree.map(lambda a: np.asarray(a)[index], tree)
+
+
+def slices_host(tree, bounds: list[tuple[int, int]], width: int) -> list:
+    """A host pytree cut at `bounds` into device slices of `width` (the last padded by
+    repeating its first lane, as `pad_tree`)."""
+
+    def take(a, lo, hi):
+        part = a[lo:hi]
+        pad = width - part.shape[0]
+        return np.concatenate([part, np.repeat(part[:1], pad, axis=0)]) if pad else part
+
+    return [jax.device_put(jax.tree.map(lambda a, lo=lo, hi=hi: take(a, lo, hi), tree))
+            for lo, hi in bounds]  # fmt: skip
 
 
 def repack(states: list, bounds, keep: np.ndarray, width: int):
     """The kept lanes of `states` (positions into the packed order), in fewer slices of the
-    same `width`: (new states, new bounds)."""
-    packed = gather_live(states, bounds, keep)
+    same `width`: (new states, new bounds). Through the host: a rung is rare, a compile is not
+    cheap."""
+    real = [
+        jax.tree.map(lambda a, k=hi - lo: np.asarray(a)[:k], s)
+        for s, (lo, hi) in zip(states, bounds, strict=True)
+    ]
+    whole = jax.tree.map(lambda *parts: np.concatenate(parts), *real)
     new_bounds = exact_bounds(len(keep), width)
-    return [pad_tree(packed, lo, hi, width) for lo, hi in new_bounds], new_bounds
+    return slices_host(take_host(whole, keep), new_bounds, width), new_bounds
 
 
 @dataclass
@@ -164,7 +177,6 @@ def apply_rung(point, prune, hyperparams, groups, states, hp_slices, layout, thr
     position = {int(lane): i for i, lane in enumerate(layout.live)}
     keep = np.array([position[int(lane)] for lane in keep_lanes], np.int64)
     states, bounds = repack(states, layout.bounds, keep, layout.width)
-    hp_live = jax.tree.map(lambda a: jnp.asarray(a)[keep_lanes], hyperparams)
-    hp_slices = [pad_tree(hp_live, lo, hi, layout.width) for lo, hi in bounds]
+    hp_slices = slices_host(take_host(hyperparams, keep_lanes), bounds, layout.width)
     busy = min(threads, len(bounds))
     return states, hp_slices, Layout(layout.n, layout.width, bounds, keep_lanes, busy)
