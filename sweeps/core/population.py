@@ -290,15 +290,17 @@ def train_population(
     threads = slice_threads(threads)
     n = _num_lanes(hyperparams)
     rungs = list(rungs or [])
-    if start is None:
+    if start is None or not start:  # (no slice left: every lane was pruned before the resume)
         cap = width or default_width(structure)
     else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
         cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
         exact = exact or width is not None or pruned is not None
     live = pruned.live if pruned is not None else np.arange(n)
     hp_live = hyperparams if pruned is None else take_host(hyperparams, live)
-    _, width, bounds, hp_slices = _lane_slices(hp_live, cap, exact)
-    if start is not None and (width != cap or len(start) != len(bounds)):
+    _, width, bounds, hp_slices = (
+        _lane_slices(hp_live, cap, exact) if len(live) else (0, cap, [], [])
+    )
+    if start and (width != cap or len(start) != len(bounds)):
         raise ValueError(
             f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut {n} lanes"
         )
@@ -333,7 +335,7 @@ def train_population(
     for step0 in range(start_step, structure.steps, structure.eval_every):
         real, inputs = _chunk_inputs(plan, step0, structure)
         if not states:  # every lane pruned: nothing to train
-            last = _idle_point(step0 + real, last)
+            last = _idle_point(step0 + real, n, width, last)
             last.prune = prune
             yield last
             continue
@@ -361,13 +363,19 @@ def train_population(
         yield point
 
 
-def _idle_point(step: int, last: EvalPoint) -> EvalPoint:
+def _idle_point(step: int, n: int, width: int, last: EvalPoint | None) -> EvalPoint:
     """An eval point of a population whose every lane has stopped: NaN rows, flags kept."""
-    nan = np.full_like(last.val_loss, np.nan)
+    nan = np.full(n, np.nan, np.float32)
+    metrics = (
+        {} if last is None else {k: np.full_like(v, np.nan) for k, v in last.val_metrics.items()}
+    )
+    keep = (
+        (lambda name, empty: empty) if last is None else (lambda name, empty: getattr(last, name))
+    )
     return EvalPoint(
-        step, nan, np.full((len(nan), 0), np.nan, np.float32), nan,
-        {k: np.full_like(v, np.nan) for k, v in last.val_metrics.items()}, nan,
-        last.diverged_at, last.spiked, last.init_loss, [], last.width, 0,
+        step, nan, np.full((n, 0), np.nan, np.float32), nan, metrics, nan,
+        keep("diverged_at", np.full(n, -1, np.int32)), keep("spiked", np.zeros(n, bool)),
+        keep("init_loss", nan), [], width, 0,
     )  # fmt: skip
 
 

@@ -136,3 +136,18 @@ def _hp():
     return make_hyperparams(
         LRS, {k: np.full(n, v) for k, v in OPTIMIZERS["sgd"].defaults.items()}, {}
     )
+
+
+def test_a_population_whose_every_lane_stopped_still_reaches_the_end(iris):
+    n = 4
+    hp = make_hyperparams(
+        [1e9] * n, {k: np.full(n, v) for k, v in OPTIMIZERS["sgd"].defaults.items()}, {}
+    )
+    kw = dict(width=2, threads=1, rungs=[10, 20], groups=np.zeros(n, int))
+    points = list(train_population(_structure(), iris, hp, np.arange(n), **kw))
+    assert [p.step for p in points] == [0, 10, 20, 30, 40]
+    assert (points[-1].prune.pruned_at == 10).all()  # all diverged at once: stopped at the first
+    assert (points[-1].diverged_at >= 0).all() and np.isnan(points[-1].val_loss).all()
+    resumed = list(train_population(_structure(), iris, hp, np.arange(n), start=[], start_step=20,
+                                    pruned=points[2].prune, **kw))  # fmt: skip
+    assert [p.step for p in resumed] == [30, 40] and np.isnan(resumed[-1].val_loss).all()
