@@ -8,8 +8,8 @@ import numpy as np
 
 from models import MLPSpec
 from sweeps.core.optimizers import OPTIMIZERS
-from sweeps.core.population import train_population
-from sweeps.core.program import Structure, make_hyperparams
+from sweeps.core.population import Timing, train_population
+from sweeps.core.program import Structure, forget_programs, make_hyperparams
 from sweeps.core.prune import LIVE, PruneState, decide, rung_steps
 
 NAN = np.nan
@@ -82,17 +82,23 @@ SEEDS = [0, 1] * 5
 
 def _run(iris, width, **kw):
     seeds = np.asarray(SEEDS)
-    gen = train_population(_structure(), iris, _hp(), seeds, width=width, threads=1, **kw)
+    forget_programs()
+    timing = Timing()
+    gen = train_population(
+        _structure(), iris, _hp(), seeds, width=width, threads=1, timing=timing, **kw
+    )
     points, saved = [], {}
     for p in gen:
         points.append(p)
         saved[p.step] = (jax.tree.map(np.asarray, p.state), p.prune)  # before it is donated
+    saved["compiles"] = timing.compiles
     return points, saved
 
 
 def test_pruned_population_equals_the_unpruned_on_every_lane_it_trains(iris):
-    dense, _ = _run(iris, width=4)
-    pruned, _ = _run(iris, width=4, rungs=[10, 20], groups=np.zeros(len(LRS), int))
+    dense, dense_saved = _run(iris, width=4)
+    pruned, saved = _run(iris, width=4, rungs=[10, 20], groups=np.zeros(len(LRS), int))
+    assert saved["compiles"] == dense_saved["compiles"] == 3  # init, eval, chunk: no recompile
     at = pruned[-1].prune.pruned_at
     assert (at[8:] == 10).all()  # 1e9 diverged: stopped at the first rung
     assert (at[:2] >= 0).all() and (at[4:8] == LIVE).all()  # 1e-4 far behind; the best trains
