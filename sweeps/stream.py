@@ -232,7 +232,7 @@ class Dispatcher:
     def _update(self) -> None:
         p = self.progress
         p.lane_steps_done = sum(
-            r.step[-1] if r.step else 0 for rec in self.recorders.values() for r in rec.results
+            rec.steps_done(i) for rec in self.recorders.values() for i in range(len(rec.results))
         )
         p.lanes_total = max(
             self.expected_lanes, sum(len(r.results) for r in self.recorders.values())

@@ -86,9 +86,20 @@ class LaneRecorder:
         self.results = [LaneResult(lane, trial_id, metric) for lane in lanes]
         # a lane's own horizon (transfer.steps), else no end but the population's
         self.horizons = [lane.schedule_args.get(HORIZON, math.inf) for lane in lanes]
+        self.last_step = 0  # the population's latest eval point
+
+    def steps_done(self, i: int) -> int:
+        """Lane i's steps as progress counts them: a pruned lane is done as far as its
+        population has gone (its history stops at its rung, its share of the work with it)."""
+        r = self.results[i]
+        done = r.step[-1] if r.step else 0
+        if r.pruned_at_step is not None:
+            done = max(done, int(min(self.last_step, self.horizons[i])))
+        return done
 
     def record(self, point) -> None:
         """Append one eval point (a `TrialPoint`: arrays over this population's lanes)."""
+        self.last_step = max(self.last_step, int(point.step))
         for i, r in enumerate(self.results):
             if r.step and point.step <= r.step[-1]:
                 continue  # a retried trial replays points we already have

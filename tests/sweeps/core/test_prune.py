@@ -157,3 +157,21 @@ def test_a_population_whose_every_lane_stopped_still_reaches_the_end(iris):
     resumed = list(train_population(_structure(), iris, hp, np.arange(n), start=[], start_step=20,
                                     pruned=points[2].prune, **kw))  # fmt: skip
     assert [p.step for p in resumed] == [30, 40] and np.isnan(resumed[-1].val_loss).all()
+
+
+def test_a_pruned_lane_history_stops_at_its_rung_and_counts_as_done():
+    from sweeps.plan.lanes import Lane
+    from sweeps.stream import TrialPoint
+    from sweeps.verdict.results import LaneRecorder
+
+    lanes = [Lane(i, "sgd", "constant", lr, 0, {}, {}) for i, lr in enumerate([1e-4, 1e-2])]
+    rec = LaneRecorder(lanes, "t", "accuracy")
+    for step, at in [(0, [-1, -1]), (10, [10, -1]), (20, [10, -1])]:
+        v = np.array([2.0 - step / 100, 2.0 - step / 10]) if step < 20 else np.array([NAN, 0.1])
+        point = TrialPoint("t", step, v, v, {"accuracy": v}, v, np.array([-1, -1]),
+                           np.zeros(2, bool), None, pruned_at=np.array(at))  # fmt: skip
+        rec.record(TrialPoint.from_json(point.to_json()))  # as a Ray trial sends it
+    pruned, kept = rec.results
+    assert pruned.step == [0, 10] and pruned.pruned_at_step == 10
+    assert kept.step == [0, 10, 20] and kept.pruned_at_step is None
+    assert [rec.steps_done(i) for i in range(2)] == [20, 20]
