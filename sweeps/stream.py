@@ -37,6 +37,7 @@ class TrialPoint:
     width: int = 0  # lanes per compiled slice
     threads: int = 1  # slices trained at once
     train_s: float = 0.0  # the trial's seconds training this population so far (no compiles)
+    pruned_at: np.ndarray | None = None  # search.prune: each lane's rung, -1 while it trains
 
     @classmethod
     def of(
@@ -47,6 +48,7 @@ class TrialPoint:
             population_id, point.step, point.train_loss, point.val_loss, point.val_metrics,
             point.learning_rate, point.diverged_at, point.spiked, point.init_loss, compile_s,
             point.width, getattr(point, "threads", 1), train_s,
+            None if getattr(point, "prune", None) is None else point.prune.pruned_at,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class TrialPoint:
             "width": self.width,
             "threads": self.threads,
             "train_s": self.train_s,
+            "pruned_at": None if self.pruned_at is None else self.pruned_at.tolist(),
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class TrialPoint:
             int(d.get("width", 0)),
             int(d.get("threads", 1)),
             float(d.get("train_s", 0.0)),
+            None if d.get("pruned_at") is None else np.asarray(d["pruned_at"], np.int64),
         )
 
 
@@ -252,7 +256,7 @@ class Dispatcher:
     def _update(self) -> None:
         p = self.progress
         p.lane_steps_done = sum(
-            r.step[-1] if r.step else 0 for rec in self.recorders.values() for r in rec.results
+            rec.steps_done(i) for rec in self.recorders.values() for i in range(len(rec.results))
         )
         p.lanes_total = max(
             self.expected_lanes, sum(len(r.results) for r in self.recorders.values())

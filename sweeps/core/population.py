@@ -37,6 +37,7 @@ from sweeps.core.program import (
     get_program,
     make_hyperparams,
 )
+from sweeps.core.prune import LIVE, Layout, PruneState, apply_rung, pad_tree, take_host
 
 
 @dataclass
@@ -57,6 +58,9 @@ class EvalPoint:
     state: Any = None
     width: int = 0  # lanes per compiled slice
     threads: int = 1  # slices trained at once
+    # search.prune: each lane's rung (-1: training) and step-0 validation loss; a pruned
+    # lane's rows after its rung are NaN. With `state`, what a checkpoint must keep.
+    prune: PruneState | None = None
 
 
 @dataclass
@@ -166,17 +170,6 @@ def _measuring_hyperparams(prog: Program, width: int) -> LaneHyperparams:
 
 
 # --------------------------------------------------------------------------- the driver
-def _slice_tree(tree, start: int, stop: int, width: int):
-    """Lanes [start, stop) padded to `width` by repeating the first lane (discarded later)."""
-
-    def take(a):
-        part = a[start:stop]
-        pad = width - part.shape[0]
-        return jnp.concatenate([part, jnp.repeat(part[:1], pad, axis=0)]) if pad else part
-
-    return jax.tree.map(take, tree)
-
-
 def _num_lanes(hyperparams: LaneHyperparams) -> int:
     return int(np.shape(hyperparams.learning_rate)[0])
 
@@ -187,7 +180,7 @@ def _lane_slices(hyperparams: LaneHyperparams, cap: int, exact: bool = False):
     n = _num_lanes(hyperparams)
     width = cap if exact else lane_width(n, cap)
     bounds = [(lo, min(lo + width, n)) for lo in range(0, n, width)]
-    return n, width, bounds, [_slice_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
+    return n, width, bounds, [pad_tree(hyperparams, lo, hi, width) for lo, hi in bounds]
 
 
 def _init_inputs(seeds: np.ndarray, bounds, width: int):
@@ -201,7 +194,7 @@ def _init_inputs(seeds: np.ndarray, bounds, width: int):
     distinct = np.concatenate([distinct, np.repeat(distinct[:1], pad)])
     keys = jax.vmap(jax.random.key)(jnp.asarray(distinct, jnp.uint32))
     index = jnp.asarray(seed_index, jnp.int32)
-    return keys, [_slice_tree(index, lo, hi, width) for lo, hi in bounds]
+    return keys, [pad_tree(index, lo, hi, width) for lo, hi in bounds]
 
 
 def _chunk_inputs(plan: BatchPlan, step0: int, structure: Structure):
@@ -276,31 +269,44 @@ def train_population(
     width: int | None = None,
     exact: bool = False,
     threads: int | None = None,
+    rungs: list[int] | None = None,
+    groups: np.ndarray | None = None,
+    pruned: PruneState | None = None,
 ) -> Iterator[EvalPoint]:
     """Train every lane; yield an EvalPoint at step 0 (unless resuming) and after each chunk.
 
     `seeds` (L,) are the lanes' init seeds. `start`/`start_step` resume from a checkpoint
-    (the `state` of an earlier EvalPoint, as a list of slices, and its step). `width`: lanes
-    per compiled slice, at most (default `default_width`; the caller's policy decides it,
-    sweeps/core/lane_policy.py), cut into equal slices; `exact`: slices of exactly `width`
-    lanes, the last one padded (a later refinement round reuses the programs its structure
-    was compiled for); `threads`: slices trained at once (default: the cores).
+    (the `state` of an earlier EvalPoint, as a list of slices, and its step; `pruned`, its
+    `prune`). `width`: lanes per compiled slice, at most (default `default_width`; the
+    caller's policy decides it, sweeps/core/lane_policy.py), cut into equal slices; `exact`:
+    slices of exactly `width` lanes, the last one padded (a later refinement round reuses the
+    programs its structure was compiled for); `threads`: slices trained at once (default: the
+    cores). `rungs`: eval steps where lanes are pruned (sweeps/core/prune.py) within their
+    `groups` (a number per lane); the live lanes are then repacked into fewer slices of the
+    same width (the same compiled program).
     """
     timing = timing or Timing()
     prog = get_program(structure, data)
     threads = slice_threads(threads)
-    if start is None:
+    n = _num_lanes(hyperparams)
+    rungs = list(rungs or [])
+    if start is None or not start:  # (no slice left: every lane was pruned before the resume)
         cap = width or default_width(structure)
     else:  # a checkpoint keeps the width it was cut at, whatever this host would choose now
         cap = int(np.shape(jax.tree.leaves(start[0])[0])[0])
-        exact = exact or width is not None
-    n, width, bounds, hp_slices = _lane_slices(hyperparams, cap, exact)
-    if start is not None and (width != cap or len(start) != len(bounds)):
+        exact = exact or width is not None or pruned is not None
+    live = pruned.live if pruned is not None else np.arange(n)
+    hp_live = hyperparams if pruned is None else take_host(hyperparams, live)
+    _, width, bounds, hp_slices = (
+        _lane_slices(hp_live, cap, exact) if len(live) else (0, cap, [], [])
+    )
+    if start and (width != cap or len(start) != len(bounds)):
         raise ValueError(
             f"the checkpoint holds {len(start)} slices of {cap} lanes, which do not cut {n} lanes"
         )
     x, y, xv, yv = _device_data(data)
     busy = min(threads, len(bounds))  # slices side by side (no more than there are)
+    layout = Layout(n, width, bounds, live, busy)
 
     def compiled(name, *args):
         before = prog.compiles
@@ -309,6 +315,7 @@ def train_population(
         timing.compiles += prog.compiles - before
         return run
 
+    last = None
     if start is None:
         keys, idx = _init_inputs(seeds, bounds, width)
         states = [
@@ -316,13 +323,22 @@ def train_population(
         ]
         evaluate = compiled("eval", states[0], xv, yv)
         evals = [evaluate(st, xv, yv) for st in states]
-        yield _eval_point(0, bounds, width, evals, None, None, states, structure, n, busy)
+        last = _eval_point(0, layout, evals, None, None, states, structure, None)
+        if rungs:
+            last.prune = PruneState(np.full(n, LIVE, np.int64), last.val_loss.copy())
+        yield last
     else:  # a checkpoint may hold host (numpy) arrays
         states = [jax.device_put(s) for s in start]
+    prune = last.prune if last is not None else pruned
 
     plan = BatchPlan(data.n_train, structure.batch_size, structure.steps, data_seed)
     for step0 in range(start_step, structure.steps, structure.eval_every):
         real, inputs = _chunk_inputs(plan, step0, structure)
+        if not states:  # every lane pruned: nothing to train
+            last = _idle_point(step0 + real, n, width, last)
+            last.prune = prune
+            yield last
+            continue
         run = compiled("chunk", states[0], hp_slices[0], x, y, xv, yv, *inputs)
         t0 = time.perf_counter()
         calls = [(st, hp, x, y, xv, yv, *inputs) for st, hp in zip(states, hp_slices, strict=True)]
@@ -332,22 +348,57 @@ def train_population(
         losses = [o[0][:, :real] for o in outs]
         lrs = [o[1][:, real - 1] for o in outs]
         evals = [(o[2], o[3]) for o in outs]
-        point = _eval_point(
-            step0 + real, bounds, width, evals, losses, lrs, states, structure, n, busy
-        )
+        step = step0 + real
+        point = _eval_point(step, layout, evals, losses, lrs, states, structure, last)
+        if prune is not None:
+            prune = PruneState(prune.pruned_at.copy(), prune.start_val)
+            point.prune = prune
+            if step in rungs and groups is not None:
+                states, hp_slices, layout = apply_rung(
+                    point, prune, hyperparams, groups, states, hp_slices, layout, threads
+                )
+                point.state = states  # a checkpoint holds the repacked live lanes
         timing.train_s += time.perf_counter() - t0
+        last = point
         yield point
 
 
-def _eval_point(
-    step, bounds, width, evals, losses, lrs, states, structure, n, threads
-) -> EvalPoint:
-    """Gather the slices' device outputs into host arrays over the real lanes."""
+def _idle_point(step: int, n: int, width: int, last: EvalPoint | None) -> EvalPoint:
+    """An eval point of a population whose every lane has stopped: NaN rows, flags kept."""
+    nan = np.full(n, np.nan, np.float32)
+    metrics = (
+        {} if last is None else {k: np.full_like(v, np.nan) for k, v in last.val_metrics.items()}
+    )
+    keep = (
+        (lambda name, empty: empty) if last is None else (lambda name, empty: getattr(last, name))
+    )
+    return EvalPoint(
+        step, nan, np.full((n, 0), np.nan, np.float32), nan, metrics, nan,
+        keep("diverged_at", np.full(n, -1, np.int32)), keep("spiked", np.zeros(n, bool)),
+        keep("init_loss", nan), [], width, 0,
+    )  # fmt: skip
 
-    def cat(parts):
-        return np.concatenate(
-            [np.asarray(p)[: hi - lo] for p, (lo, hi) in zip(parts, bounds, strict=True)]
+
+def _eval_point(step, layout, evals, losses, lrs, states, structure, last) -> EvalPoint:
+    """Gather the slices' device outputs into host arrays over all the lanes: a lane no
+    longer training (pruned) reads NaN, its divergence and spike flags as they were."""
+    n, live = layout.n, layout.live
+
+    def cat(parts, before=None):
+        got = np.concatenate(
+            [np.asarray(p)[: hi - lo] for p, (lo, hi) in zip(parts, layout.bounds, strict=True)]
+        )[: len(live)]
+        if len(live) == n:
+            return got
+        # unknown (a resumed run's pruned lanes): NaN, -1 (not diverged), False
+        fill = np.nan if got.dtype.kind == "f" else -1 if got.dtype.kind == "i" else 0
+        out = (
+            np.array(before)
+            if before is not None
+            else np.full((n, *got.shape[1:]), fill, got.dtype)
         )
+        out[live] = got
+        return out
 
     val_loss = cat([e[0] for e in evals])
     metrics = {k: cat([e[1][k] for e in evals]) for k in evals[0][1]}
@@ -360,6 +411,8 @@ def _eval_point(
         with np.errstate(all="ignore"):
             train_loss = _nanmean_rows(step_losses)
         lr = cat(lrs)
+    keep = (lambda name: getattr(last, name)) if last is not None else (lambda name: None)
+    init = None if losses is None else cat([s.init_loss for s in states], before=keep("init_loss"))
     return EvalPoint(
         step=step,
         train_loss=train_loss,
@@ -367,12 +420,12 @@ def _eval_point(
         val_loss=val_loss,
         val_metrics=metrics,
         learning_rate=lr,
-        diverged_at=cat([s.diverged_at for s in states]),
-        spiked=cat([s.spiked for s in states]),
-        init_loss=None if losses is None else cat([s.init_loss for s in states]),
+        diverged_at=cat([s.diverged_at for s in states], before=keep("diverged_at")),
+        spiked=cat([s.spiked for s in states], before=keep("spiked")),
+        init_loss=init,
         state=states,
-        width=width,
-        threads=threads,
+        width=layout.width,
+        threads=layout.threads,
     )
 
 

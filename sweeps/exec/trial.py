@@ -16,6 +16,7 @@ from sweeps.core.data import Dataset
 from sweeps.core.lane_width import LanePolicy
 from sweeps.core.population import EvalPoint, Timing, train_population
 from sweeps.core.program import LaneHyperparams, LaneState, Structure, make_hyperparams
+from sweeps.core.prune import PruneState, rung_steps
 from sweeps.plan.lanes import Population
 from sweeps.spec import SweepSpec
 
@@ -52,6 +53,13 @@ def seeds_for(pop: Population) -> np.ndarray:
     return np.array([lane.seed for lane in pop.lanes])
 
 
+def groups_for(pop: Population) -> np.ndarray:
+    """A number per lane, the same for lanes of one Goldilocks group (`Lane.group_key`): what
+    pruning decides within."""
+    numbers: dict[tuple, int] = {}
+    return np.array([numbers.setdefault(lane.group_key, len(numbers)) for lane in pop.lanes])
+
+
 def run_trial(
     spec: SweepSpec,
     pop: Population,
@@ -62,13 +70,19 @@ def run_trial(
     start_step: int = 0,
     width: int | None = None,
     threads: int | None = None,
+    pruned: PruneState | None = None,
 ) -> Iterator[EvalPoint]:
     """Train one population at slice width `width` (decided by the driver: `decide_widths`),
     `threads` slices at a time (None: this process's cores); yields its eval points (see
     `train_population`). A later refinement round's population trains at exactly the width
-    its planner set (its structure's compiled width: no recompile)."""
+    its planner set (its structure's compiled width: no recompile). With `search.prune`, lanes
+    stop at its rungs within their groups (sweeps/core/prune.py); `pruned` is what a
+    checkpoint kept of that (the `prune` of the point it resumes from)."""
+    structure = structure_for(spec, pop, data)
+    prune = spec.search.prune
+    rungs = rung_steps(prune.at, structure.steps, structure.eval_every) if prune else None
     return train_population(
-        structure_for(spec, pop, data),
+        structure,
         data,
         hyperparams_for(pop),
         seeds_for(pop),
@@ -79,6 +93,9 @@ def run_trial(
         width=pop.width or width,
         exact=pop.width is not None,
         threads=threads,
+        rungs=rungs,
+        groups=groups_for(pop) if rungs else None,
+        pruned=pruned,
     )
 
 

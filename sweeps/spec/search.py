@@ -127,11 +127,6 @@ class SearchSpec(Strict):
     def _refine_needs_a_grid(self) -> SearchSpec:
         if self.refine is not None and self.method != "grid":
             raise ValueError("refine: refinement rounds refine a grid; set method: grid")
-        if self.prune is not None:  # the shape is checked above; training ignores it so far
-            raise ValueError(
-                "prune: pruning inside a population is not available yet (docs/precision.md); "
-                "remove search.prune"
-            )
         return self
 
     @field_validator("optimizer")

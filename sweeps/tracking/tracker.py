@@ -42,6 +42,7 @@ from sweeps.tracking.naming import (
     TAG_ERROR,
     TAG_KIND,
     TAG_LANE,
+    TAG_PRUNED_AT,
     TAG_ROUND,
     TAG_STATUS,
     TAG_SWEEP_ID,
@@ -275,6 +276,8 @@ class SweepTracker:
             }
             metrics = [Metric(k, float(v), now, step) for k, v in summary.items() if finite(v)]
             tags = [RunTag(TAG_STATUS, r.status)] if r.status else []
+            if r.pruned_at_step is not None:  # stopped at a rung: a result, ended FINISHED
+                tags.append(RunTag(TAG_PRUNED_AT, str(r.pruned_at_step)))
             self._writer.put(Batch(i, metrics=metrics, tags=tags))
         self._end_all([r.lane.index for r in results], "FINISHED")
 

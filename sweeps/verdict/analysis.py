@@ -32,6 +32,11 @@ own start towards the group's best: (start - its best) / (start - group's best).
   barely moved).
 Unstable and diverged lanes keep their status whatever their LR.
 
+- **pruned** (search.prune): stopped at a rung (`pruned_at_step`) without having diverged:
+  below the best LR there, and far behind it (sweeps/core/prune.py). Its history ends at the
+  rung, so it is never the best LR, never inside the zone and never counted stable (the walk
+  up to `max_stable_lr` stops at it); it does not move the divergence edge either.
+
 Edges: `min_diverged_lr` is the first LR above the best with a diverged seed; `max_stable_lr`
 is the largest LR reached going up from the best through LRs with no unstable and no diverged
 seed (so it never names an unstable or diverged LR, and max_stable_lr < min_diverged_lr);
@@ -64,8 +69,11 @@ CHANCE_MARGIN = 0.02  # validation metric within 0.02 of its untrained value: ch
 NEAR_BEST = 0.10  # converged: within 10 % of the way from its start to the group's best
 SLOW_PROGRESS = 0.25  # too slow rather than stagnated: at least a quarter of the way there
 # Worst last: an LR's status on the curve is its worst seed's.
-STATUS_ORDER = ("converged", "too_slow", "stagnated", "too_high", "unstable", "diverged")
+STATUS_ORDER = (
+    "converged", "too_slow", "stagnated", "pruned", "too_high", "unstable", "diverged"
+)  # fmt: skip
 NOT_STABLE = ("unstable", "diverged")  # statuses that no LR called stable may have
+STOPS_WALK = (*NOT_STABLE, "pruned")  # nor a pruned one: it never trained to the end
 
 
 # --------------------------------------------------------------------------- one lane
@@ -216,6 +224,8 @@ def analyze(
             stagnation_tolerance=stagnation_tolerance,
             higher_is_better=higher,
         )
+        if r.pruned_at_step is not None and r.status != "diverged":
+            r.status = "pruned"
     groups: dict[tuple, list[LaneResult]] = defaultdict(list)
     for r in results:
         groups[r.lane.group_key].append(r)
@@ -256,7 +266,9 @@ def _best_index(lrs, by_lr, mean_loss, *, converged_only: bool = False) -> int |
 
     def eligible(lr):
         statuses = {r.status for r in by_lr[lr]}
-        return statuses == {"converged"} if converged_only else "diverged" not in statuses
+        if converged_only:
+            return statuses == {"converged"}
+        return not statuses & {"diverged", "pruned"}
 
     candidates = [i for i, lr in enumerate(lrs) if math.isfinite(mean_loss[i]) and eligible(lr)]
     return min(candidates, key=lambda i: mean_loss[i]) if candidates else None
@@ -269,7 +281,7 @@ def _refine(members, by_lr, lrs, best, higher) -> None:
     group_start = _mean([r.initial_val_loss for r in members])
     for r in members:
         lr = r.lane.learning_rate
-        if r.status in NOT_STABLE:
+        if r.status in NOT_STABLE or r.status == "pruned":
             continue
         if lr > best_lr and no_better_than_start(r, higher):
             r.status = "diverged"  # collapsed without a spike: too hot to train at all
@@ -361,7 +373,7 @@ def _group_verdict(
     # The stability edge: the first diverged LR above the best. The largest stable LR: going
     # up from the best, the last LR before the first with an unstable or diverged seed.
     edge_i = next((i for i in range(best + 1, len(lrs)) if diverged[i]), None)
-    stop = next((i for i in range(best, len(lrs)) if worst[i] in NOT_STABLE), len(lrs))
+    stop = next((i for i in range(best, len(lrs)) if worst[i] in STOPS_WALK), len(lrs))
     verdict.max_stable_lr = lrs[stop - 1] if stop > best else None
     if stop < len(lrs) and worst[stop] == "unstable":
         verdict.first_unstable_lr = lrs[stop]

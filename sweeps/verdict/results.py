@@ -69,6 +69,11 @@ class LaneResult:
         return {**h, **self.extra_metrics}
 
 
+def _rung(point, i: int) -> int | None:
+    at = getattr(point, "pruned_at", None)
+    return int(at[i]) if at is not None and at[i] >= 0 else None
+
+
 def _last(values: list[float]) -> float:
     return values[-1] if values else math.nan
 
@@ -81,14 +86,30 @@ class LaneRecorder:
         self.results = [LaneResult(lane, trial_id, metric) for lane in lanes]
         # a lane's own horizon (transfer.steps), else no end but the population's
         self.horizons = [lane.schedule_args.get(HORIZON, math.inf) for lane in lanes]
+        self.last_step = 0  # the population's latest eval point
+
+    def steps_done(self, i: int) -> int:
+        """Lane i's steps as progress counts them: a pruned lane is done as far as its
+        population has gone (its history stops at its rung, its share of the work with it)."""
+        r = self.results[i]
+        done = r.step[-1] if r.step else 0
+        if r.pruned_at_step is not None:
+            done = max(done, int(min(self.last_step, self.horizons[i])))
+        return done
 
     def record(self, point) -> None:
         """Append one eval point (a `TrialPoint`: arrays over this population's lanes)."""
+        self.last_step = max(self.last_step, int(point.step))
         for i, r in enumerate(self.results):
             if r.step and point.step <= r.step[-1]:
                 continue  # a retried trial replays points we already have
             if point.step > self.horizons[i]:
                 continue  # past its own horizon (transfer.steps) the lane's run has ended
+            rung = _rung(point, i)
+            if rung is not None:
+                r.pruned_at_step = rung  # (search.prune) its history stops at the rung
+                if point.step > rung:
+                    continue
             r.step.append(int(point.step))
             r.train_loss.append(float(point.train_loss[i]))
             r.val_loss.append(float(point.val_loss[i]))

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # One letter per status, in the order the table's lane counts list them: the low side (too
-# slow, stagnated), then the high side (too high, unstable, diverged).
+# slow, stagnated, pruned: stopped at a rung by search.prune), then the high side (too high, unstable, diverged).
 STATUS_LETTERS = {
     "converged": "c",
     "too_slow": "l",
     "stagnated": "s",
+    "pruned": "p",
     "too_high": "h",
     "unstable": "u",
     "diverged": "d",
@@ -22,7 +23,7 @@ STATUS_LETTERS = {
 COUNTS_HEADER = "lanes " + "/".join(STATUS_LETTERS.values())
 STATUS_LEGEND = (
     "lanes: c converged, l too slow (improved, stopped short of the best), s stagnated (barely "
-    "moved), h too high (trained without a spike, ended far from the best), u unstable "
+    "moved), p pruned (stopped early, far behind the best), h too high (trained without a spike, ended far from the best), u unstable "
     "(spiked, recovered), d diverged"
 )
 

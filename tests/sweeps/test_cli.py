@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sweeps.cli import app
 
-STATUSES = {"converged", "too_slow", "stagnated", "too_high", "unstable", "diverged"}
+STATUSES = {"converged", "too_slow", "stagnated", "pruned", "too_high", "unstable", "diverged"}
 GROUP_KEYS = {
     "optimizer",
     "schedule",

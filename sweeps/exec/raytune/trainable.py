@@ -20,6 +20,7 @@ from ray import tune
 
 from sweeps.core.data import Dataset
 from sweeps.core.population import Timing
+from sweeps.core.prune import PruneState
 from sweeps.exec.precompile import ProgramsFile, install_programs
 from sweeps.plan.lanes import Population
 from sweeps.plan.search import trial_score
@@ -94,8 +95,10 @@ def population_trainable(
             continue
         resume = saved is not None and saved.get("population", pop.id) == pop.id
         start, start_step = (saved["state"], saved["step"]) if resume else (None, 0)
+        # search.prune: the lanes stopped so far (the checkpoint's slices hold only the rest)
+        pruned = PruneState.from_json(saved["prune"]) if resume and saved.get("prune") else None
         width = config.get("width") or (widths or {}).get(pop.id)
-        _train_one(spec, pop, data, width, threads, start, start_step, batch, clock, hook)
+        _train_one(spec, pop, data, width, threads, start, start_step, batch, clock, hook, pruned)
     if batch.held:  # never left behind (the last point always reports, so only in theory)
         tune.report(batch.take(batch.held.pop()))
 
@@ -109,7 +112,9 @@ def _finished_before(saved: dict | None, pops: list[Population], steps: int) -> 
     return at + 1 if saved["step"] >= steps else at
 
 
-def _train_one(spec, pop, data, width, threads, start, start_step, batch, clock, hook) -> None:
+def _train_one(
+    spec, pop, data, width, threads, start, start_step, batch, clock, hook, pruned=None
+) -> None:
     """Train one population of the trial from `start_step`, reporting and checkpointing."""
     import jax
 
@@ -119,7 +124,7 @@ def _train_one(spec, pop, data, width, threads, start, start_step, batch, clock,
     node_id = ray.get_runtime_context().get_node_id()  # where it ran: shown, and tested
     points = run_trial(
         spec, pop, data, timing=timing, start=start, start_step=start_step, width=width,
-        threads=threads,
+        threads=threads, pruned=pruned,
     )  # fmt: skip
     for point in points:
         metrics = {
@@ -135,7 +140,9 @@ def _train_one(spec, pop, data, width, threads, start, start_step, batch, clock,
         if save and point.step > start_step:
             with tempfile.TemporaryDirectory() as folder:
                 state = jax.tree.map(np.asarray, point.state)
-                blob = pickle.dumps({"state": state, "step": point.step, "population": pop.id})
+                prune = None if point.prune is None else point.prune.to_json()
+                saved = {"state": state, "step": point.step, "population": pop.id, "prune": prune}
+                blob = pickle.dumps(saved)
                 (Path(folder) / "state.pkl").write_bytes(blob)
                 tune.report(batch.take(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
             clock["last_save"] = time.monotonic()

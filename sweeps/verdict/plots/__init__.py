@@ -10,11 +10,11 @@ One visual language in every picture:
 - a group (optimizer, schedule, fixed args) has one colour, from blues, greens and greys;
 - red, orange and purple belong to the statuses only (diverged x; above the best, unstable
   triangle up, too_high the same hollow; below it, stagnated triangle down, too_slow the same
-  hollow), so a marker is never mistaken for a series;
+  hollow; pruned a hollow brown square), so a marker is never mistaken for a series;
 - the Goldilocks zone is a gold band, the stability edge a dashed red line, the best LR a star.
 
 Artists that carry meaning get a `gid` ("zone", "edge", "best", "diverged", "unstable",
-"too_high", "stagnated", "too_slow", "curve", ...), so a test can find them without guessing from colours.
+"too_high", "stagnated", "too_slow", "pruned", "curve", ...), so a test can find them without guessing from colours.
 
 Reports come from JSON, so any number can be None (a NaN or inf when written): everything goes
 through `_finite`, which turns those into NaN, and NaN points are skipped.

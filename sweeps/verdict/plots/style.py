@@ -19,15 +19,18 @@ FIGSIZE = (9.0, 5.5)
 DPI = 110
 CAP_FACTOR = 3.0  # training curves: the y-range stops at 3x the loss the lanes started from
 # As sweeps/verdict/analysis.py's (not imported: that pulls in JAX), worst last.
-STATUS_ORDER = ("converged", "too_slow", "stagnated", "too_high", "unstable", "diverged")
+STATUS_ORDER = (
+    "converged", "too_slow", "stagnated", "pruned", "too_high", "unstable", "diverged"
+)  # fmt: skip
 STATUS_STYLE = {  # marker, colour, legend label; these colours are used by nothing else
     "diverged": ("x", "#d62728", "diverged"),
     "unstable": ("^", "#ff7f0e", "unstable (spiked)"),
     "too_high": ("^", "#ff7f0e", "too high (no spike)"),
     "stagnated": ("v", "#9467bd", "stagnated"),
     "too_slow": ("v", "#9467bd", "too slow"),
+    "pruned": ("s", "#8c564b", "pruned (stopped early)"),
 }
-HOLLOW = frozenset({"too_high", "too_slow"})  # drawn unfilled: the milder of the two
+HOLLOW = frozenset({"too_high", "too_slow", "pruned"})  # drawn unfilled: the milder of the two
 # Group colours: blues, greens and greys only, so none is close to a status colour.
 SERIES = ("#1f77b4", "#2ca02c", "#17becf", "#393b79", "#006d2c", "#525252", "#6baed6", "#74c476")
 ZONE_COLOUR = "#f2c12e"  # gold, drawn light
@@ -245,9 +248,9 @@ def _status_handles(seen: set[str]) -> list[tuple[Any, str]]:
 def _mark_statuses(
     ax: Any, lrs: np.ndarray, ys: np.ndarray, statuses: list[str], seen: set
 ) -> None:
-    """Unstable, too-high, stagnated and too-slow markers on the curve; diverged LRs as red x's
+    """Unstable, too-high, stagnated, too-slow and pruned markers on the curve; diverged LRs as red x's
     on the top strip."""
-    for status in ("unstable", "too_high", "stagnated", "too_slow"):
+    for status in ("unstable", "too_high", "stagnated", "too_slow", "pruned"):
         marker, colour, _ = STATUS_STYLE[status]
         mask = np.array([s == status for s in statuses], dtype=bool)
         if mask.any():

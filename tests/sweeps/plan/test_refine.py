@@ -103,11 +103,10 @@ def test_refine_and_prune_are_strict(search, field):
     assert any(e.startswith(field + ":") for e in err.value.errors), err.value.errors
 
 
-def test_prune_is_refused_until_it_exists():
+def test_prune_is_accepted():
     raw = tiny_spec_dict()
     raw["search"]["prune"] = {"at": [0.25, 0.5]}
-    with pytest.raises(SpecError, match="pruning inside a population is not available yet"):
-        parse_spec(raw)
+    assert parse_spec(raw).search.prune.at == [0.25, 0.5]
 
 
 def test_refine_refuses_asha():

@@ -121,6 +121,8 @@ def group_histories(draw):
     seeds = draw(st.integers(1, 2))
     results = []
     for lr in lrs:
+        # search.prune: an LR stopped at a rung (every seed): its history ends at step 10
+        pruned = draw(st.booleans()) and draw(st.booleans())
         for seed in range(seeds):
             kind = draw(
                 st.sampled_from(["train", "slow", "spike", "nan", "collapse", "flat", "val_blowup"])
@@ -146,17 +148,23 @@ def group_histories(draw):
             acc = [0.1] + [
                 max(0.0, min(1.0, 1.0 - v / LN10)) if math.isfinite(v) else NAN for v in val[1:]
             ]
-            results.append(
-                lane(
-                    lr,
-                    train,
-                    val,
-                    acc,
-                    seed=seed,
-                    diverged_at=15 if kind == "nan" else None,
-                    spiked=kind in ("spike", "collapse"),
-                )  # fmt: skip
+            one = lane(
+                lr,
+                train,
+                val,
+                acc,
+                seed=seed,
+                diverged_at=15 if kind == "nan" else None,
+                spiked=kind in ("spike", "collapse"),
             )
+            if pruned:
+                cut = 2
+                one.step, one.train_loss = one.step[:cut], one.train_loss[:cut]
+                one.val_loss, one.val_metric = one.val_loss[:cut], one.val_metric[:cut]
+                one.learning_rate, one.pruned_at_step = one.learning_rate[:cut], 10
+                one.diverged_at_step = None  # (a NaN after the rung never happened)
+                one.spiked = kind == "spike" and math.isfinite(one.train_loss[1])
+            results.append(one)
     return results
 
 
@@ -183,6 +191,16 @@ def test_verdict_invariants(results):
             assert v.max_stable_lr is not None
         if v.min_diverged_lr is not None:
             assert v.best_lr < v.min_diverged_lr or v.min_diverged_lr < v.best_lr
+    # a pruned lane is never stable, never the best, never inside the zone
+    for lr, s in statuses.items():
+        if "pruned" in s:
+            assert lr != v.best_lr
+            assert v.max_stable_lr is None or not v.best_lr <= lr <= v.max_stable_lr
+            assert v.zone is None or not v.zone["low"] <= lr <= v.zone["high"]
+    for r in results:
+        assert (r.status == "pruned") <= (r.pruned_at_step is not None)
+        if r.pruned_at_step is not None:
+            assert r.status in ("pruned", "diverged")
     if v.zone is not None:
         assert v.zone["low"] <= v.best_lr <= v.zone["high"] <= v.max_stable_lr
         for lr, s in statuses.items():
@@ -225,7 +243,9 @@ def first_pass_best(results) -> float:
     by = {}
     for r in results:
         by.setdefault(r.lane.learning_rate, []).append(r)
-    ok = {lr: rs for lr, rs in by.items() if all(r.status != "diverged" for r in rs)}
+    ok = {
+        lr: rs for lr, rs in by.items() if all(r.status not in ("diverged", "pruned") for r in rs)
+    }
     return min(ok, key=lambda lr: (float(np.mean([r.best_val_loss for r in ok[lr]])), lr))
 
 

@@ -140,16 +140,16 @@ def test_the_table_says_no_divergence_up_to_the_top_of_the_range():
 def test_the_table_counts_every_status_and_reads_old_reports():
     report = _table_report(cnn_momentum())
     markdown = verdict_markdown(report)
-    assert "lanes c/l/s/h/u/d" in markdown and "| 3/0/0/0/1/1 |" in markdown
+    assert "lanes c/l/s/p/h/u/d" in markdown and "| 3/0/0/0/0/1/1 |" in markdown
     assert "0.316 spiked (unstable)" in markdown
     old = {"name": "t", "metric": "accuracy", "groups": [dict(report["groups"][0])]}
     old["groups"][0]["status_counts"] = {"converged": 3, "stagnated": 1, "unstable": 0,
                                          "diverged": 2}  # fmt: skip
     del old["groups"][0]["first_unstable_lr"]
-    assert "| 3/0/1/0/0/2 |" in verdict_markdown(old)
+    assert "| 3/0/1/0/0/0/2 |" in verdict_markdown(old)
     with console.capture() as captured:
         print_verdict(old)
-    assert "3/0/1/0/0/2" in captured.get()
+    assert "3/0/1/0/0/0/2" in captured.get()
 
 
 @pytest.mark.parametrize("status", ["too_high", "too_slow"])
