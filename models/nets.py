@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 import jax
 from flax import nnx
 
+from models import mup
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nnx.relu,
     "gelu": nnx.gelu,
@@ -44,7 +46,11 @@ def _dense_stack(sizes: Sequence[int], rngs: nnx.Rngs) -> nnx.List:
 
 class MLP(nnx.Module):
     """Hidden dense layers (each optionally normalised, then activated, then dropped out),
-    followed by a linear output layer."""
+    followed by a linear output layer.
+
+    ``width`` scales the hidden sizes (the widest becomes ``width``); under
+    ``parametrization="mup"`` the readout's input is multiplied by b/n and its init variance is
+    1/b (b: its fan-in at ``base_width``, n: its fan-in here; models/mup.py)."""
 
     def __init__(
         self,
@@ -55,9 +61,21 @@ class MLP(nnx.Module):
         activation: str = "relu",
         norm: str = "none",
         dropout: float = 0.0,
+        width: int | None = None,
+        parametrization: str = "sp",
+        base_width: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
+        base_hidden = mup.scaled_hidden(hidden, base_width) if base_width else None
+        if width is not None:
+            hidden = mup.scaled_hidden(hidden, width)
         self.layers = _dense_stack([n_features, *hidden, n_outputs], rngs)
+        self.readout_multiplier = None  # SP: the readout as it is
+        if parametrization == "mup":
+            fan_in, base_fan_in = hidden[-1], base_hidden[-1]
+            self.readout_multiplier = mup.readout_multiplier(fan_in, base_fan_in)
+            readout = self.layers[-1].kernel
+            readout[...] = readout[...] * mup.readout_init_scale(fan_in, base_fan_in)
         self.activation = ACTIVATIONS[activation]
         norms = {"batch": nnx.BatchNorm, "layer": nnx.LayerNorm}
         self.norms = nnx.List(norms[norm](h, rngs=rngs) for h in hidden) if norm != "none" else None
@@ -73,6 +91,8 @@ class MLP(nnx.Module):
             x = self.activation(x)
             if self.dropout is not None:
                 x = self.dropout(x)
+        if self.readout_multiplier is not None:
+            x = x * self.readout_multiplier
         return self.layers[-1](x)
 
 

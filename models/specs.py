@@ -18,8 +18,11 @@ from pydantic import (
     Field,
     PositiveInt,
     Tag,
+    ValidationInfo,
     field_validator,
 )
+
+from models.mup import MUP_MODELS, PARAMETRIZATIONS
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "silu", "elu"]
 
@@ -28,6 +31,33 @@ Activation = Literal["relu", "gelu", "tanh", "sigmoid", "silu", "elu"]
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
+# μP's fields (models/mup.py). Left out of the spec's dump while they hold their defaults, so a
+# spec that does not use them dumps, and hashes (sweeps/folder.py), as it did before they came.
+Parametrization = Annotated[Literal[PARAMETRIZATIONS], Field(exclude_if=lambda v: v == "sp")]
+UNSET = Field(None, exclude_if=lambda v: v is None)
+
+
+def _only_builtin_mup(value: str, info: ValidationInfo, model: str) -> str:
+    if value == "mup" and model not in MUP_MODELS:
+        raise ValueError(
+            f"mup is built into the {' and '.join(MUP_MODELS)} models; {model} has no μP "
+            "(a model of your own applies μP itself and trains with parametrization: sp)"
+        )
+    return value
+
+
+def _base_width_with_mup(value: int | None, info: ValidationInfo) -> int | None:
+    """`base_width` is needed with parametrization: mup, and meaningless without it."""
+    mup = info.data.get("parametrization") == "mup"
+    if mup and value is None:
+        raise ValueError(
+            "needed with parametrization: mup: the width the LR is tuned at (μP equals the "
+            "standard parametrization there)"
+        )
+    if not mup and value is not None:
+        raise ValueError("only with parametrization: mup")
+    return value
+
 
 class LinearSpec(BaseModel):
     """A single affine layer: ``x @ W + b`` (inputs of any shape are flattened)."""
@@ -35,13 +65,22 @@ class LinearSpec(BaseModel):
     model_config = _STRICT
 
     name: Literal["linear"]
+    parametrization: Parametrization = "sp"
+
+    _mup = field_validator("parametrization")(
+        classmethod(lambda cls, v, info: _only_builtin_mup(v, info, "linear"))
+    )
 
 
 class MLPSpec(BaseModel):
     """Fully connected network: hidden layers with an activation, then a linear output.
 
     ``norm`` adds a BatchNorm or LayerNorm after each hidden layer, ``dropout`` a dropout after
-    each activation (per lane: own batch statistics, own dropout keys)."""
+    each activation (per lane: own batch statistics, own dropout keys).
+
+    ``width`` scales every hidden size by width / max(hidden) (the widest becomes ``width``):
+    the scalar a ``transfer.width`` axis sweeps. ``parametrization: mup`` trains it in μP
+    around ``base_width`` (models/mup.py)."""
 
     model_config = _STRICT
 
@@ -50,6 +89,15 @@ class MLPSpec(BaseModel):
     activation: Activation = "relu"
     norm: Literal["none", "batch", "layer"] = "none"
     dropout: Rate = 0.0
+    width: PositiveInt | None = UNSET
+    parametrization: Parametrization = "sp"
+    base_width: PositiveInt | None = Field(
+        None, exclude_if=lambda v: v is None, validate_default=True
+    )
+
+    _base = field_validator("base_width")(
+        classmethod(lambda cls, v, info: _base_width_with_mup(v, info))
+    )
 
 
 class CNNSpec(BaseModel):
@@ -62,10 +110,18 @@ class CNNSpec(BaseModel):
     kernel_size: PositiveInt = 3
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64])
     activation: Activation = "relu"
+    parametrization: Parametrization = "sp"
+
+    _mup = field_validator("parametrization")(
+        classmethod(lambda cls, v, info: _only_builtin_mup(v, info, "cnn"))
+    )
 
 
 class TransformerSpec(BaseModel):
-    """Decoder-only transformer for token sequences (causal self-attention, pre-LayerNorm)."""
+    """Decoder-only transformer for token sequences (causal self-attention, pre-LayerNorm).
+
+    ``d_model`` is its width (what ``transfer.width`` sweeps); ``parametrization: mup`` trains
+    it in μP around ``base_width`` (a d_model; models/mup.py)."""
 
     model_config = _STRICT
 
@@ -75,6 +131,24 @@ class TransformerSpec(BaseModel):
     n_heads: PositiveInt = 4
     d_ff: PositiveInt | None = None
     dropout: Rate = 0.0
+    parametrization: Parametrization = "sp"
+    base_width: PositiveInt | None = Field(
+        None, exclude_if=lambda v: v is None, validate_default=True
+    )
+
+    @field_validator("base_width")
+    @classmethod
+    def _base(cls, v: int | None, info: ValidationInfo) -> int | None:
+        v = _base_width_with_mup(v, info)
+        if v is not None and info.data.get("d_ff") is not None:
+            raise ValueError(
+                "with parametrization: mup, leave model.d_ff out (4 x d_model): a fixed d_ff "
+                "does not grow with the width, which μP's hidden-layer rule assumes"
+            )
+        n_heads = info.data.get("n_heads")
+        if v is not None and n_heads and v % n_heads:
+            raise ValueError(f"{v} is not divisible by n_heads ({n_heads}): a base head size")
+        return v
 
 
 class ResNetSpec(BaseModel):
@@ -85,6 +159,11 @@ class ResNetSpec(BaseModel):
     name: Literal["resnet"]
     channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], min_length=1)
     blocks_per_stage: PositiveInt = 1
+    parametrization: Parametrization = "sp"
+
+    _mup = field_validator("parametrization")(
+        classmethod(lambda cls, v, info: _only_builtin_mup(v, info, "resnet"))
+    )
 
 
 # "nets.py:MyNet", "mypkg.nets:make_net", "/abs/nets.py:Outer.Inner"; "obj:MyNet#2" names an
@@ -116,8 +195,12 @@ class ImportModelSpec(BaseModel):
 
     import_: str = Field(alias="import")
     args: dict[str, Any] = Field(default_factory=dict)
+    parametrization: Parametrization = "sp"
 
     _ref = field_validator("import_")(classmethod(lambda cls, v: check_import_ref(v)))
+    _mup = field_validator("parametrization")(
+        classmethod(lambda cls, v, info: _only_builtin_mup(v, info, "your model"))
+    )
 
     @property
     def name(self) -> str:

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models import mup
+
 # nanoGPT/GPT-2 initialise embeddings with std 0.02; Flax's default (variance scaling
 # over the vocabulary) gives much larger token vectors than the position vectors.
 _EMBED_INIT = nnx.initializers.normal(stddev=0.02)
@@ -35,8 +37,12 @@ class CausalSelfAttention(nnx.Module):
     ``decode``/``deterministic`` flags set; none of that is needed to train a model.
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, *, rngs: nnx.Rngs, base_head_dim: int | None = None
+    ) -> None:
         self.n_heads = n_heads
+        # μP (models/mup.py): logits scaled 1/d_head, equal to SP's at the base head size
+        self.base_head_dim = base_head_dim
         # One projection for queries, keys and values: one matmul instead of three.
         self.qkv = nnx.Linear(d_model, 3 * d_model, rngs=rngs)
         self.out = nnx.Linear(d_model, d_model, rngs=rngs)
@@ -47,7 +53,12 @@ class CausalSelfAttention(nnx.Module):
         q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
         q, k, v = (a.reshape(batch, length, self.n_heads, head_dim) for a in (q, k, v))
         # Scores (B, H, T_query, T_key), scaled so their variance does not grow with head_dim.
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        if self.base_head_dim is None:
+            scores = scores / math.sqrt(head_dim)
+        else:  # 1/sqrt(b) * (b/d): the division SP does, then exactly 1.0 at the base width
+            b = self.base_head_dim
+            scores = scores / math.sqrt(b) * (b / head_dim)
         # Causal mask: query t sees keys 0..t. Every row keeps its diagonal, so no row is
         # all-masked and a large finite negative (not -inf) is safe in softmax and its grad.
         causal = jnp.tril(jnp.ones((length, length), dtype=bool))
@@ -69,9 +80,10 @@ class Block(nnx.Module):
         *,
         rngs: nnx.Rngs,
         dropout_rngs: nnx.Rngs | None,
+        base_head_dim: int | None = None,
     ) -> None:
         self.ln_attn = nnx.LayerNorm(d_model, rngs=rngs)
-        self.attn = CausalSelfAttention(d_model, n_heads, rngs=rngs)
+        self.attn = CausalSelfAttention(d_model, n_heads, rngs=rngs, base_head_dim=base_head_dim)
         self.ln_mlp = nnx.LayerNorm(d_model, rngs=rngs)
         self.mlp_in = nnx.Linear(d_model, d_ff, rngs=rngs)
         self.mlp_out = nnx.Linear(d_ff, d_model, rngs=rngs)
@@ -99,6 +111,10 @@ class Transformer(nnx.Module):
 
     ``input_shape`` is one example's shape ``(T,)``: T is the block size (the longest
     sequence), which sizes the position embedding. Inputs shorter than T are accepted.
+
+    ``d_model`` is the width. Under ``parametrization="mup"`` (models/mup.py) attention logits
+    are scaled 1/d_head and the head's input by base_width/d_model, its init variance
+    1/base_width: all exactly as in SP at ``d_model == base_width``.
     """
 
     def __init__(
@@ -112,6 +128,8 @@ class Transformer(nnx.Module):
         n_heads: int = 4,
         d_ff: int | None = None,
         dropout: float = 0.0,
+        parametrization: str = "sp",
+        base_width: int | None = None,
         rngs: nnx.Rngs,
     ) -> None:
         input_shape = tuple(input_shape)
@@ -150,15 +168,28 @@ class Transformer(nnx.Module):
             if dropout > 0.0:
                 dropout_rngs = nnx.Rngs(dropout=dropout_key)
 
+        is_mup = parametrization == "mup"
+        if is_mup and (base_width is None or base_width % n_heads):
+            raise ValueError(f"base_width ({base_width}) must be a multiple of n_heads ({n_heads})")
+        base_head_dim = base_width // n_heads if is_mup else None
+
         self.block_size = input_shape[0]
         self.token_embed = nnx.Embed(vocab_size, d_model, embedding_init=_EMBED_INIT, rngs=rngs)
         self.pos_embed = nnx.Embed(self.block_size, d_model, embedding_init=_EMBED_INIT, rngs=rngs)
         self.blocks = nnx.List(
-            Block(d_model, n_heads, d_ff, dropout, rngs=rngs, dropout_rngs=dropout_rngs)
+            Block(
+                d_model, n_heads, d_ff, dropout, rngs=rngs, dropout_rngs=dropout_rngs,
+                base_head_dim=base_head_dim,
+            )
             for _ in range(n_layers)
-        )
+        )  # fmt: skip
         self.ln_final = nnx.LayerNorm(d_model, rngs=rngs)
         self.head = nnx.Linear(d_model, n_outputs, rngs=rngs)
+        self.readout_multiplier = None  # SP: the head as it is
+        if is_mup:
+            self.readout_multiplier = mup.readout_multiplier(d_model, base_width)
+            kernel = self.head.kernel
+            kernel[...] = kernel[...] * mup.readout_init_scale(d_model, base_width)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 2:
@@ -172,4 +203,7 @@ class Transformer(nnx.Module):
         h = self.token_embed(x) + self.pos_embed(jnp.arange(length))
         for block in self.blocks:
             h = block(h)
-        return self.head(self.ln_final(h)).astype(jnp.float32)
+        h = self.ln_final(h)
+        if self.readout_multiplier is not None:
+            h = h * self.readout_multiplier
+        return self.head(h).astype(jnp.float32)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import ModelSpec, make_model
+from models import ModelSpec, make_model, mup
 from models.specs import DataShape, ImportModelSpec
 from sweeps.core.data import Dataset
 from sweeps.core.losses import get_loss
@@ -109,6 +109,9 @@ class Program:
         loss = loss_of(structure, data)
         self.loss = loss
         self.model = make_model(structure.model, data_shape(data, loss))
+        # μP's per-parameter LR factors (None in SP): the updates are scaled, the LR itself
+        # stays the lane's one traced number (models/mup.py)
+        self.lr_multipliers = mup.lr_multipliers(structure.model, data_shape(data, loss))
         self.optimizer = get_optimizer(structure.optimizer)
         self.tx = self.optimizer.build()
         self.schedule = get_schedule(structure.schedule)
@@ -149,6 +152,7 @@ class Program:
         frozen = lane.frozen | newly_dead
         opt_state = set_hyperparams(lane.opt_state, {"learning_rate": lr})
         updates, new_opt = self.tx.update(grads, opt_state, lane.params)
+        updates = mup.scale_updates(updates, self.lr_multipliers)
         # Frozen lanes keep their parameters: the mask is fused into the update itself (no
         # extra pass over memory). Their optimizer state may go on changing, or turn NaN:
         # nothing reads it again, and nothing crosses lanes.

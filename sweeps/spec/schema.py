@@ -19,6 +19,7 @@ from pydantic import (
 
 # Light imports only (no JAX): the registries' names and defaults load without it, so a spec
 # is validated, and a typo answered, in a fraction of a second (tests/sweeps/test_spec_light.py).
+from models.mup import MUP_OPTIMIZERS
 from models.specs import MODEL_NAMES, ImportModelSpec, ModelSpec, check_import_ref, ref_name
 from sweeps.core.data import BUILTIN_DATASETS, SIZED_DATASETS, TEXT_DATASETS
 from sweeps.core.losses import LOSS_NAMES, LOSSES
@@ -283,6 +284,25 @@ class SweepSpec(Strict):
         if self.search.refine is not None and self.scheduler.name != "none":
             # a round is planned from its lanes' whole runs: ASHA would cut them short
             raise ValueError("search.refine: refinement rounds need scheduler.name: none")
+        return self
+
+    @model_validator(mode="after")
+    def _mup_optimizers(self) -> SweepSpec:
+        """μP's LR rule here is Adam's: refused, by name, for optimizers it is wrong for."""
+        if getattr(self.model, "parametrization", "sp") != "mup":
+            return self
+        for name in self.search.optimizer_names:
+            if name not in MUP_OPTIMIZERS:
+                why = (
+                    "estimates its own step size" if OPTIMIZERS[name].lr_free
+                    else "needs another μP rule than Adam's (SGD's LR scales otherwise)"
+                    if OPTIMIZERS[name].transform == "sgd"
+                    else "does not take its LR linearly (a multiplier on its update is not one on its LR)"
+                )  # fmt: skip
+                raise ValueError(
+                    f"model.parametrization: mup scales the LR by Adam's rule; search.optimizer "
+                    f"{name} {why}. With mup use {', '.join(MUP_OPTIMIZERS)}"
+                )
         return self
 
     @model_validator(mode="after")

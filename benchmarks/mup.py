@@ -1,0 +1,127 @@
+"""μP vs standard parametrization: the best Adam LR across widths (docs/mup.md).
+
+One sweep per parametrization, each a `transfer.width` axis over the mlp's `width` (one
+population per width), Adam, cosine decay, refined (`search.refine`) so each width's best LR is
+bracketed. The check of issue 19: under μP the best LR moves across the widths by at most one
+refinement bracket (the widest bracket's ratio); under SP the drift is shown. With `--verify` the
+target width (4x the widest swept) is trained too and prediction_error = log2(predicted / direct)
+is reported for both.
+
+    python benchmarks/mup.py [--json] [--quick] [--verify]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweeps.exec.inline import train_inline  # noqa: E402
+from sweeps.pipeline import load_sweep_data  # noqa: E402
+from sweeps.spec import parse_spec  # noqa: E402
+from sweeps.transfer.analysis import transfer_section  # noqa: E402
+from sweeps.verdict.analysis import analyze_for  # noqa: E402
+from sweeps.verdict.report import lane_steps  # noqa: E402
+
+BASE = 32
+
+
+def case(parametrization: str, quick: bool, verify: bool) -> dict:
+    widths, target = ([32, 64, 128], 512) if quick else ([32, 64, 128, 256], 1024)
+    model = {"name": "mlp", "hidden": [BASE, BASE]}
+    if parametrization == "mup":
+        model.update(parametrization="mup", base_width=BASE)
+    raw = {
+        "name": f"mup-{parametrization}",
+        "data": {"name": "teacher", "n_samples": 4000 if quick else 10_000},
+        "model": model,
+        "loss": "cross_entropy",
+        "train": {"steps": 200 if quick else 300, "batch_size": 32, "eval_every": 50},
+        "search": {
+            # 2x apart, refined to within 1.25x around each width's best LR
+            "learning_rate": {"min": 1e-4, "max": 0.128, "num": 11},
+            "optimizer": ["adam"],
+            "schedule": ["cosine"],
+            "refine": {"ratio": 1.25, "max_rounds": 3, "extend": 2},
+        },
+        "transfer": {
+            "width": {"arg": "width", "values": widths, "target": target},
+            "verify": verify,
+        },
+    }
+    spec = parse_spec(raw)
+    t0 = time.perf_counter()
+    data = load_sweep_data(spec)
+    results = train_inline(spec, data)
+    verdicts, _ = analyze_for(spec, results)
+    section = transfer_section(
+        spec.transfer, results, verdicts, spec.train.steps, spec.train.batch_size, data.n_train
+    )
+    (group,) = section["width"]["groups"]
+    points = [p for p in group["points"] if p.get("best_lr")]
+    best = [p["best_lr"] for p in points]
+    brackets = [p["bracket"][1] / p["bracket"][0] for p in points if p.get("bracket")]
+    drift = math.log2(max(best) / min(best))
+    bracket = math.log2(max(brackets)) if brackets else None
+    fit, pred, check = group["fit"] or {}, group["prediction"], group.get("verification") or {}
+    return {
+        "parametrization": parametrization,
+        "widths": widths,
+        "best_lr": {str(p["value"]): p["best_lr"] for p in points},
+        "bracket": {str(p["value"]): p.get("bracket") for p in points},
+        # log2 of max/min best LR over the widths, and of the widest refined bracket
+        "drift_log2": round(drift, 3),
+        "bracket_log2": None if bracket is None else round(bracket, 3),
+        "within_one_bracket": bracket is not None and drift <= bracket,
+        # the same without the narrowest width (finite-width effects are largest there)
+        "drift_log2_without_narrowest": round(math.log2(max(best[1:]) / min(best[1:])), 3),
+        "exponent": fit.get("exponent"),
+        "exponent_interval": fit.get("exponent_interval"),
+        "target": target,
+        "predicted": pred.get("best_lr"),
+        "reliable": pred.get("reliable"),
+        "note": pred.get("note"),
+        "direct": check.get("best_lr"),
+        "prediction_error": check.get("prediction_error"),
+        "lanes": len(results),
+        "lane_steps": lane_steps(results),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON line")
+    parser.add_argument("--quick", action="store_true", help="3 widths, 200 steps")
+    parser.add_argument("--verify", action="store_true", help="train the target width too")
+    args = parser.parse_args()
+    rows = [case(p, args.quick, args.verify) for p in ("sp", "mup")]
+    sp, mu = rows
+    summary = {
+        "benchmark": "mup",
+        "quick": args.quick,
+        "cases": rows,
+        # the issue's check: μP's best LR stays within one bracket, SP's drifts further
+        "mup_flat": mu["within_one_bracket"],
+        "sp_drifts": sp["drift_log2"] > mu["drift_log2"],
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return
+    for r in rows:
+        print(
+            f"{r['parametrization']:4s} best LR "
+            + ", ".join(f"w{k}: {v:.3g}" for k, v in r["best_lr"].items())
+            + f" | drift {r['drift_log2']:+.2f} log2 (bracket {r['bracket_log2']}) "
+            f"| exponent {r['exponent']} | {r['wall_s']} s"
+        )
+    print("μP flat:", summary["mup_flat"], "SP drifts:", summary["sp_drifts"])
+
+
+if __name__ == "__main__":
+    main()
