@@ -270,12 +270,30 @@ def transfer_section(
                "groups": groups}  # fmt: skip
     if noise_scale is not None:
         section["noise_scale"] = noise_scale
-        scale = noise_scale.get("b_simple")
+        said = noise_scale_words(noise_scale, axis.target)
         for g in groups:
-            if scale and math.isfinite(scale) and axis.target > scale:
-                g["prediction"]["note"] += (
-                    f"; the target batch is past the gradient noise scale at initialisation "
-                    f"(B_simple ≈ {scale:.0f}): past it a bigger batch buys little, and the "
-                    "best LR grows less than a trend through smaller batches says"
-                )
+            g["prediction"]["note"] += said
     return {name: section}
+
+
+def noise_scale_words(noise_scale: dict, target: int) -> str:
+    """Where the batch stops paying, in words: the gradient noise scale B_simple measured
+    along a lane at the best LR (sweeps/core/noise_scale.py), or at initialisation."""
+    scale = noise_scale.get("b_simple")
+    if not scale or not math.isfinite(scale):
+        return ""
+    if noise_scale.get("at") == "best_lr":
+        first = (noise_scale.get("trajectory") or [{}])[0]
+        where = (f"at the best LR ({noise_scale['learning_rate']:.3g}, "
+                 f"{noise_scale['optimizer']} · batch {noise_scale['batch_size']}) after "
+                 f"{noise_scale['step']} steps")  # fmt: skip
+        if first.get("b_simple") and first.get("step") != noise_scale["step"]:
+            where += f" ({first['b_simple']:.0f} at step {first['step']})"
+    else:
+        where = "at initialisation"
+    said = f"; the gradient noise scale {where} is B_simple ≈ {scale:.0f}: batches beyond "
+    said += f"~{scale:.0f} buy little"
+    if target > scale:
+        said += (", and the target batch is past it, so the best LR grows less than a trend "
+                 "through smaller batches says")  # fmt: skip
+    return said
