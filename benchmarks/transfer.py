@@ -34,6 +34,7 @@ from sweeps.exec.inline import train_inline  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.transfer.analysis import transfer_section  # noqa: E402
+from sweeps.transfer.noise import noise_scale_at_best_lr  # noqa: E402
 from sweeps.verdict.analysis import analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
@@ -72,8 +73,10 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
     results = train_inline(spec, data)
     verdicts, _ = analyze_for(spec, results)
     batch = spec.train.batch_size
+    sweep_s = time.perf_counter() - t0
+    noise = noise_scale_at_best_lr(spec, verdicts, data) if axis == "batch_size" else None
     section = transfer_section(
-        spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train
+        spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train, noise
     )
     (group,) = section[axis]["groups"]
     pred, check, fit = group["prediction"], group["verification"], group["fit"] or {}
@@ -106,6 +109,16 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
         "lanes": len(results),
         "lane_steps": lane_steps(results),
         "wall_s": round(time.perf_counter() - t0, 1),
+        "sweep_s": round(sweep_s, 1),
+        **(
+            {}
+            if noise is None
+            else {
+                "b_simple": {t["step"]: round(t["b_simple"], 1) for t in noise["trajectory"]},
+                "noise_scale_s": round(noise["seconds"], 2),
+                "noise_scale_share": round(noise["seconds"] / sweep_s, 3),
+            }
+        ),
     }
 
 

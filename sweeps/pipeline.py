@@ -297,35 +297,13 @@ def _executor(prepared, folder, executor, target, ahead, widths):
 
 
 def _noise_scale(spec, dispatcher, data, verdicts) -> dict | None:
-    """The gradient noise scale for the batch axis (sweeps/core/noise_scale.py): one lane
-    trained at the best LR of the first group (in the spec's order) with one at the largest
-    swept batch, with that group's optimizer, schedule and batch and the first seed, measured
-    at 0, T/4, T/2 and T between the smallest and largest batch trained. One group, not each:
-    B_simple is a property of where training takes the loss, and one lane keeps its cost a few
-    per cent of the sweep. None for the other axes, or when no group has a best LR there."""
+    """The batch axis' gradient noise scale at the best LR (sweeps/transfer/noise.py); None
+    for the other axes."""
     if spec.transfer.batch_size is None or not dispatcher.recorders:
         return None
-    from sweeps.core.noise_scale import noise_scale_in_training
-    from sweeps.exec.trial import structure_for
-    from sweeps.plan.lanes import Lane, Population
+    from sweeps.transfer.noise import noise_scale_at_best_lr
 
-    trained, swept = spec.transfer.trained(), max(spec.transfer.batch_size.values)
-    best = next((v for v in verdicts if v.batch_size == swept and not v.lr_free
-                 and v.best_lr is not None), None)  # fmt: skip
-    if best is None:
-        return None
-    seed = spec.train.seeds[0]
-    lane = Lane(0, best.optimizer, best.schedule, best.best_lr, seed, dict(best.optimizer_args),
-                dict(best.schedule_args), batch_size=best.batch_size)  # fmt: skip
-    pop = Population("noise", lane.optimizer, lane.schedule, (lane,), batch_size=swept)
-    t0 = time.perf_counter()
-    got = noise_scale_in_training(
-        structure_for(spec, pop, data), data, learning_rate=best.best_lr,
-        optimizer_args=best.optimizer_args, schedule_args=best.schedule_args, seed=seed,
-        small=trained[0], big=trained[-1],
-    )  # fmt: skip
-    return {**got, "optimizer": best.optimizer, "schedule": best.schedule,
-            "batch_size": swept, "seconds": time.perf_counter() - t0}  # fmt: skip
+    return noise_scale_at_best_lr(spec, verdicts, data)
 
 
 def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths) -> dict:
