@@ -101,6 +101,8 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
         "between": pred.get("between"),
         "middle": pred.get("middle"),
         "middle_error": check.get("middle_error"),
+        "slowing": pred.get("slowing"),
+        "slowing_error": check.get("slowing_error"),
         "in_between": check.get("in_between"),
         "reliable": pred["reliable"],
         "note": pred["note"],

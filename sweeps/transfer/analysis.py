@@ -17,7 +17,7 @@ import numpy as np
 
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import HORIZON
-from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of
+from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of, slowing_trend
 from sweeps.transfer.points import BestLR, best_lr, still_rising
 
 # what report.json says of each swept value's best LR (sweeps/transfer/points.py: BestLR)
@@ -182,12 +182,17 @@ def transfer_group(
         # measured on the horizon only (docs/transfer.md): the batch trend did not slow
         if axis == "steps":
             entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
+            entry["prediction"]["slowing"] = slowing_trend(xs, lrs, target)
         if not reliable and axis == "steps":
-            b = entry["prediction"]["between"]
+            b, slowing = entry["prediction"]["between"], entry["prediction"]["slowing"]
             entry["prediction"]["note"] += (
                 f"; if the trend slows past the swept values, the best LR lies between "
                 f"{b[0]:.3g} and {b[1]:.3g} (their middle {entry['prediction']['middle']:.3g})"
             )
+            if slowing is not None:
+                entry["prediction"]["note"] += (
+                    f"; slowing on as it slowed over the last three values, {slowing:.3g}"
+                )
         if axis == "batch_size":  # the rules of thumb, beside the fit
             entry["prediction"]["note"] += (
                 " (the linear rule, SGD below the critical batch, says 1; the square-root "
@@ -219,7 +224,7 @@ def _verification(
     direct = point.get("best_lr")
     out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
                            "constant_error": None, "middle_error": None,
-                           "in_between": None}  # fmt: skip
+                           "in_between": None, "slowing_error": None}  # fmt: skip
     if direct and predicted:
         err = math.log2(predicted / direct)
         out.update(prediction_error=err, within=abs(err) <= WITHIN)
@@ -230,6 +235,9 @@ def _verification(
     if direct and middle:
         out["middle_error"] = math.log2(middle / direct)
         out["in_between"] = between[0] <= direct <= between[1]
+    slowing = entry["prediction"].get("slowing")
+    if direct and slowing:
+        out["slowing_error"] = math.log2(slowing / direct)
     return out
 
 
