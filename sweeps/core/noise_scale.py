@@ -137,7 +137,7 @@ def noise_scale_in_training(
     small: int,
     big: int,
     fractions: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
-    repeats: int = 16,
+    repeats: int = 64,  # |G|² is small late in training: 16 batches left it below zero
     data_seed: int = 0,
 ) -> dict[str, Any]:
     """B_simple along one lane's run: the lane trained by the population trainer (a 1-lane
