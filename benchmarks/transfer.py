@@ -14,7 +14,10 @@ and its note, and whether a reliable prediction was within a factor of 1.41.
 
     python benchmarks/transfer.py [--json] [--quick] [--cases teacher:adam:batch_size,...]
 
-With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x).
+With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x),
+and reports the gradient noise scale along a lane at the best LR of batch 64 (`b_simple` per
+step), its seconds and their share of the sweep's. Horizon cases also report the slowing
+trend's prediction and its error (`slowing`, `slowing_error`).
 
 `--quick`: 50/100/200 steps, target 400, one seed, 600 teacher rows (a smoke run).
 """
