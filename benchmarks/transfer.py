@@ -14,7 +14,10 @@ and its note, and whether a reliable prediction was within a factor of 1.41.
 
     python benchmarks/transfer.py [--json] [--quick] [--cases teacher:adam:batch_size,...]
 
-With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x).
+With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x),
+and reports the gradient noise scale along a lane at the best LR of batch 64 (`b_simple` per
+step), its seconds and their share of the sweep's. Horizon cases also report the slowing
+trend's prediction and its error (`slowing`, `slowing_error`).
 
 `--quick`: 50/100/200 steps, target 400, one seed, 600 teacher rows (a smoke run).
 """
@@ -34,6 +37,7 @@ from sweeps.exec.inline import train_inline  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.transfer.analysis import transfer_section  # noqa: E402
+from sweeps.transfer.noise import noise_scale_at_best_lr  # noqa: E402
 from sweeps.verdict.analysis import analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
@@ -72,8 +76,10 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
     results = train_inline(spec, data)
     verdicts, _ = analyze_for(spec, results)
     batch = spec.train.batch_size
+    sweep_s = time.perf_counter() - t0
+    noise = noise_scale_at_best_lr(spec, verdicts, data) if axis == "batch_size" else None
     section = transfer_section(
-        spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train
+        spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train, noise
     )
     (group,) = section[axis]["groups"]
     pred, check, fit = group["prediction"], group["verification"], group["fit"] or {}
@@ -98,6 +104,8 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
         "between": pred.get("between"),
         "middle": pred.get("middle"),
         "middle_error": check.get("middle_error"),
+        "slowing": pred.get("slowing"),
+        "slowing_error": check.get("slowing_error"),
         "in_between": check.get("in_between"),
         "reliable": pred["reliable"],
         "note": pred["note"],
@@ -106,6 +114,16 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
         "lanes": len(results),
         "lane_steps": lane_steps(results),
         "wall_s": round(time.perf_counter() - t0, 1),
+        "sweep_s": round(sweep_s, 1),
+        **(
+            {}
+            if noise is None
+            else {
+                "b_simple": {t["step"]: round(t["b_simple"], 1) for t in noise["trajectory"]},
+                "noise_scale_s": round(noise["seconds"], 2),
+                "noise_scale_share": round(noise["seconds"] / sweep_s, 3),
+            }
+        ),
     }
 
 

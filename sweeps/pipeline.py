@@ -297,21 +297,14 @@ def _executor(prepared, folder, executor, target, ahead, widths):
     )
 
 
-def _noise_scale(spec, dispatcher, data) -> dict | None:
-    """The gradient noise scale for the batch axis (sweeps/core/noise_scale.py), at the
-    smallest and largest batch trained; None for the other axes."""
+def _noise_scale(spec, dispatcher, data, verdicts) -> dict | None:
+    """The batch axis' gradient noise scale at the best LR (sweeps/transfer/noise.py); None
+    for the other axes."""
     if spec.transfer.batch_size is None or not dispatcher.recorders:
         return None
-    from sweeps.core.noise_scale import gradient_noise_scale
-    from sweeps.exec.trial import structure_for
-    from sweeps.plan.lanes import Population
+    from sweeps.transfer.noise import noise_scale_at_best_lr
 
-    trained = spec.transfer.trained()
-    lane = next(iter(dispatcher.recorders.values())).results[0].lane
-    pop = Population("noise", lane.optimizer, lane.schedule, (lane,), batch_size=trained[0])
-    structure = structure_for(spec, pop, data)
-    return {**gradient_noise_scale(structure, data, small=trained[0], big=trained[-1]),
-            "at": "initialisation", "seed": 0}  # fmt: skip
+    return noise_scale_at_best_lr(spec, verdicts, data)
 
 
 def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t0, widths) -> dict:
@@ -353,7 +346,7 @@ def _finish(prepared, folder, sweep_id, executor, dispatcher, timing, tracker, t
         batch = data.n_train if spec.train.batch_size == "full" else spec.train.batch_size
         section = transfer_section(
             spec.transfer, results, verdicts, spec.train.steps, batch, data.n_train,
-            _noise_scale(spec, dispatcher, data),
+            _noise_scale(spec, dispatcher, data, verdicts),
         )  # fmt: skip
         report["transfer"] = json_safe(section)
     if prepared.data.vocabulary is not None:  # token ids -> characters, to read generations

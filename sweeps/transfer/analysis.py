@@ -17,7 +17,7 @@ import numpy as np
 
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import HORIZON
-from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of
+from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of, slowing_trend
 from sweeps.transfer.points import BestLR, best_lr, still_rising
 
 # what report.json says of each swept value's best LR (sweeps/transfer/points.py: BestLR)
@@ -182,12 +182,17 @@ def transfer_group(
         # measured on the horizon only (docs/transfer.md): the batch trend did not slow
         if axis == "steps":
             entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
+            entry["prediction"]["slowing"] = slowing_trend(xs, lrs, target)
         if not reliable and axis == "steps":
-            b = entry["prediction"]["between"]
+            b, slowing = entry["prediction"]["between"], entry["prediction"]["slowing"]
             entry["prediction"]["note"] += (
                 f"; if the trend slows past the swept values, the best LR lies between "
                 f"{b[0]:.3g} and {b[1]:.3g} (their middle {entry['prediction']['middle']:.3g})"
             )
+            if slowing is not None:
+                entry["prediction"]["note"] += (
+                    f"; slowing on as it slowed over the last three values, {slowing:.3g}"
+                )
         if axis == "batch_size":  # the rules of thumb, beside the fit
             entry["prediction"]["note"] += (
                 " (the linear rule, SGD below the critical batch, says 1; the square-root "
@@ -219,7 +224,7 @@ def _verification(
     direct = point.get("best_lr")
     out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
                            "constant_error": None, "middle_error": None,
-                           "in_between": None}  # fmt: skip
+                           "in_between": None, "slowing_error": None}  # fmt: skip
     if direct and predicted:
         err = math.log2(predicted / direct)
         out.update(prediction_error=err, within=abs(err) <= WITHIN)
@@ -230,6 +235,9 @@ def _verification(
     if direct and middle:
         out["middle_error"] = math.log2(middle / direct)
         out["in_between"] = between[0] <= direct <= between[1]
+    slowing = entry["prediction"].get("slowing")
+    if direct and slowing:
+        out["slowing_error"] = math.log2(slowing / direct)
     return out
 
 
@@ -270,12 +278,30 @@ def transfer_section(
                "groups": groups}  # fmt: skip
     if noise_scale is not None:
         section["noise_scale"] = noise_scale
-        scale = noise_scale.get("b_simple")
+        said = noise_scale_words(noise_scale, axis.target)
         for g in groups:
-            if scale and math.isfinite(scale) and axis.target > scale:
-                g["prediction"]["note"] += (
-                    f"; the target batch is past the gradient noise scale at initialisation "
-                    f"(B_simple ≈ {scale:.0f}): past it a bigger batch buys little, and the "
-                    "best LR grows less than a trend through smaller batches says"
-                )
+            g["prediction"]["note"] += said
     return {name: section}
+
+
+def noise_scale_words(noise_scale: dict, target: int) -> str:
+    """Where the batch stops paying, in words: the gradient noise scale B_simple measured
+    along a lane at the best LR (sweeps/core/noise_scale.py), or at initialisation."""
+    scale = noise_scale.get("b_simple")
+    if not scale or not math.isfinite(scale):
+        return ""
+    if noise_scale.get("at") == "best_lr":
+        first = (noise_scale.get("trajectory") or [{}])[0]
+        where = (f"at the best LR ({noise_scale['learning_rate']:.3g}, "
+                 f"{noise_scale['optimizer']} · batch {noise_scale['batch_size']}) after "
+                 f"{noise_scale['step']} steps")  # fmt: skip
+        if first.get("b_simple") and first.get("step") != noise_scale["step"]:
+            where += f" ({first['b_simple']:.0f} at step {first['step']})"
+    else:
+        where = "at initialisation"
+    said = f"; the gradient noise scale {where} is B_simple ≈ {scale:.0f}: batches beyond "
+    said += f"~{scale:.0f} buy little"
+    if target > scale:
+        said += (", and the target batch is past it, so the best LR grows less than a trend "
+                 "through smaller batches says")  # fmt: skip
+    return said

@@ -170,3 +170,25 @@ def judge(
     if problems:
         return False, f"{trend}; not reliable: " + "; ".join(problems)
     return True, trend
+
+
+def slowing_trend(xs: list[float], lrs: list[float], target: float) -> float | None:
+    """The best LR at `target` if the trend keeps slowing as it slowed over the last three
+    swept values: the log-log slope s(u), u = log2 value, measured between the first two
+    (s1, at the middle m1) and the last two (s2, at m2), decays geometrically, s(u) =
+    s2·q^(u − m2) with q = (s2/s1)^(1/(m2 − m1)), and log2 best LR is its integral from the
+    last swept value to the target. None unless the trend slows without turning (0 < s2/s1
+    < 1): a straight or steepening trend is the power law's to predict. Three points fix it
+    exactly, so nothing checks it: it is offered beside the power law, never as reliable
+    (docs/transfer.md has how it did on the benchmark)."""
+    if len(xs) < 3:
+        return None
+    u = [math.log2(v) for v in xs[-3:]]
+    y = [math.log2(v) for v in lrs[-3:]]
+    s1, s2 = (y[1] - y[0]) / (u[1] - u[0]), (y[2] - y[1]) / (u[2] - u[1])
+    if s1 == 0 or not 0 < s2 / s1 < 1:
+        return None
+    m1, m2 = (u[0] + u[1]) / 2, (u[1] + u[2]) / 2
+    q = (s2 / s1) ** (1 / (m2 - m1))
+    rest = s2 * (q ** (math.log2(target) - m2) - q ** (u[2] - m2)) / math.log(q)
+    return 2 ** (y[2] + rest)

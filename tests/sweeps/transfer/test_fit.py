@@ -115,3 +115,24 @@ def test_between_the_trend_and_staying_put_and_its_middle():
     got = _between(0.002, [100, 200, 400], [0.016, 0.01, 0.008], 3200)
     assert got["between"] == [0.002, 0.008]
     assert got["middle"] == pytest.approx(0.004)
+
+
+def test_a_slowing_trend_is_carried_on_as_it_slows_and_only_then():
+    import math
+
+    from sweeps.transfer.fit import slowing_trend
+
+    # log2 best LR whose log-log slope decays by 0.6 per doubling: s(u) = -0.7·0.6^u
+    def truth(x):
+        u = math.log2(x / 100)
+        return 2 ** (-6 + (-0.7) * (0.6**u - 1) / math.log(0.6))
+
+    xs = [100, 200, 400]
+    got = slowing_trend(xs, [truth(x) for x in xs], 3200)
+    assert abs(math.log2(got / truth(3200))) < 0.02
+    # the plain power law through the same three points misses by more than 0.5 log2
+    b, a = np.polyfit(np.log2(xs), [math.log2(truth(x)) for x in xs], 1)
+    assert abs(a + b * math.log2(3200) - math.log2(truth(3200))) > 0.5
+    assert slowing_trend(xs, [0.01, 0.005, 0.0025], 3200) is None  # straight: the power law's
+    assert slowing_trend(xs, [0.01, 0.008, 0.005], 3200) is None  # steepening
+    assert slowing_trend(xs, [0.01, 0.008, 0.009], 3200) is None  # turning

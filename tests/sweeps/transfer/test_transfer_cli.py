@@ -83,6 +83,11 @@ def test_a_tiny_batch_size_sweep_reports_the_batch_axis(tmp_path):
     assert "the square-root rule" in group["prediction"]["note"]
     scale = report["transfer"]["batch_size"]["noise_scale"]
     assert scale["small"] == 8 and scale["big"] == 32 and scale["b_simple"] > 0
+    # measured along a lane at the best LR of the largest swept batch, at 0, T/4, T/2, T
+    best = next(g for g in report["groups"] if g["batch_size"] == 16)
+    assert scale["at"] == "best_lr" and scale["learning_rate"] == best["best_lr"]
+    assert scale["steps"] == [0, 10, 20] and scale["step"] == 20
+    assert "batches beyond ~" in group["prediction"]["note"]
     assert (
         "cosine · batch 16" in (out / "verdict.md").read_text()
         or "constant · batch 16" in (out / "verdict.md").read_text()
