@@ -26,7 +26,7 @@ from sweeps.plan.planner import Planner  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.spec.text import load_yaml  # noqa: E402
 from sweeps.stream import Dispatcher  # noqa: E402
-from sweeps.verdict.analysis import analyze  # noqa: E402
+from sweeps.verdict.analysis import analyze, analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -40,7 +40,7 @@ def train(raw: dict) -> dict:
     planner = Planner(spec)
     dispatcher = Dispatcher(spec.metric_name, spec.train.steps, 0, planner.expected_lanes)
     planner.subscribe(dispatcher.add_population)
-    planner.follow(dispatcher)
+    planner.follow(dispatcher, analyze_for)
     forget_programs()
     t0 = time.perf_counter()
     timing = InlineExecutor(spec, data).run(planner, dispatcher)

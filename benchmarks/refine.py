@@ -30,7 +30,7 @@ from sweeps.plan.planner import Planner  # noqa: E402
 from sweeps.plan.refine import dense_count  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.stream import Dispatcher  # noqa: E402
-from sweeps.verdict.analysis import analyze  # noqa: E402
+from sweeps.verdict.analysis import analyze, analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
 BETA = 0.9
@@ -78,7 +78,7 @@ def train(raw: dict) -> dict:
     planner = Planner(spec)
     dispatcher = Dispatcher(spec.metric_name, spec.train.steps, 0, planner.expected_lanes)
     planner.subscribe(dispatcher.add_population)
-    planner.follow(dispatcher)
+    planner.follow(dispatcher, analyze_for)
     forget_programs()
     t0 = time.perf_counter()
     timing = InlineExecutor(spec, data).run(planner, dispatcher)

@@ -30,7 +30,7 @@ This module imports no JAX at load (the spec's validation reads its names).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Optimizers whose update is an entrywise-normalised step, linear in the LR: Adam's μP rule
@@ -93,14 +93,13 @@ def _factor(shape: tuple[int, ...], base: tuple[int, ...], where: str) -> float:
     return 1.0  # input (fan_out is width) or readout (fan_in is width: its multiplier)
 
 
-def lr_multipliers(spec: Any, data_shape: Any) -> Any | None:
+def lr_multipliers(spec: Any, data_shape: Any, make_model: Callable) -> Any | None:
     """The per-parameter Adam LR factors of a μP model (a tree shaped like its params), or
-    None in standard parametrization (nothing to scale)."""
+    None in standard parametrization (nothing to scale). `make_model` is the registry's
+    (models/registry.py; passed in: the registry imports the modules that import this one)."""
     if getattr(spec, "parametrization", "sp") != "mup":
         return None
     import jax
-
-    from models.registry import make_model
 
     def shapes(s):
         params, _ = jax.eval_shape(make_model(s, data_shape).init, jax.random.key(0))

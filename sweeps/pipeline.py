@@ -121,7 +121,9 @@ def run_sweep(
         if opening:
             dispatcher.attach_when_open(opening, lambda t: folder.set_state(mlflow=t.info))
         planner.subscribe(dispatcher.add_population)
-        planner.follow(dispatcher)  # refinement rounds are planned from the lanes' results
+        planner.follow(
+            dispatcher, analyze_for
+        )  # refinement rounds are planned from the lanes' results
         runner = _executor(prepared, folder, executor, target, ahead, widths)
         watchdog = _watch_ray_head(folder, opening) if executor == "ray" else None
         try:

@@ -28,24 +28,9 @@ import jax
 from models.specs import ImportModelSpec
 from sweeps.core import lane_width as tuner
 from sweeps.core.data import Dataset
-from sweeps.core.lane_width import LanePolicy
+from sweeps.core.lane_width import LanePolicy, default_cpu_width
 from sweeps.core.population import slice_threads, time_widths
 from sweeps.core.program import Structure
-
-DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
-# Models whose lanes share their input's first matmul (one wide matmul for the slice): on a
-# CPU they gain from a slice of lanes. Convolutions become grouped convolutions under vmap and
-# attention batched matmuls, which XLA's CPU backend runs 1.3-2x slower than one lane at a
-# time (benchmarks/architectures.py): those, and the user's models, default to width 1.
-DENSE_MODELS = frozenset({"linear", "mlp"})
-
-
-def default_cpu_width(structure: Structure) -> int:
-    """The CPU slice width when nothing is set or measured: 8 for dense models, else 1."""
-    dense = getattr(structure.model, "name", None) in DENSE_MODELS and not isinstance(
-        structure.model, ImportModelSpec
-    )
-    return DEFAULT_CPU_WIDTH if dense else 1
 
 
 def structure_id(structure: Structure, data: Dataset) -> str:

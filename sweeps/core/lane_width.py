@@ -37,7 +37,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from models.specs import ImportModelSpec
+
+if TYPE_CHECKING:
+    from sweeps.core.program import Structure
 
 # Width 2 is left out: it never beat both 1 and 4 by much here, and each width costs a compile.
 CANDIDATES = (1, 4, 8, 16, 32, 64)
@@ -202,3 +207,19 @@ def best_of(
         if time.perf_counter() - t0 > budget_s:
             break
     return best
+
+
+DEFAULT_CPU_WIDTH = 8  # when a width is wanted without a structure to measure
+# Models whose lanes share their input's first matmul (one wide matmul for the slice): on a
+# CPU they gain from a slice of lanes. Convolutions become grouped convolutions under vmap and
+# attention batched matmuls, which XLA's CPU backend runs 1.3-2x slower than one lane at a
+# time (benchmarks/architectures.py): those, and the user's models, default to width 1.
+DENSE_MODELS = frozenset({"linear", "mlp"})
+
+
+def default_cpu_width(structure: Structure) -> int:
+    """The CPU slice width when nothing is set or measured: 8 for dense models, else 1."""
+    dense = getattr(structure.model, "name", None) in DENSE_MODELS and not isinstance(
+        structure.model, ImportModelSpec
+    )
+    return DEFAULT_CPU_WIDTH if dense else 1

@@ -82,10 +82,8 @@ def lane_width(num_lanes: int, cap: int) -> int:
 
 def default_width(structure: Structure) -> int:
     """The slice width when none is given: on an accelerator the whole population (up to
-    `GPU_WIDTH`); on a CPU the default rule (sweeps/core/lane_policy.py)."""
-    from sweeps.core.lane_policy import default_cpu_width
-
-    return default_cpu_width(structure) if jax.default_backend() == "cpu" else GPU_WIDTH
+    `GPU_WIDTH`); on a CPU the default rule (sweeps/core/lane_width.py)."""
+    return tuner.default_cpu_width(structure) if jax.default_backend() == "cpu" else GPU_WIDTH
 
 
 def slice_threads(threads: int | None = None) -> int:

@@ -111,7 +111,9 @@ class Program:
         self.model = make_model(structure.model, data_shape(data, loss))
         # μP's per-parameter LR factors (None in SP): the updates are scaled, the LR itself
         # stays the lane's one traced number (models/mup.py)
-        self.lr_multipliers = mup.lr_multipliers(structure.model, data_shape(data, loss))
+        self.lr_multipliers = mup.lr_multipliers(
+            structure.model, data_shape(data, loss), make_model
+        )
         self.optimizer = get_optimizer(structure.optimizer)
         self.tx = self.optimizer.build()
         self.schedule = get_schedule(structure.schedule)

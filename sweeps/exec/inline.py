@@ -65,6 +65,8 @@ def train_inline(spec: SweepSpec, data: Dataset, planner: Planner | None = None)
         planner.expected_lanes,
     )
     planner.subscribe(dispatcher.add_population)
-    planner.follow(dispatcher)
+    from sweeps.verdict.analysis import analyze_for
+
+    planner.follow(dispatcher, analyze_for)
     InlineExecutor(spec, data).run(planner, dispatcher)
     return dispatcher.results()

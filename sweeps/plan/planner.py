@@ -68,6 +68,7 @@ class Planner:
         self.round = 1
         self._extended: dict[str, Extended] = {}  # group -> grid steps past the range
         self._record: Record | None = None
+        self._analyze: Callable | None = None  # analyze(spec, results): see follow
         self._refined_out = False  # a round added nothing: refinement is over
         self._ended: set[str] = set()  # population ids whose trials ended (told, or failed)
         if not self.adaptive:
@@ -104,9 +105,11 @@ class Planner:
             fn(pop)
 
     # ---- the executor's side
-    def follow(self, record: Record) -> None:
-        """Read lanes' results from `record` to plan refinement rounds (search.refine)."""
-        self._record = record
+    def follow(self, record: Record, analyze: Callable) -> None:
+        """Read lanes' results from `record` to plan refinement rounds (search.refine), each
+        from the groups' verdicts that `analyze(spec, results)` gives (the verdict's own
+        `analyze_for`, passed in: the verdict package reads the plan's lanes, not the reverse)."""
+        self._record, self._analyze = record, analyze
 
     @property
     def waiting(self) -> bool:
@@ -211,12 +214,10 @@ class Planner:
         (refinement off or over, or the current round still training)."""
         if not self.refining or self._record is None or self.waiting:
             return False
-        from sweeps.verdict.analysis import analyze_for
-
         spec = self.spec
         # copies: analysis sets statuses on what it reads, and the record is the sweep's
         results = [copy.copy(r) for r in self._record.results()]
-        verdicts, _ = analyze_for(spec, results)
+        verdicts, _ = self._analyze(spec, results)
         r = spec.search.learning_rate
         step = (r.max / r.min) ** (1.0 / (r.num - 1)) if r.num > 1 else 10.0
         points: list[Point] = []

@@ -42,14 +42,14 @@ def _transformer(d_model: int, parametrization: str = "mup", base: int = 32) -> 
 
 
 def test_the_mlp_multiplier_tree_is_the_table():
-    tree = mup.lr_multipliers(_mlp(256, base=64), MLP_DATA)
+    tree = mup.lr_multipliers(_mlp(256, base=64), MLP_DATA, make_model)
     layers = tree["layers"]
     assert layers[0]["kernel"] == 1.0  # input weights: fan_out is the width, LR unscaled
     assert layers[1]["kernel"] == layers[2]["kernel"] == 64 / 256  # hidden: b/n
     assert layers[3]["kernel"] == 1.0  # readout: its multiplier instead
     assert all(layers[i]["bias"] == 1.0 for i in range(4))
-    assert mup.lr_multipliers(_mlp(256, "sp"), MLP_DATA) is None
-    at_base = jax.tree.leaves(mup.lr_multipliers(_mlp(64, base=64), MLP_DATA))
+    assert mup.lr_multipliers(_mlp(256, "sp"), MLP_DATA, make_model) is None
+    at_base = jax.tree.leaves(mup.lr_multipliers(_mlp(64, base=64), MLP_DATA, make_model))
     assert at_base == [1.0] * 8
 
     # the forward-pass half: readout multiplier b/n, readout init variance 1/b (SP's is 1/n)
@@ -63,7 +63,7 @@ def test_the_mlp_multiplier_tree_is_the_table():
 
 
 def test_the_transformer_multiplier_tree_is_the_table():
-    tree = mup.lr_multipliers(_transformer(128, base=32), TOKENS)
+    tree = mup.lr_multipliers(_transformer(128, base=32), TOKENS, make_model)
     block = tree["blocks"][0]
     for name in ("qkv", "out"):
         assert block["attn"][name]["kernel"] == 0.25 and block["attn"][name]["bias"] == 1.0
@@ -180,7 +180,7 @@ def test_the_trainer_trains_mup_as_an_optax_loop_with_per_layer_learning_rates(i
 
 def _coordinates(spec, data: DataShape, x, y, measure) -> np.ndarray:
     model = make_model(spec, data)
-    multipliers = mup.lr_multipliers(spec, data)
+    multipliers = mup.lr_multipliers(spec, data, make_model)
     tx = OPTIMIZERS["adam"].build({"learning_rate": 0.02})
 
     def loss_fn(p):

@@ -19,7 +19,7 @@ from sweeps.plan.planner import Planner
 from sweeps.plan.refine import dense_count
 from sweeps.spec import parse_spec
 from sweeps.stream import Dispatcher
-from sweeps.verdict.analysis import analyze
+from sweeps.verdict.analysis import analyze, analyze_for
 from sweeps.verdict.report import lane_steps, lane_steps_dense
 
 BETA = 0.9
@@ -49,7 +49,7 @@ def run(spec, data):
     planner = Planner(spec)
     dispatcher = Dispatcher(spec.metric_name, spec.train.steps, 0, planner.expected_lanes)
     planner.subscribe(dispatcher.add_population)
-    planner.follow(dispatcher)
+    planner.follow(dispatcher, analyze_for)
     forget_programs()  # count this sweep's compiles only
     timing = InlineExecutor(spec, data).run(planner, dispatcher)
     results = dispatcher.results()
