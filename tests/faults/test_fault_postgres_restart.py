@@ -138,6 +138,23 @@ def wait_mid_training(settings, sweep_id: str, timeout: float = 240) -> float:
     return fraction
 
 
+def wait_mlflow_open(settings, sweep_id: str, timeout: float = 120) -> float:
+    """Until the sweep's MLflow runs exist (its tracker opens while training goes on: the
+    folder's mlflow block is set when it is open); the progress fraction then, still training."""
+    folder = settings.sweeps_dir / sweep_id
+
+    def opened():
+        try:
+            return json.loads((folder / "sweep.json").read_text()).get("mlflow") or None
+        except (OSError, ValueError):
+            return None
+
+    wait_for(opened, timeout, "the sweep's MLflow runs to open", every=0.05)
+    fraction = json.loads((folder / "progress.json").read_text())["fraction"]
+    assert fraction < 1, fraction  # still training: the restart comes mid-sweep
+    return fraction
+
+
 def assert_lanes_complete(uri: str, raw: dict) -> dict:
     runs = mlflow_runs(uri, raw["experiment"])
     assert len(runs) == 4, runs  # parent + 3 lanes, no second set
@@ -212,7 +229,8 @@ def test_postgres_restart_under_the_mlflow_server_and_job_store_mid_sweep(pg, tm
         )
         with live_server(settings) as server:
             sweep_id = submit(server, raw)
-            fraction = wait_mid_training(settings, sweep_id)
+            wait_mid_training(settings, sweep_id)
+            fraction = wait_mlflow_open(settings, sweep_id)
             logged = len(mlflow_runs(tracking.url, raw["experiment"]))
             with Watcher(server, sweep_id) as watcher:
                 t_restart = time.monotonic()
