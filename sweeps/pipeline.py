@@ -101,6 +101,7 @@ def run_sweep(
         pid=os.getpid(),
     )
     t0 = time.perf_counter()
+    opening = dispatcher = None
     try:
         planner.persist(folder / files.PLAN, resume=resume)
         progress = progress_writer(folder.write_progress, on_progress)
@@ -142,13 +143,13 @@ def run_sweep(
     except (SweepInterrupted, KeyboardInterrupt) as err:
         reason = ending_reason(err)
         if opening:  # waits for a tracker still opening: its parent run must not stay RUNNING
-            _close_opened(opening, err)
+            _close_opened(opening, err, dispatcher)
         _record_ending(folder, "interrupted", reason)
         raise SweepInterrupted(reason) from None
     except BaseException as err:
         reason = ending_reason(err)
         if opening:  # MLflow itself may be what failed; the sweep folder still tells the truth
-            _close_opened(opening, err)
+            _close_opened(opening, err, dispatcher)
         _record_ending(folder, "failed", reason)
         raise
     folder.set_state(status="succeeded", error=None)
@@ -263,14 +264,19 @@ def ending_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _close_opened(pending, err: BaseException) -> None:
-    """Wait for the tracker being opened (a stop during start-up) and close its runs with the
-    status the ending deserves; a tracker that failed to open has nothing to close."""
+def _close_opened(pending, err: BaseException, dispatcher: Dispatcher | None = None) -> None:
+    """Wait for the tracker being opened (a stop during start-up, or a failure while it was
+    still opening), tell it what was trained so far (the dispatcher's lanes and points, if it
+    was not attached yet) and close its runs with the status the ending deserves; a tracker
+    that failed to open has nothing to close."""
     interrupted = isinstance(err, (SweepInterrupted, KeyboardInterrupt))
     try:
         tracker = pending.result()
     except BaseException:  # noqa: BLE001 - its own failure is `err` or comes after it
         return
+    if dispatcher is not None:
+        with contextlib.suppress(Exception):
+            dispatcher.attach_opened(wait=True)
     reason = ending_reason(err)
     with contextlib.suppress(Exception):
         tracker.close("KILLED" if interrupted else "FAILED", reason)

@@ -146,10 +146,16 @@ class SweepTracker:
         state = self._load_state()
         check_reachable(self.tracking_uri)  # seconds, not MLflow's minutes of retries
         self._experiment_id = self._sync(self._get_or_create_experiment, spec.experiment)
+        stored = self._sync(self._runs_in_store, sweep_id)
+        if state is None and stored is not None:  # runs made, their state file never written
+            state = TrackingState(self.tracking_uri, self._experiment_id, stored[0])
         resumed = state is not None and self._can_resume(state, sweep_id)
         if resumed:
             self._parent_id = state.parent_run_id
             self._runs = dict(state.runs)
+            if stored is not None and stored[0] == self._parent_id:  # lanes the file missed
+                for lane, run_id in stored[1].items():
+                    self._runs.setdefault(lane, run_id)
             self._logged = dict(state.logged)
             for lane, step in self._sync(self._steps_in_store).items():
                 self._logged[lane] = max(step, self._logged.get(lane, -1))
@@ -186,7 +192,9 @@ class SweepTracker:
                     "log spec.json",
                 )
             )
-        self._save_state()
+        # A full disk must not fail the opening with a parent run already RUNNING: the runs
+        # exist whatever happens to the file, and the writer tries it again after its cycle.
+        self._save_state_or_retry()
 
         self._spec, self._sweep_id = spec, sweep_id
 
@@ -389,6 +397,24 @@ class SweepTracker:
             return False
         owner = run.data.tags.get(TAG_SWEEP_ID)
         return run.info.lifecycle_stage == "active" and owner == sweep_id
+
+    def _runs_in_store(self, sweep_id: str) -> tuple[str, dict[int, str]] | None:
+        """This sweep's parent run and lane runs as the store has them, by their tags: what a
+        resume reuses when the state file never got them (a disk full as the runs were made)."""
+        runs = self._client.search_runs(
+            [self._experiment_id],
+            filter_string=f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}'",
+            max_results=50_000,
+        )
+        parents = [r for r in runs if r.data.tags.get(TAG_KIND) == "sweep"]
+        if len(parents) != 1:
+            return None
+        lanes = {
+            int(r.data.tags[TAG_LANE]): r.info.run_id
+            for r in runs
+            if r.data.tags.get(TAG_KIND) == "lane" and TAG_LANE in r.data.tags
+        }
+        return parents[0].info.run_id, lanes
 
     def _steps_in_store(self) -> dict[int, int]:
         """The last step MLflow holds for each lane run of the state file. The file's `logged`
