@@ -14,19 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.core.program import forget_programs  # noqa: E402
-from sweeps.exec.inline import InlineExecutor  # noqa: E402
-from sweeps.pipeline import load_sweep_data  # noqa: E402
-from sweeps.plan.planner import Planner  # noqa: E402
-from sweeps.spec import parse_spec  # noqa: E402
+from benchmarks.refine import train_cold  # noqa: E402
 from sweeps.spec.text import load_yaml  # noqa: E402
-from sweeps.stream import Dispatcher  # noqa: E402
-from sweeps.verdict.analysis import analyze, analyze_for  # noqa: E402
+from sweeps.verdict.analysis import analyze  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -35,17 +29,7 @@ VERDICT = ("best_lr", "zone", "max_stable_lr", "min_diverged_lr", "edge")
 
 def train(raw: dict) -> dict:
     """Train a spec inline from cold: its verdict per group, lane-steps and seconds."""
-    spec = parse_spec(raw)
-    data = load_sweep_data(spec)
-    planner = Planner(spec)
-    dispatcher = Dispatcher(spec.metric_name, spec.train.steps, 0, planner.expected_lanes)
-    planner.subscribe(dispatcher.add_population)
-    planner.follow(dispatcher, analyze_for)
-    forget_programs()
-    t0 = time.perf_counter()
-    timing = InlineExecutor(spec, data).run(planner, dispatcher)
-    wall = time.perf_counter() - t0
-    results = dispatcher.results()
+    spec, _, _, results, timing, wall = train_cold(raw)
     verdicts, _ = analyze(
         results, loss=spec.loss_name, diverge_factor=spec.early_stopping.diverge_factor
     )

@@ -71,8 +71,9 @@ def digits(lr: dict, refine: dict | None, steps: int, seeds: int = 1) -> dict:
     }
 
 
-def train(raw: dict) -> dict:
-    """Train a spec inline from cold (no compiled program kept): its verdicts and costs."""
+def train_cold(raw: dict):
+    """Train a spec inline from cold (no compiled program kept), untracked: (spec, data,
+    planner, lane results, Timing, wall seconds). Also used by benchmarks/prune.py."""
     spec = parse_spec(raw)
     data = load_sweep_data(spec)
     planner = Planner(spec)
@@ -83,7 +84,12 @@ def train(raw: dict) -> dict:
     t0 = time.perf_counter()
     timing = InlineExecutor(spec, data).run(planner, dispatcher)
     wall = time.perf_counter() - t0
-    results = dispatcher.results()
+    return spec, data, planner, dispatcher.results(), timing, wall
+
+
+def train(raw: dict) -> dict:
+    """Train a spec inline from cold: its verdicts and costs."""
+    spec, data, planner, results, timing, wall = train_cold(raw)
     verdicts, _ = analyze(results, loss=spec.loss_name)
     return {
         "lanes": len(results),
