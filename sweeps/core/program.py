@@ -259,6 +259,11 @@ def get_program(structure: Structure, data: Dataset) -> Program:
     return _PROGRAMS[key]
 
 
+def cached_programs() -> int:
+    """How many programs this process holds (a long-lived trainer bounds it)."""
+    return len(_PROGRAMS)
+
+
 def forget_programs() -> None:
     """Drop every compiled program of this process (a benchmark's variants each start cold)."""
     _PROGRAMS.clear()

@@ -37,6 +37,7 @@ class RayTarget:
     checkpoint_every_s: float = 20.0  # a trial checkpoints at most this often
     cpu_threads: int | None = None  # slices a CPU trial trains at once (unset: its CPUs)
     trial_hook: str | None = None  # "file.py:fn" called fn(population_id, step) per eval point
+    warm_trainer: bool = False  # a kept head: its warm trainer trains one-per-host trials (warm.py)
 
     @classmethod
     def from_settings(cls, settings, address: str | None = None) -> RayTarget:
@@ -52,6 +53,7 @@ class RayTarget:
             checkpoint_every_s=settings.checkpoint_every_s,
             cpu_threads=settings.cpu_threads,
             trial_hook=settings.trial_hook,
+            warm_trainer=settings.ray_kept_head and settings.warm_trainer,
         )
 
 

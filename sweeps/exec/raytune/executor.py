@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
@@ -33,9 +34,11 @@ from sweeps.exec.raytune.cluster import (
     ray_trial_threads,
     sigterm_stops_tune,
     trial_resources,
+    worker_env,
 )
 from sweeps.exec.raytune.collector import Collector, CollectorCallback, PointLog
-from sweeps.exec.raytune.trainable import population_trainable
+from sweeps.exec.raytune.trainable import population_trainable, warm_trainable
+from sweeps.exec.raytune.warm import warm_trainer
 from sweeps.exec.trial import WidthBook
 from sweeps.folder import POINTS, RAY
 from sweeps.plan.planner import Planner
@@ -84,20 +87,30 @@ class RayExecutor:
         one_trial = one_trial_per_host(spec, planned, self.target)
         expected = 1 if one_trial else planner.expected_trials
         dispatcher.progress.trials_total = expected
-        trainable = tune.with_parameters(
-            population_trainable,
+        train = dict(
             spec_json=spec.model_dump_json(),
             populations=planned,
             data=self.data,
             threads=ray_trial_threads(spec, planned, self.target),
             widths={pop.id: self.widths.width(pop) for pop in planned} if self.widths else {},
             checkpoint_every_s=self.target.checkpoint_every_s,
-            trial_hook=self.target.trial_hook,
             programs=self.ahead.take() if self.ahead else None,
             user_objects=imports.ship(
                 [ref for field, ref in spec.import_refs().items() if field != "data.import"]
             ),
         )
+        if one_trial and self.target.warm_trainer:
+            # a kept head's warm trainer trains; the trial only reports (warm.py)
+            env = worker_env(spec, self.target)
+            warm_trainer(env)  # started now (its JAX import beside Tune's set-up), then kept
+            trainable = tune.with_parameters(
+                warm_trainable, trainer_env=env, call=[ray.put(train)],
+                per_point=spec.scheduler.name == "asha", trial_hook=self.target.trial_hook,
+            )  # fmt: skip
+        else:
+            trainable = tune.with_parameters(
+                population_trainable, trial_hook=self.target.trial_hook, **train
+            )
         resources = bundle_resources(spec) if one_trial else trial_resources(spec)
         trainable = tune.with_resources(trainable, resources)
         run_config = tune.RunConfig(

@@ -137,6 +137,31 @@ def stop(state_dir: Path) -> KeptHead | None:
     """Stop the kept head; the one stopped, or None if none ran."""
     head = find(state_dir)
     if head is not None:
+        workers = _descendants(head.pid)
         stop_group(head.pid)
+        _end(workers)
     (Path(state_dir) / HEAD_FILE).unlink(missing_ok=True)
     return head
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def _end(processes: list, timeout: float = 5.0) -> None:
+    """Ray's workers (the warm trainer among them: warm.py) run in process groups of their own
+    and leave only once they notice their raylet is gone: with the head stopped, `ray down`
+    ends them, so nothing the head started outlives it."""
+    import psutil
+
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()

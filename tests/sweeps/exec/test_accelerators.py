@@ -9,7 +9,7 @@ from conftest import tiny_spec_dict
 
 from sweeps.errors import SpecError
 from sweeps.exec.raytune.cluster import accelerator_env, trial_resources, worker_env
-from sweeps.exec.raytune.trainable import check_backend
+from sweeps.exec.raytune.points import check_backend
 from sweeps.spec import parse_spec
 
 

@@ -10,6 +10,7 @@ import sys
 
 import yaml
 from conftest import tiny_spec_dict
+from testlib import sweep_points
 
 from sweeps.exec.raytune import local_head
 from sweeps.folder import pid_alive
@@ -23,6 +24,13 @@ def _cli(*args, env, timeout=300):
     )
 
 
+def _warm_trainers() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [""])[0].startswith("ray::WarmTrainer")]  # fmt: skip
+
+
 def test_run_joins_the_kept_head_and_down_stops_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["GOLDILOCKS_STATE_DIR"] = str(tmp_path / "state")
@@ -30,6 +38,7 @@ def test_run_joins_the_kept_head_and_down_stops_it(tmp_path):
     raw = tiny_spec_dict(name="kept-head")
     raw["search"].update(optimizer=["adam"], learning_rate={"min": 1e-3, "max": 1.0, "num": 3})
     spec.write_text(yaml.safe_dump(raw))
+    others = set(_warm_trainers())  # another head's on this machine, if any
     up = _cli("ray", "up", "--cpus", "2", env=env)
     assert up.returncode == 0, up.stderr
     head = local_head.find(tmp_path / "state")
@@ -45,9 +54,22 @@ def test_run_joins_the_kept_head_and_down_stops_it(tmp_path):
         report = json.loads((tmp_path / "out" / "report.json").read_text())
         assert report["executor"] == "ray" and len(report["lanes"]) == 3
         assert local_head.find(tmp_path / "state") == head  # still up for the next sweep
+        # The next sweep is trained by the warm trainer the head kept (warm.py): every program
+        # is in its memory already, the same numbers come out.
+        again = _cli("run", spec, "--out", tmp_path / "again", "--tracking-uri",
+                     f"sqlite:///{tmp_path}/mlflow.db", env=env)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert {p["compiles"] for p in sweep_points(tmp_path / "again")} == {0}
+        second = json.loads((tmp_path / "again" / "report.json").read_text())
+        assert [lane["best_val_loss"] for lane in second["lanes"]] == [
+            lane["best_val_loss"] for lane in report["lanes"]
+        ]
+        trainers = set(_warm_trainers()) - others
+        assert len(trainers) == 1, trainers
     finally:
         down = _cli("ray", "down", env=env)
     assert down.returncode == 0 and head.address in down.stdout
     assert local_head.find(tmp_path / "state") is None
     assert not pid_alive(head.pid)
+    assert not any(pid_alive(pid) for pid in trainers)  # the warm trainer went with the head
     assert "none" in _cli("ray", "status", env=env).stdout

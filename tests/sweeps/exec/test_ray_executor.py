@@ -169,7 +169,7 @@ def test_asha_stops_bad_populations_early_without_nan_scores(local_ray, tmp_path
 
 
 def test_a_trial_of_several_populations_resumes_at_the_one_its_checkpoint_names():
-    from sweeps.exec.raytune.trainable import _finished_before
+    from sweeps.exec.raytune.points import finished_before as _finished_before
 
     planned = prepare(_spec()).populations
     ids = [p.id for p in planned]
