@@ -11,7 +11,8 @@ run three ways in ONE process, one after the other, so the ratios compare like w
     logged by Goldilocks' own MLflow tracker (parent run + one child run per lane, written by
     a background thread). Wall time from `run_sweep` with Ray not yet started (it starts Ray
     and the MLflow runs at once, as `goldilocks run` does) to the report. Then the same sweep
-    again on the Ray left up (`overhead_warm`).
+    again on the Ray left up (`overhead_warm`), as a user's next sweep: the same compile cache
+    and the warm trainer the first left in that Ray (sweeps/exec/raytune/warm.py).
 (b) naive Ray Tune (benchmarks/naive_tune.py): "the way people do it today", and the
     baseline the speedup is measured against: one Tune trial per learning rate (`tune.grid_search(lrs)`), a function trainable
     that builds the same model (`make_model`) with plain `optax.adam(lr)`, jits its own train
@@ -143,7 +144,9 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
     tag = "a-warm" if warm else "a"
     uri = tracking_uri(tmp / f"{tag}-mlflow")
     previous = os.environ.get("GOLDILOCKS_COMPILE_CACHE")
-    os.environ["GOLDILOCKS_COMPILE_CACHE"] = str(tmp / f"{tag}-jax-cache")  # empty: no warm cache
+    # (a) starts from an empty cache; the warm run is the user's next sweep: the same cache, and
+    # the warm trainer (sweeps/exec/raytune/warm.py) that (a) left in that Ray
+    os.environ["GOLDILOCKS_COMPILE_CACHE"] = str(tmp / "a-jax-cache")
     get_settings.cache_clear()  # settings are read once; read them again with this cache
     try:
         if not warm:

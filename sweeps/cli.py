@@ -208,7 +208,7 @@ def _join_kept_head(executor: str, ray_address: str | None, settings):
         f"Ray: joining the local head kept by `goldilocks ray up` ({head.address}); "
         "`goldilocks ray down` stops it"
     )
-    return head.address, settings.model_copy(update={"ray_same_host": True, "ray_kept_head": True})
+    return head.address, settings.model_copy(update={"ray_same_host": True})
 
 
 def _run_and_report(

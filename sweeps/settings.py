@@ -46,11 +46,9 @@ class Settings(BaseSettings):
     # The Ray cluster joined (RAY_ADDRESS) runs on this machine only (the service's own Ray):
     # its trials can load the programs the driver compiled ahead (sweeps/exec/precompile.py).
     ray_same_host: bool = False
-    # On a head kept by `goldilocks ray up`, trials have the head's warm trainer train (JAX
-    # imported and programs compiled once per head, not per command: sweeps/exec/raytune/warm.py).
+    # A sweep trained in one Ray trial on this host has the Ray's warm trainer train it: JAX
+    # imported and programs compiled once per Ray, not per sweep (sweeps/exec/raytune/warm.py).
     warm_trainer: bool = True
-    # Set by the CLI when it joins the head `goldilocks ray up` keeps (not read from the env).
-    ray_kept_head: bool = Field(False, exclude=True)
     # where the service keeps uploaded datasets (POST /datasets), one folder per id
     datasets_dir: Path | None = None
     # A Ray trial checkpoints its population at an eval point at most this often.

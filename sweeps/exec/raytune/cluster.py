@@ -37,7 +37,7 @@ class RayTarget:
     checkpoint_every_s: float = 20.0  # a trial checkpoints at most this often
     cpu_threads: int | None = None  # slices a CPU trial trains at once (unset: its CPUs)
     trial_hook: str | None = None  # "file.py:fn" called fn(population_id, step) per eval point
-    warm_trainer: bool = False  # a kept head: its warm trainer trains one-per-host trials (warm.py)
+    warm_trainer: bool = False  # one-trial-per-host sweeps: the Ray's warm trainer trains (warm.py)
 
     @classmethod
     def from_settings(cls, settings, address: str | None = None) -> RayTarget:
@@ -53,7 +53,7 @@ class RayTarget:
             checkpoint_every_s=settings.checkpoint_every_s,
             cpu_threads=settings.cpu_threads,
             trial_hook=settings.trial_hook,
-            warm_trainer=settings.ray_kept_head and settings.warm_trainer,
+            warm_trainer=settings.warm_trainer,
         )
 
 
@@ -122,13 +122,15 @@ def compile_ahead(
     can use them: a local Ray (this machine) with CPU trials, and a CPU-only JAX here (an
     accelerator plugin would have this driver grab the device). See sweeps/exec/precompile.py.
 
-    Not on a Ray that is already up (a kept head, the service's Ray): there is no start to
-    hide the compile behind, and the trials read their programs from the persistent cache
-    (demo on a kept head: the driver's cold compile, 5.5 s, was on the critical path; the
-    trials' own from the cache take 0.3 s a population)."""
+    Not on a Ray that is already up (a kept head, the service's Ray, this process's own from
+    an earlier sweep): there is no start to hide the compile behind, and the warm trainer
+    holds the programs already or the trials read them from the persistent cache (demo on a
+    kept head: the driver's cold compile, 5.5 s, was on the critical path; the trials' own
+    from the cache take 0.3 s a population)."""
     if (
         not target.precompile
         or target.address is not None
+        or ray.is_initialized()
         or not trials_run_here(spec, target)
         or not populations  # tpe: points come from the searcher as it runs
         or persistent_cache_on()  # its executables would reach the trials without their code

@@ -100,7 +100,7 @@ class RayExecutor:
             ),
         )
         if one_trial and self.target.warm_trainer:
-            # a kept head's warm trainer trains; the trial only reports (warm.py)
+            # the Ray's warm trainer trains; the trial only reports (warm.py)
             env = worker_env(spec, self.target)
             warm_trainer(env)  # started now (its JAX import beside Tune's set-up), then kept
             trainable = tune.with_parameters(

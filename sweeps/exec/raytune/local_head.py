@@ -77,7 +77,13 @@ def launch_head(
 
 def stop_group(pid: int, timeout: float = 30.0) -> None:
     """`ray start --block` stops the processes it started when told to stop; SIGKILL after
-    `timeout`."""
+    `timeout`. Then the head's workers go too (see `_end`)."""
+    workers = _descendants(pid)
+    _stop_leader(pid, timeout)
+    _end(workers)
+
+
+def _stop_leader(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -137,9 +143,7 @@ def stop(state_dir: Path) -> KeptHead | None:
     """Stop the kept head; the one stopped, or None if none ran."""
     head = find(state_dir)
     if head is not None:
-        workers = _descendants(head.pid)
         stop_group(head.pid)
-        _end(workers)
     (Path(state_dir) / HEAD_FILE).unlink(missing_ok=True)
     return head
 

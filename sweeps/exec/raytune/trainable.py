@@ -7,7 +7,7 @@ adaptive one. Every eval point is reported as a `TrialPoint`, several to a repor
 `checkpoint_every_s`), so a retried trial resumes rather than restarts.
 
 Two trainables, one report loop: `population_trainable` trains in the trial's own process;
-`warm_trainable` (a head kept by `goldilocks ray up`) has the warm trainer the head holds
+`warm_trainable` (a one-trial-per-host sweep) has the warm trainer that Ray holds
 train and only reports, so the trial never imports JAX or compiles (warm.py). This module
 imports neither JAX nor the trainer: a warm trial starts in Ray's and Tune's import time only.
 """

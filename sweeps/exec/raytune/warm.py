@@ -1,18 +1,20 @@
-"""The warm trainer a kept Ray head holds: one long-lived process that trains trials'
-populations for every sweep that joins the head.
+"""The warm trainer a Ray on this machine holds: one long-lived process that trains the
+one-trial-per-host sweeps (cluster.one_trial_per_host) of every driver that uses that Ray.
 
-On a head kept by `goldilocks ray up` every `goldilocks run` is a new Ray job, and Ray starts
-a new worker for each job's trial: its Python, Ray Tune, JAX and Flax imports and the reload of
-its compiled programs from the persistent cache (~1.7 s of the demo's ~2 s of Ray overhead
-beside inline, docs/benchmarks.md) were paid again by every command. The warm trainer is a
-detached actor started by the first sweep and kept with the head (it ends with `ray down`):
-JAX is imported once and every program it compiled stays in memory. The Tune trial stays a
-Tune trial — it holds the resources, reads and writes the checkpoints and reports every point
-— but it has the warm trainer train (trainable.warm_trainable) and never imports JAX.
+On a head kept by `goldilocks ray up` (or the service's Ray) every sweep is a new Ray job,
+and Ray starts a new worker for each job's trial: its Python, Ray Tune, JAX and Flax imports
+and the reload of its compiled programs from the persistent cache (~1.7 s of the demo's ~2 s
+of Ray overhead beside inline, docs/benchmarks.md) were paid again by every command. The warm
+trainer is a detached actor started by the first sweep and kept as long as that Ray runs (a
+kept head: until `ray down`; a Ray this process started: until it leaves): JAX is imported
+once and every program it compiled stays in memory. The Tune trial stays a Tune trial — it
+holds the resources, reads and writes the checkpoints and reports every point — but it has the
+warm trainer train (trainable.warm_trainable) and never imports JAX.
 
 One warm trainer per trial environment (its threads, XLA flags and compile cache are fixed when
 its process starts): a sweep whose trials would get another environment gets its own. The
 actor asks for no CPUs: the trial that drives it holds them, so Tune's scheduling is unchanged.
+Calls queue (one at a time), as one-trial-per-host trials do for the host's CPUs anyway.
 """
 
 from __future__ import annotations

@@ -62,10 +62,10 @@ def test_ray_sweep_matches_inline_and_logs_every_lane(local_ray, tmp_path):
     assert len(trials) == 1, trials
     choices = report["timing"]["lane_width_choice"].values()
     assert {c["threads"] for c in choices} == {min(2, os.cpu_count())}
-    # The driver compiled the programs while Ray started; the first trial compiled nothing.
-    first = prepared.populations[0].id
-    assert {p["compiles"] for p in points if p["population_id"] == first} == {0}
-    assert report["timing"]["compile_s"] > 0  # the driver's compile (and any trial's) counted
+    # Ray was up already (this module's): nothing to compile ahead behind, so the warm
+    # trainer compiled the programs (test_precompile and test_ray_faults: the compile-ahead)
+    assert sum(p["compiles"] for p in points) > 0
+    assert report["timing"]["compile_s"] > 0  # the trials' compile counted
 
     # Same numbers as the inline executor (same program, same batches, same seeds).
     inline = train_inline(spec, prepared.data)

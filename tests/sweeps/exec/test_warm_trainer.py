@@ -24,6 +24,8 @@ def note(population, step):
         f.write(json.dumps({{"pid": os.getpid(), "jax": "jax" in sys.modules, "step": step}}) + "\\n")
     if {kill!r} and step == 20 and not os.path.exists({marker!r}):
         open({marker!r}, "w").close()
+        if {kill!r} == "trial":
+            os._exit(3)  # like a killed trial worker: no exception, no clean-up
         import ray
         from sweeps.exec.raytune.warm import NAMESPACE
         for actor in ray.util.list_named_actors(all_namespaces=True):
@@ -32,11 +34,12 @@ def note(population, step):
 '''
 
 
-def _settings(tmp_path, name: str, kill: bool = False) -> Settings:
+def _settings(tmp_path, name: str, kill: str | None = None) -> Settings:
+    """`kill`: "trainer" or "trial" once at step 20 (in the trial, by its hook), else None."""
     hook = tmp_path / f"{name}_hook.py"
     log, marker = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.killed"
     hook.write_text(HOOK.format(log=str(log), kill=kill, marker=str(marker)))
-    return Settings(ray_kept_head=True, trial_hook=f"{hook}:note", checkpoint_every_s=0.0)
+    return Settings(trial_hook=f"{hook}:note", checkpoint_every_s=0.0)
 
 
 def _spec():
@@ -95,7 +98,7 @@ def test_a_warm_trainer_killed_mid_trial_is_replaced_by_the_retry(local_ray, tmp
     prepared = prepare(spec)
     before = _trainers()
     report = run_sweep(prepared, tmp_path / "sweep", executor="ray", track=False,
-                       settings=_settings(tmp_path, "faulty", kill=True))  # fmt: skip
+                       settings=_settings(tmp_path, "faulty", kill="trainer"))  # fmt: skip
     assert (tmp_path / "faulty.killed").exists()
     after = _trainers()
     assert len(after) == 1 and set(after.values()).isdisjoint(before.values())  # a new one
@@ -109,3 +112,24 @@ def test_a_warm_trainer_killed_mid_trial_is_replaced_by_the_retry(local_ray, tmp
     for population in prepared.populations:
         steps = {p["eval_step"] for p in points if p["population_id"] == population.id}
         assert steps == {0, 10, 20, 30, 40}, (population.id, steps)
+
+
+def test_a_trial_killed_mid_stream_is_retried_by_the_same_warm_trainer(local_ray, tmp_path):
+    """The trial dies while the trainer streams to it: the trainer stops that stream and
+    serves the retry, which resumes from the checkpoint (no deadlock behind the dead one)."""
+    spec = _spec()
+    prepared = prepare(spec)
+    report = run_sweep(prepared, tmp_path / "sweep", executor="ray", track=False,
+                       settings=_settings(tmp_path, "crash", kill="trial"))  # fmt: skip
+    assert (tmp_path / "crash.killed").exists()
+    assert len({row["pid"] for row in _hook_log(tmp_path, "crash")}) == 2  # the trial, its retry
+    inline = [r.best_val_loss for r in train_inline(spec, prepared.data)]
+    loss = [lane["best_val_loss"] for lane in report["lanes"]]
+    np.testing.assert_allclose(
+        np.nan_to_num(loss, nan=np.inf), np.nan_to_num(inline, nan=np.inf), rtol=1e-5
+    )
+    first = prepared.populations[0].id
+    steps = [
+        p["eval_step"] for p in sweep_points(tmp_path / "sweep") if p["population_id"] == first
+    ]
+    assert steps == [0, 10, 20, 30, 40]  # resumed, not restarted: no point arrived twice
