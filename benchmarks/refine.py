@@ -8,7 +8,7 @@ Two cases, each trained inline (no tracking) twice:
   dense grid of 49 LRs over the same range (ratio 1.27), comparing the best validation loss.
 
 Prints a table, or one JSON line with `--json`:
-    python benchmarks/refine.py [--json] [--quick] [--seeds N]
+    python benchmarks/refine.py [--json] [--quick] [--seeds N (default 5)]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def compare(name: str, refined: dict, dense: dict, extra: dict) -> dict:
     }
 
 
-def run(quick: bool, seeds: int = 1) -> list[dict]:
+def run(quick: bool, seeds: int = 5) -> list[dict]:
     out = []
     coarse = {"min": 1e-4, "max": 100.0, "num": 7, "scale": "log"}
     refine = {"ratio": 1.1, "max_rounds": 4}
@@ -160,8 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="one JSON line")
     ap.add_argument("--quick", action="store_true", help="digits at 100 steps, not 300")
-    ap.add_argument("--seeds", type=int, default=1, help="digits: seeds per LR (the verdict's "
-                    "best loss is their mean: one seed compares lucky draws)")  # fmt: skip
+    ap.add_argument("--seeds", type=int, default=5, help="digits: seeds per LR (the verdict's "
+                    "best loss is their mean; with fewer than 5, SGD just below its edge "
+                    "compares lucky draws: docs/precision.md)")  # fmt: skip
     args = ap.parse_args()
     rows = run(args.quick, args.seeds)
     if args.json:
