@@ -1,13 +1,15 @@
 """μP vs standard parametrization: the best Adam LR across widths (docs/mup.md).
 
-One sweep per parametrization, each a `transfer.width` axis over the mlp's `width` (one
+One sweep per parametrization, each a `transfer.width` axis over the model's width (the mlp's
+`width` on the teacher task, or the transformer's `d_model` on the pydoc_topics characters; one
 population per width), Adam, cosine decay, refined (`search.refine`) so each width's best LR is
 bracketed. The check of issue 19: under μP the best LR moves across the widths by at most one
 refinement bracket (the widest bracket's ratio); under SP the drift is shown. With `--verify` the
 target width (4x the widest swept) is trained too and prediction_error = log2(predicted / direct)
 is reported for both.
 
-    python benchmarks/mup.py [--json] [--quick] [--verify]
+    python benchmarks/mup.py [--model mlp|transformer] [--json] [--quick] [--verify]
+        [--base-width N] [--widths N N ...] [--seeds N]
 """
 
 from __future__ import annotations
@@ -25,23 +27,75 @@ from sweeps.exec.inline import train_inline  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.transfer.analysis import transfer_section  # noqa: E402
+from sweeps.transfer.points import best_lr  # noqa: E402
 from sweeps.verdict.analysis import analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
 
 BASE = 32
 
 
-def case(parametrization: str, quick: bool, verify: bool) -> dict:
-    widths, target = ([32, 64, 128], 512) if quick else ([32, 64, 128, 256], 1024)
-    model = {"name": "mlp", "hidden": [BASE, BASE]}
+def per_seed_best(results: list, widths: list[int], seeds: int) -> dict[str, list[float | None]]:
+    """Each width's best LR from each seed alone: how far one seed's answer moves (noise)."""
+    out: dict[str, list[float | None]] = {}
+    for w in widths:
+        row = []
+        for s in range(seeds):
+            lanes = [r for r in results if r.lane.model_width == w and r.lane.seed == s]
+            finals = [
+                r.val_loss[-1] if r.status != "diverged" and r.val_loss else math.inf for r in lanes
+            ]
+            found = best_lr([r.lane.learning_rate for r in lanes], [s] * len(lanes), finals)
+            row.append(None if found is None else round(found.best_lr, 5))
+        out[str(w)] = row
+    return out
+
+
+def setup(model_name: str, quick: bool, base: int) -> dict:
+    """The model, its width argument, the task and the widths swept for one model."""
+    if model_name == "mlp":
+        return {
+            "model": {"name": "mlp", "hidden": [base, base]},
+            "arg": "width",
+            "data": {"name": "teacher", "n_samples": 4000 if quick else 10_000},
+            "steps": 200 if quick else 300,
+            "widths": [base, 2 * base, 4 * base] if quick else [base, 2 * base, 4 * base, 8 * base],
+        }
+    # the char-level task of examples/char_transformer.yaml, 2 layers of 4 heads; d_ff = 4 d_model
+    return {
+        "model": {"name": "transformer", "n_layers": 2, "n_heads": 4},  # d_model: the axis
+        "arg": "d_model",
+        "data": {"name": "pydoc_topics", "block_size": 16 if quick else 32, "val_fraction": 0.1},
+        "steps": 60 if quick else 300,
+        "widths": [base, 2 * base] if quick else [base, 2 * base, 4 * base],
+    }
+
+
+def case(
+    parametrization: str,
+    quick: bool,
+    verify: bool,
+    model_name: str = "mlp",
+    base: int = BASE,
+    widths: list[int] | None = None,
+    seeds: int = 1,
+) -> dict:
+    cfg = setup(model_name, quick, base)
+    widths = sorted(widths or cfg["widths"])
+    target = 4 * widths[-1]
+    model = dict(cfg["model"])
     if parametrization == "mup":
-        model.update(parametrization="mup", base_width=BASE)
+        model.update(parametrization="mup", base_width=base)
     raw = {
-        "name": f"mup-{parametrization}",
-        "data": {"name": "teacher", "n_samples": 4000 if quick else 10_000},
+        "name": f"mup-{model_name}-{parametrization}",
+        "data": cfg["data"],
         "model": model,
         "loss": "cross_entropy",
-        "train": {"steps": 200 if quick else 300, "batch_size": 32, "eval_every": 50},
+        "train": {
+            "steps": cfg["steps"],
+            "batch_size": 32,
+            "eval_every": min(50, cfg["steps"] // 2),
+            "seeds": list(range(seeds)),
+        },
         "search": {
             # 2x apart, refined to within 1.25x around each width's best LR
             "learning_rate": {"min": 1e-4, "max": 0.128, "num": 11},
@@ -50,7 +104,7 @@ def case(parametrization: str, quick: bool, verify: bool) -> dict:
             "refine": {"ratio": 1.25, "max_rounds": 3, "extend": 2},
         },
         "transfer": {
-            "width": {"arg": "width", "values": widths, "target": target},
+            "width": {"arg": cfg["arg"], "values": widths, "target": target},
             "verify": verify,
         },
     }
@@ -70,6 +124,9 @@ def case(parametrization: str, quick: bool, verify: bool) -> dict:
     bracket = math.log2(max(brackets)) if brackets else None
     fit, pred, check = group["fit"] or {}, group["prediction"], group.get("verification") or {}
     return {
+        "model": model_name,
+        "base_width": base,
+        "seeds": seeds,
         "parametrization": parametrization,
         "widths": widths,
         "best_lr": {str(p["value"]): p["best_lr"] for p in points},
@@ -88,6 +145,7 @@ def case(parametrization: str, quick: bool, verify: bool) -> dict:
         "note": pred.get("note"),
         "direct": check.get("best_lr"),
         "prediction_error": check.get("prediction_error"),
+        "per_seed_best_lr": per_seed_best(results, widths, seeds) if seeds > 1 else None,
         "lanes": len(results),
         "lane_steps": lane_steps(results),
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -97,13 +155,21 @@ def case(parametrization: str, quick: bool, verify: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON line")
-    parser.add_argument("--quick", action="store_true", help="3 widths, 200 steps")
+    parser.add_argument("--model", choices=["mlp", "transformer"], default="mlp")
+    parser.add_argument("--quick", action="store_true", help="fewer widths and steps")
     parser.add_argument("--verify", action="store_true", help="train the target width too")
+    parser.add_argument("--base-width", type=int, default=BASE, help="μP's base (and SP's hidden)")
+    parser.add_argument("--widths", type=int, nargs="+", help="widths swept (default: from base)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per lane")
     args = parser.parse_args()
-    rows = [case(p, args.quick, args.verify) for p in ("sp", "mup")]
+    rows = [
+        case(p, args.quick, args.verify, args.model, args.base_width, args.widths, args.seeds)
+        for p in ("sp", "mup")
+    ]
     sp, mu = rows
     summary = {
         "benchmark": "mup",
+        "model": args.model,
         "quick": args.quick,
         "cases": rows,
         # the issue's check: μP's best LR stays within one bracket, SP's drifts further
