@@ -4,7 +4,8 @@ direct sweep there.
 Cases (MLP, cosine decay, batch 32, two seeds): the built-in teacher task with 60,000 rows (the
 3,200-step run passes over its 48,000 training rows twice, the swept runs less than once), with
 250,000 rows (every run sees each row at most once) and digits (1,347 training rows: the long
-runs overfit), each with Adam and SGD.
+runs overfit), each with Adam and SGD; and `char` (examples/char_transformer.yaml's transformer
+on Python's help text, one seed, horizons 50 / 100 / 200 predicted at 1,600: 8x still).
 Each case is one sweep (`transfer.steps: {values: [100, 200, 400], target: 3200, verify: true}`):
 every horizon trains in one program, the target's lanes too, so the direct check is exact.
 Reported per case: the best LR at each horizon, the fitted exponent and its interval, the
@@ -55,14 +56,22 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
     num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1
     rows = {"teacher": 60_000, "teacher_big": 250_000}.get(dataset, 0)
     data = {"name": "teacher", "n_samples": 600 if quick else rows}
+    model = {"name": "mlp", "hidden": [64, 64]}
+    seeds = [0] if quick else [0, 1]
     if dataset == "digits":
         data = {"name": "digits"}
+    if dataset == "char":  # examples/char_transformer.yaml's model and text, one seed, 8x still
+        data = {"name": "pydoc_topics", "block_size": 32, "val_fraction": 0.1}
+        model = {"name": "transformer", "d_model": 32, "n_layers": 2, "n_heads": 4}
+        seeds = [0]
+        if axis == "steps" and not quick:
+            values, target = [50, 100, 200], 1600
     raw = {
         "name": f"transfer-{dataset}-{optimizer}",
         "data": data,
-        "model": {"name": "mlp", "hidden": [64, 64]},
+        "model": model,
         "loss": "cross_entropy",
-        "train": {**train, "eval_every": 50, "seeds": [0] if quick else [0, 1]},
+        "train": {**train, "eval_every": 50, "seeds": seeds},
         "search": {
             "learning_rate": {"min": lo, "max": hi, "num": num},
             "optimizer": [optimizer],
