@@ -99,18 +99,18 @@ class RayExecutor:
                 [ref for field, ref in spec.import_refs().items() if field != "data.import"]
             ),
         )
+        # ASHA's rungs count reports (`training_iteration`): every point is one
+        reporting = {"per_point": spec.scheduler.name == "asha",
+                     "trial_hook": self.target.trial_hook}  # fmt: skip
         if one_trial and self.target.warm_trainer:
             # the Ray's warm trainer trains; the trial only reports (warm.py)
             env = worker_env(spec, self.target)
             warm_trainer(env)  # started now (its JAX import beside Tune's set-up), then kept
             trainable = tune.with_parameters(
-                warm_trainable, trainer_env=env, call=[ray.put(train)],
-                per_point=spec.scheduler.name == "asha", trial_hook=self.target.trial_hook,
-            )  # fmt: skip
-        else:
-            trainable = tune.with_parameters(
-                population_trainable, trial_hook=self.target.trial_hook, **train
+                warm_trainable, trainer_env=env, call=[ray.put(train)], **reporting
             )
+        else:
+            trainable = tune.with_parameters(population_trainable, **reporting, **train)
         resources = bundle_resources(spec) if one_trial else trial_resources(spec)
         trainable = tune.with_resources(trainable, resources)
         run_config = tune.RunConfig(

@@ -25,14 +25,16 @@ from ray import tune
 STATE_FILE = "state.pkl"
 
 
-def population_trainable(config: dict, *, trial_hook: str | None = None, **train) -> None:
-    """One Tune trial trained here: `train` are `points.train_points`'s arguments.
-    `trial_hook`, an import reference, is called with (population id, step) at every eval
-    point."""
+def population_trainable(
+    config: dict, *, per_point: bool, trial_hook: str | None = None, **train
+) -> None:
+    """One Tune trial trained here: `train` are `points.train_points`'s arguments; every point
+    is its own report when `per_point` (ASHA's rungs count reports). `trial_hook`, an import
+    reference, is called with (population id, step) at every eval point."""
     from sweeps.exec.raytune.points import train_points
 
     points = train_points(config, saved_checkpoint(), **train)
-    report_points(points, per_point=_per_point(train["spec_json"]), hook=_hook(trial_hook))
+    report_points(points, per_point=per_point, hook=_hook(trial_hook))
 
 
 def warm_trainable(
@@ -78,13 +80,6 @@ def report_points(points: Iterable, *, per_point: bool, hook: Callable | None = 
             hook(population, step)
     if batch.held:  # never left behind (the last point always reports, so only in theory)
         tune.report(batch.take(batch.held.pop()))
-
-
-def _per_point(spec_json: str) -> bool:
-    """ASHA's rungs count reports (`training_iteration`): every point is one."""
-    from sweeps.spec import SweepSpec
-
-    return SweepSpec.model_validate_json(spec_json).scheduler.name == "asha"
 
 
 def _hook(trial_hook: str | None) -> Callable | None:
