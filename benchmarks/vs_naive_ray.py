@@ -29,7 +29,8 @@ the same data split, minibatches and learning-rate grid, the same Ray init optio
 this shared machine), the same worker thread settings (`worker_env`: one XLA/BLAS thread per one-CPU trial, so the
 comparison is not about oversubscribed cores). Neither Ray variant gets a warm persistent
 compile cache: (a) points `GOLDILOCKS_COMPILE_CACHE` at an empty folder, (b) runs without one.
-(a) compiles its programs in this process while Ray starts (`sweeps/exec/precompile.py`), so each
+(a)'s warm trainer compiles in its own process (the driver compiles ahead only for trials that
+train themselves: `sweeps/exec/precompile.py`); each
 variant first forgets every program compiled here before (`forget_programs`): (c) compiles
 cold, as a fresh `goldilocks run --executor inline` would.
 One-time in-process costs (importing MLflow and its SQLite store, starting JAX's CPU client) are
@@ -179,7 +180,7 @@ def run_goldilocks(spec: SweepSpec, tmp: Path, *, warm: bool = False) -> dict:
         "mlflow_runs": count_runs(uri, EXPERIMENT),
         "ray_init_s": ray_init_s,
         "fit_s": sweep["timing"]["train_s"],  # tuner.fit(): worker start, compile, train
-        "compile_s": sweep["timing"]["compile_s"],  # the driver's while Ray started + trials'
+        "compile_s": sweep["timing"]["compile_s"],  # the driver's ahead (if any) + trials'
         "trial_compiles": trial_compiles(tmp / tag),
         "trials_train_s": sweep["timing"]["trials_train_s"],
         "log_s": sweep["timing"]["log_s"],
@@ -194,7 +195,7 @@ def run_inline(spec: SweepSpec, tmp: Path) -> dict:
     import jax
 
     jax.block_until_ready(jax.numpy.zeros(1) + 1)  # start JAX's CPU client (after Ray's forks)
-    forget_programs()  # (a) compiled them in this process while Ray started: (c) starts cold
+    forget_programs()  # (c) starts cold, whatever this process compiled before
     uri = tracking_uri(tmp / "c-mlflow")
     t0 = time.perf_counter()
     timeline = Timeline(t0)
@@ -302,8 +303,8 @@ def report(r: dict) -> None:
         out(f"{name} timeline, s since start: trials started {stamp(v['trials_started_at_s'])}, "
             f"first chunk done {stamp(v['first_chunk_at_s'])}, all steps done "
             f"{stamp(v['all_steps_at_s'])}, end {v['wall_s']:.2f}")  # fmt: skip
-    out(f"(a) compile {a['compile_s']:.2f} s (in the driver while Ray started; programs the "
-        f"trials compiled themselves: {a['trial_compiles']})")  # fmt: skip
+    out(f"(a) compile {a['compile_s']:.2f} s (the driver's ahead, if any, and the warm "
+        f"trainer's; programs compiled in the trials: {a['trial_compiles']})")  # fmt: skip
     out(f"(c) inline compile {c['compile_s']:.2f} s, train {c['train_s']:.2f} s")
     ts = b["trial_s"]
     out(f"(b) {len(ts)} trials, s inside the trainable: mean {np.mean(ts):.2f}, sum "

@@ -126,11 +126,17 @@ def compile_ahead(
     an earlier sweep): there is no start to hide the compile behind, and the warm trainer
     holds the programs already or the trials read them from the persistent cache (demo on a
     kept head: the driver's cold compile, 5.5 s, was on the critical path; the trials' own
-    from the cache take 0.3 s a population)."""
+    from the cache take 0.3 s a population).
+
+    Nor where the warm trainer will train (a one-trial-per-host sweep): it compiles in its own
+    process while Tune sets up the trial, and a driver tracing and compiling beside `ray.init`
+    slowed Ray's start from 2.3 s to 5.1 s on 2 cores, more than the compile it saved
+    (docs/benchmarks.md)."""
     if (
         not target.precompile
         or target.address is not None
         or ray.is_initialized()
+        or (target.warm_trainer and one_trial_per_host(spec, populations, target))
         or not trials_run_here(spec, target)
         or not populations  # tpe: points come from the searcher as it runs
         or persistent_cache_on()  # its executables would reach the trials without their code

@@ -136,6 +136,20 @@ def test_compile_ahead_can_be_switched_off(prepared, tmp_path):
     assert compile_ahead(*_ahead_args(prepared), tmp_path, RayTarget(precompile=False)) is None
 
 
+def test_nothing_is_compiled_ahead_where_the_warm_trainer_compiles(prepared, tmp_path):
+    # one trial per host: the warm trainer compiles while Tune sets the trial up
+    assert compile_ahead(*_ahead_args(prepared), tmp_path, RayTarget(warm_trainer=True)) is None
+
+
+def test_trials_that_train_themselves_still_get_programs_compiled_ahead(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    asha = prepare(parse_spec(tiny_spec_dict(scheduler={"name": "asha"})))  # one per population
+    ahead = compile_ahead(*_ahead_args(asha), tmp_path, RayTarget(warm_trainer=True))
+    assert ahead is not None
+    ahead.discard()
+    ahead.close()
+
+
 def test_a_discarded_compile_ahead_leaves_nothing_behind(prepared, monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     ahead = compile_ahead(*_ahead_args(prepared), tmp_path)

@@ -148,6 +148,9 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tmp_path):
         GOLDILOCKS_TRIAL_HOOK=f"{hook}:crash",
         GOLDILOCKS_CHECKPOINT_EVERY_S="0",
         GOLDILOCKS_COMPILE_CACHE=str(cache),
+        # Each trial trains in its own worker (the compile-ahead's case; the warm trainer,
+        # which compiles for itself, has its killed-trial test in test_warm_trainer.py).
+        GOLDILOCKS_WARM_TRAINER="false",
     )
     env.pop("GOLDILOCKS_CPU_LANE_WIDTH", None)
     proc = subprocess.run(
