@@ -101,6 +101,20 @@ def loss_of(structure: Structure, data: Dataset):
     return get_loss(structure.loss, task=data.task, metrics=structure.metrics)
 
 
+# The init program runs once per population and is mostly random-number generation, which
+# XLA's CPU backend is slow to optimise at its default level; level 1 compiles it several
+# times faster and gives the same parameters bit for bit (tests/sweeps/core/test_program.py,
+# every built-in model). The chunk and eval programs run at every step: XLA's defaults.
+FAST_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def _compile_options(name: str) -> dict[str, Any] | None:
+    """XLA options for compiling program `name` (None: XLA's defaults)."""
+    if name == "init" and jax.default_backend() == "cpu":
+        return FAST_INIT_OPTIONS
+    return None
+
+
 class Program:
     """The pure functions of one structure, built once and compiled per shape."""
 
@@ -222,7 +236,8 @@ class Program:
             fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
             donate = (0,) if name == "chunk" else ()
             t0 = time.perf_counter()
-            self._compiled[key] = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+            lowered = jax.jit(fn, donate_argnums=donate).lower(*args)
+            self._compiled[key] = lowered.compile(compiler_options=_compile_options(name))
             self.compiles += 1
             self.last_compile_s = time.perf_counter() - t0
         else:
