@@ -223,17 +223,35 @@ def compile_population(
     `width` (default: `default_width`), and no more. (`threads` is accepted for symmetry with
     `train_population`; the programs do not depend on it.)
 
-    The same calls with the same argument shapes, so the keys match; nothing is trained
-    (only the first slice is initialised, to give the later programs a real state)."""
+    The same calls with the same argument shapes, so the keys match; nothing runs."""
     prog = get_program(structure, data)
     n, width, bounds, hp_slices = _lane_slices(hyperparams, width or default_width(structure))
-    x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(seeds, bounds, width)
-    state = prog.compiled("init", keys, idx[0], hp_slices[0])(keys, idx[0], hp_slices[0])
-    prog.compiled("eval", state, xv, yv)
-    inputs = _first_chunk(structure, data)
-    prog.compiled("chunk", state, hp_slices[0], x, y, xv, yv, *inputs)
+    compile_first(prog, structure, data, (keys, idx[0], hp_slices[0]))
     return prog
+
+
+def compile_first(
+    prog: Program,
+    structure: Structure,
+    data: Dataset,
+    init_args: tuple,
+    timing: Timing | None = None,
+) -> None:
+    """A slice's init, eval and chunk programs, compiled side by side
+    (`Program.compile_together`; the later two from the shapes of the state the init makes),
+    with the argument shapes `train_population` calls them with."""
+    keys, index, hp = init_args
+    x, y, xv, yv = _device_data(data)
+    state = prog.state_shape(keys, index, hp)
+    inputs = _first_chunk(structure, data)
+    count, seconds = prog.compile_together(
+        [("init", init_args), ("eval", (state, xv, yv)),
+         ("chunk", (state, hp, x, y, xv, yv, *inputs))]
+    )  # fmt: skip
+    if timing is not None:
+        timing.compile_s += seconds
+        timing.compiles += count
 
 
 def probe_programs(structure: Structure, data: Dataset, width: int) -> tuple[list, float]:
@@ -245,6 +263,7 @@ def probe_programs(structure: Structure, data: Dataset, width: int) -> tuple[lis
     hp = _measuring_hyperparams(prog, width)
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(np.zeros(width, np.int64), [(0, width)], width)
+    compile_first(prog, structure, data, (keys, idx[0], hp))
     init = prog.compiled("init", keys, idx[0], hp)
     state = init(keys, idx[0], hp)
     evaluate = prog.compiled("eval", state, xv, yv)
@@ -316,6 +335,7 @@ def train_population(
     last = None
     if start is None:
         keys, idx = _init_inputs(seeds, bounds, width)
+        compile_first(prog, structure, data, (keys, idx[0], hp_slices[0]), timing)
         states = [
             compiled("init", keys, i, hp)(keys, i, hp) for i, hp in zip(idx, hp_slices, strict=True)
         ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -106,6 +107,12 @@ def loss_of(structure: Structure, data: Dataset):
 # times faster and gives the same parameters bit for bit (tests/sweeps/core/test_program.py,
 # every built-in model). The chunk and eval programs run at every step: XLA's defaults.
 FAST_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def _key(name: str, args: tuple) -> tuple:
+    """A compiled program's cache key: its name and its arguments' structure and shapes."""
+    shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+    return (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
 
 
 def _compile_options(name: str) -> dict[str, Any] | None:
@@ -230,19 +237,46 @@ class Program:
 
     def compiled(self, name: str, *args):
         """AOT-compile `name` for these argument shapes once; count and time compiles."""
-        shapes = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-        key = (name, str(jax.tree.structure(args)), str(jax.tree.leaves(shapes)))
+        key = _key(name, args)
         if key not in self._compiled:
-            fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
-            donate = (0,) if name == "chunk" else ()
             t0 = time.perf_counter()
-            lowered = jax.jit(fn, donate_argnums=donate).lower(*args)
-            self._compiled[key] = lowered.compile(compiler_options=_compile_options(name))
+            self._compiled[key] = self._compile(name, args)
             self.compiles += 1
             self.last_compile_s = time.perf_counter() - t0
         else:
             self.last_compile_s = 0.0
         return self._compiled[key]
+
+    def compile_together(self, calls: list[tuple[str, tuple]]) -> tuple[int, float]:
+        """AOT-compile the programs of `calls` (name, arguments: arrays or their
+        `jax.ShapeDtypeStruct`s) not compiled yet, each in its own thread: XLA compiles one
+        program on about one core and releases the GIL meanwhile, so a population's init,
+        eval and chunk programs take the time of the slowest instead of their sum. Returns
+        how many were compiled and the seconds it took."""
+        todo: dict[tuple, tuple[str, tuple]] = {}
+        for name, args in calls:
+            key = _key(name, args)
+            if key not in self._compiled:
+                todo.setdefault(key, (name, args))
+        if not todo:
+            return 0, 0.0
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(len(todo), thread_name_prefix="compile") as pool:
+            built = list(pool.map(lambda call: self._compile(*call), todo.values()))
+        for key, program in zip(todo, built, strict=True):
+            self._compiled.setdefault(key, program)
+        self.compiles += len(todo)
+        return len(todo), time.perf_counter() - t0
+
+    def state_shape(self, seeds_keys, seed_index, hp: LaneHyperparams) -> Any:
+        """The shapes of the state the init program makes (`jax.eval_shape`: nothing runs)."""
+        return jax.eval_shape(self._init_pop, seeds_keys, seed_index, hp)
+
+    def _compile(self, name: str, args: tuple):
+        fn = {"init": self._init_pop, "chunk": self._chunk, "eval": self._eval_pop}[name]
+        donate = (0,) if name == "chunk" else ()
+        lowered = jax.jit(fn, donate_argnums=donate).lower(*args)
+        return lowered.compile(compiler_options=_compile_options(name))
 
     def executables(self) -> dict[tuple, Any]:
         """The compiled programs by key (see `compiled`), e.g. to ship to another process."""
