@@ -227,24 +227,21 @@ def compile_population(
     prog = get_program(structure, data)
     n, width, bounds, hp_slices = _lane_slices(hyperparams, width or default_width(structure))
     keys, idx = _init_inputs(seeds, bounds, width)
-    compile_first(prog, structure, data, (keys, idx[0], hp_slices[0]))
+    inputs = _first_chunk(structure, data)
+    compile_first(prog, (keys, idx[0], hp_slices[0]), _device_data(data), inputs)
     return prog
 
 
 def compile_first(
-    prog: Program,
-    structure: Structure,
-    data: Dataset,
-    init_args: tuple,
-    timing: Timing | None = None,
+    prog: Program, init_args: tuple, arrays: tuple, inputs: tuple, timing: Timing | None = None
 ) -> None:
     """A slice's init, eval and chunk programs, compiled side by side
     (`Program.compile_together`; the later two from the shapes of the state the init makes),
-    with the argument shapes `train_population` calls them with."""
+    with the argument shapes `train_population` calls them with: `init_args` (keys, seed
+    index, hyperparameters), the data's device `arrays` and a chunk's `inputs`."""
     keys, index, hp = init_args
-    x, y, xv, yv = _device_data(data)
+    x, y, xv, yv = arrays
     state = prog.state_shape(keys, index, hp)
-    inputs = _first_chunk(structure, data)
     count, seconds = prog.compile_together(
         [("init", init_args), ("eval", (state, xv, yv)),
          ("chunk", (state, hp, x, y, xv, yv, *inputs))]
@@ -263,11 +260,11 @@ def probe_programs(structure: Structure, data: Dataset, width: int) -> tuple[lis
     hp = _measuring_hyperparams(prog, width)
     x, y, xv, yv = _device_data(data)
     keys, idx = _init_inputs(np.zeros(width, np.int64), [(0, width)], width)
-    compile_first(prog, structure, data, (keys, idx[0], hp))
+    inputs = _first_chunk(structure, data)
+    compile_first(prog, (keys, idx[0], hp), (x, y, xv, yv), inputs)
     init = prog.compiled("init", keys, idx[0], hp)
     state = init(keys, idx[0], hp)
     evaluate = prog.compiled("eval", state, xv, yv)
-    inputs = _first_chunk(structure, data)
     chunk = prog.compiled("chunk", state, hp, x, y, xv, yv, *inputs)
     lane_bytes = sum(a.nbytes for a in jax.tree.leaves((state, hp))) / width
     return [init, evaluate, chunk], float(lane_bytes)
@@ -333,9 +330,11 @@ def train_population(
         return run
 
     last = None
+    plan = BatchPlan(data.n_train, structure.batch_size, structure.steps, data_seed)
     if start is None:
         keys, idx = _init_inputs(seeds, bounds, width)
-        compile_first(prog, structure, data, (keys, idx[0], hp_slices[0]), timing)
+        inputs = _chunk_inputs(plan, 0, structure)[1]
+        compile_first(prog, (keys, idx[0], hp_slices[0]), (x, y, xv, yv), inputs, timing)
         states = [
             compiled("init", keys, i, hp)(keys, i, hp) for i, hp in zip(idx, hp_slices, strict=True)
         ]
@@ -349,7 +348,6 @@ def train_population(
         states = [jax.device_put(s) for s in start]
     prune = last.prune if last is not None else pruned
 
-    plan = BatchPlan(data.n_train, structure.batch_size, structure.steps, data_seed)
     for step0 in range(start_step, structure.steps, structure.eval_every):
         real, inputs = _chunk_inputs(plan, step0, structure)
         if not states:  # every lane pruned: nothing to train
