@@ -129,8 +129,9 @@ def compile_ahead(
     from the cache take 0.3 s a population).
 
     Nor where the warm trainer will train (a one-trial-per-host sweep): it compiles in its own
-    process while Tune sets up the trial, and a driver tracing and compiling beside `ray.init`
-    slowed Ray's start from 2.3 s to 5.1 s on 2 cores, more than the compile it saved
+    process while Tune sets up the trial, or loads its programs from the persistent compile
+    cache (the driver compiles without it: cold, every command), and a driver tracing and
+    compiling beside `ray.init` slowed Ray's start from 2.3 s to 5.1 s on 2 cores
     (docs/benchmarks.md)."""
     if (
         not target.precompile
