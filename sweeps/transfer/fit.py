@@ -21,6 +21,11 @@ Then, in words, when a number should not be trusted (`judge`):
   with two values this cannot be checked, and the prediction is not called reliable;
 - the target runs in another regime than the swept values (`regime`, in words: e.g. the
   target's run repeats the training data while the swept runs never did).
+
+On the horizon, with four or more swept values, the slowing trend (`slowing_trend`) can
+check itself on the longest swept value (`slowing_held_out_error`) and predicts instead of
+the line where that miss is the smaller (`choose_method`); `judge` then applies the same
+rules to it, its own held-out miss and interval, but not the chi-square.
 """
 
 from __future__ import annotations
