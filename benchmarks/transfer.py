@@ -18,7 +18,12 @@ and its note, and whether a reliable prediction was within a factor of 1.41.
 With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x),
 and reports the gradient noise scale along a lane at the best LR of batch 64 (`b_simple` per
 step), its seconds and their share of the sweep's. Horizon cases also report the slowing
-trend's prediction and its error (`slowing`, `slowing_error`).
+trend's prediction and its error (`slowing`, `slowing_error`), the power law's
+(`power_law`, `power_law_error`), both held-out errors (`held_out_error`,
+`slowing_held_out_error`: the latter needs four horizons) and which of the two predicted
+(`method`; `predicted` and `prediction_error` are its).
+
+`--horizons 50 100 200 400`: the swept horizons of the steps cases (target 8x the longest).
 
 `--quick`: 50/100/200 steps, target 400, one seed, 600 teacher rows (a smoke run).
 """
@@ -46,8 +51,12 @@ LR_RANGES = {"adam": (1e-4, 1e-1), "sgd": (1e-2, 10.0)}
 PER_OCTAVE = 2  # grid LRs per factor of 2 (a step of 1.41x); the parabola does the rest
 
 
-def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict:
+def case(
+    dataset: str, optimizer: str, quick: bool, axis: str = "steps", horizons: list | None = None
+) -> dict:
     values, target = ([50, 100, 200], 400) if quick else ([100, 200, 400], 3200)
+    if horizons and axis == "steps":  # the target stays 8x the longest
+        values, target = sorted(horizons), 8 * max(horizons)
     train = {"batch_size": 32}
     if axis == "batch_size":  # 4x the largest swept batch, 400 steps each
         values, target = ([8, 16, 32], 64) if quick else ([16, 32, 64], 256)
@@ -104,6 +113,10 @@ def case(dataset: str, optimizer: str, quick: bool, axis: str = "steps") -> dict
         "target": target,
         "train_rows": data.n_train,
         "predicted": pred.get("best_lr"),
+        "method": pred.get("method"),
+        "power_law": pred.get("power_law_lr"),
+        "power_law_error": check.get("power_law_error"),
+        "slowing_held_out_error": pred.get("slowing_held_out_error"),
         "interval": pred.get("interval"),
         "held_out_error": pred.get("held_out_error"),
         "direct": check.get("best_lr"),
@@ -145,9 +158,13 @@ def main() -> None:
         help="dataset:optimizer[:axis], axis steps (default) or batch_size",
         default="teacher:adam,teacher:sgd,teacher_big:adam,teacher_big:sgd,digits:adam,digits:sgd",
     )
+    parser.add_argument(
+        "--horizons", type=int, nargs="+",
+        help="swept horizons of the steps cases (target: 8x the longest), e.g. 50 100 200 400",
+    )  # fmt: skip
     args = parser.parse_args()
     cases = [(c.split(":") + ["steps"])[:3] for c in args.cases.split(",")]
-    rows = [case(d, o, args.quick, axis) for d, o, axis in cases]
+    rows = [case(d, o, args.quick, axis, args.horizons) for d, o, axis in cases]
     summary = {
         "benchmark": "transfer",
         "quick": args.quick,
@@ -162,8 +179,9 @@ def main() -> None:
         print(
             f"{r['dataset']:8s} {r['optimizer']:5s} best LR "
             + ", ".join(f"{k}: {v:.3g}" for k, v in r["best_lr"].items() if v)
-            + f" | predicted {r['predicted']:.3g} at {r['target']}, direct {r['direct']:.3g}, "
-            f"log2 error {err:+.2f} (constant {r['constant_error']:+.2f}), "
+            + f" | predicted {r['predicted']:.3g} at {r['target']} ({r['method']}), "
+            f"direct {r['direct']:.3g}, log2 error {err:+.2f} "
+            f"(constant {r['constant_error']:+.2f}), "
             f"reliable {r['reliable']} | {r['note']} | {r['wall_s']} s"
         )
     print("honest:", summary["honest"])

@@ -17,7 +17,17 @@ import numpy as np
 
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import HORIZON
-from sweeps.transfer.fit import Fit, fit_power_law, held_out_error, judge, sigma_of, slowing_trend
+from sweeps.transfer.fit import (
+    Fit,
+    choose_method,
+    fit_power_law,
+    held_out_error,
+    judge,
+    sigma_of,
+    slowing_held_out_error,
+    slowing_interval,
+    slowing_trend,
+)
 from sweeps.transfer.points import BestLR, best_lr, still_rising
 
 # what report.json says of each swept value's best LR (sweeps/transfer/points.py: BestLR)
@@ -160,36 +170,57 @@ def transfer_group(
     else:
         xs, lrs = [p["value"] for p, _ in usable], [b.best_lr for _, b in usable]
         sigmas = [sigma_of(b.bracket, b.best_lr) for _, b in usable]
-        fit = fit_power_law(xs, lrs, sigmas, np.stack([b.draws for _, b in usable], axis=1))
+        draws = np.stack([b.draws for _, b in usable], axis=1)
+        fit = fit_power_law(xs, lrs, sigmas, draws)
         carried = held_out_error(xs, lrs, sigmas, target)
+        # measured on the horizon only (docs/transfer.md): the batch trend did not slow
+        slowing = slowing_trend(xs, lrs, target) if axis == "steps" else None
+        slowing_carried = slowing_held_out_error(xs, lrs, target) if slowing is not None else None
+        method = choose_method(carried, slowing_carried)
+        chosen_carried = slowing_carried if method == "slowing" else carried
+        chosen_interval = slowing_interval(xs, draws, target) if method == "slowing" else None
         longest = usable[-1][0]
         reliable, note = judge(
             fit, xs, target, axis=axis,
             overfitting_at=longest["value"] if longest.get("overfitting") else None,
             at_range_edge=[p["value"] for p, b in usable if b.at_range_edge],
-            carried_error=carried, regime=regime,
+            carried_error=chosen_carried, regime=regime,
+            method=method, interval=chosen_interval,
         )  # fmt: skip
-        low, high = fit.interval(target)
-        if carried:  # the interval also holds how far the trend missed itself, carried there
-            low, high = low / 2**carried, high * 2**carried
+        if slowing_carried is not None:  # both checked on a left-out value: say which won
+            said = "the slowing trend" if method == "slowing" else "the power law"
+            held = "—" if carried is None else f"{carried:.2f}"
+            note += (
+                f"; predicted by {said} (held-out miss carried to the target, log2: power law "
+                f"{held}, slowing trend {slowing_carried:.2f})"
+            )
+        if method == "slowing":
+            predicted = slowing
+            low, high = chosen_interval or (math.nan, math.nan)
+        else:
+            predicted = fit.predict(target)
+            low, high = fit.interval(target)
+        if chosen_carried:  # the interval also holds how far the trend missed itself, carried
+            low, high = low / 2**chosen_carried, high * 2**chosen_carried
         entry["fit"] = _fit_section(fit)
         entry["prediction"] = {
-            "value": target, "best_lr": fit.predict(target), "interval": [low, high],
-            "held_out_error": carried,
+            "value": target, "best_lr": predicted,
+            "interval": None if math.isnan(low) else [low, high],
+            "held_out_error": carried, "method": method, "power_law_lr": fit.predict(target),
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
         }  # fmt: skip
-        # measured on the horizon only (docs/transfer.md): the batch trend did not slow
         if axis == "steps":
-            entry["prediction"].update(_between(entry["prediction"]["best_lr"], xs, lrs, target))
-            entry["prediction"]["slowing"] = slowing_trend(xs, lrs, target)
+            entry["prediction"].update(_between(fit.predict(target), xs, lrs, target))
+            entry["prediction"]["slowing"] = slowing
+            entry["prediction"]["slowing_held_out_error"] = slowing_carried
         if not reliable and axis == "steps":
             b, slowing = entry["prediction"]["between"], entry["prediction"]["slowing"]
             entry["prediction"]["note"] += (
                 f"; if the trend slows past the swept values, the best LR lies between "
                 f"{b[0]:.3g} and {b[1]:.3g} (their middle {entry['prediction']['middle']:.3g})"
             )
-            if slowing is not None:
+            if slowing is not None and method != "slowing":
                 entry["prediction"]["note"] += (
                     f"; slowing on as it slowed over the last three values, {slowing:.3g}"
                 )
@@ -224,10 +255,14 @@ def _verification(
     direct = point.get("best_lr")
     out: dict[str, Any] = {**point, "prediction_error": None, "within": None,
                            "constant_error": None, "middle_error": None,
-                           "in_between": None, "slowing_error": None}  # fmt: skip
+                           "in_between": None, "slowing_error": None,
+                           "power_law_error": None}  # fmt: skip
     if direct and predicted:
         err = math.log2(predicted / direct)
         out.update(prediction_error=err, within=abs(err) <= WITHIN)
+    power_law = entry["prediction"].get("power_law_lr")
+    if direct and power_law:
+        out["power_law_error"] = math.log2(power_law / direct)
     swept = [p["best_lr"] for p in entry["points"] if p.get("best_lr")]
     if direct and swept:
         out["constant_error"] = math.log2(swept[-1] / direct)

@@ -21,6 +21,11 @@ Then, in words, when a number should not be trusted (`judge`):
   with two values this cannot be checked, and the prediction is not called reliable;
 - the target runs in another regime than the swept values (`regime`, in words: e.g. the
   target's run repeats the training data while the swept runs never did).
+
+On the horizon, with four or more swept values, the slowing trend (`slowing_trend`) can
+check itself on the longest swept value (`slowing_held_out_error`) and predicts instead of
+the line where that miss is the smaller (`choose_method`); `judge` then applies the same
+rules to it, its own held-out miss and interval, but not the chi-square.
 """
 
 from __future__ import annotations
@@ -122,20 +127,29 @@ def judge(
     at_range_edge: list[float] | None = None,
     carried_error: float | None = None,
     regime: str | None = None,
+    method: str = "power_law",
+    interval: list[float] | None = None,
 ) -> tuple[bool, str]:
     """(reliable, note): whether to trust the prediction at `target`, and why, in words.
     `carried_error`: `held_out_error`; `regime`: a reason, in words, why the target runs in
-    another regime than the swept values (e.g. it repeats the data, they did not)."""
+    another regime than the swept values (e.g. it repeats the data, they did not).
+    `method`: "power_law" (the line `fit`) or "slowing" (`slowing_trend`, chosen by
+    `choose_method`); for the slowing trend `carried_error` is `slowing_held_out_error`,
+    `interval` its bootstrap interval (None: undefined in most draws, not to be acted on), and
+    the chi-square rule is left out: a bend is what the slowing trend models, and its held-out
+    check is what tests it. Every other rule holds for either method."""
     lo_v, hi_v = min(values), max(values)
     span = math.log(hi_v / lo_v)
     past = math.log(target / hi_v) if target > hi_v else math.log(lo_v / target)
-    low, high = fit.interval(target)
+    slowing = method == "slowing"
+    low, high = fit.interval(target) if not slowing else (interval or [1.0, math.inf])
     problems = []
     if len(values) < 3:
         problems.append("two values only: whether the trend bends cannot be checked")
     if carried_error is not None and carried_error > HELD_OUT:
+        which = "the slowing trend" if slowing else "the trend"
         problems.append(
-            f"fitted without its nearest swept value the trend misses it by enough to be off "
+            f"fitted without its nearest swept value {which} misses it by enough to be off "
             f"by about {2**carried_error:.1f}x at the target"
         )
     if regime:
@@ -145,7 +159,7 @@ def judge(
             f"at {axis} {overfitting_at:g} the validation loss at the best LR was already rising "
             "at the end (overfitting): a longer run will want a smaller LR than any trend says"
         )
-    if not math.isnan(fit.chi2) and fit.chi2 > BEND_CHI2:
+    if not slowing and not math.isnan(fit.chi2) and fit.chi2 > BEND_CHI2:
         problems.append(
             f"the trend bends across the swept values (the points sit off the line by "
             f"{math.sqrt(fit.chi2):.1f}x their own precision)"
@@ -155,7 +169,9 @@ def judge(
             f"the target {target:g} is far beyond the swept {lo_v:g}–{hi_v:g} "
             f"({math.exp(past):.0f}x past it, the swept range spans {math.exp(span):.0f}x)"
         )
-    if high / low > WIDE:
+    if slowing and interval is None:
+        problems.append("the slowing trend is undefined in most bootstrap draws")
+    elif high / low > WIDE:
         problems.append(f"the 95 % interval spans {high / low:.1f}x")
     if at_range_edge:
         where = ", ".join(f"{v:g}" for v in at_range_edge)
@@ -179,8 +195,8 @@ def slowing_trend(xs: list[float], lrs: list[float], target: float) -> float | N
     s2·q^(u − m2) with q = (s2/s1)^(1/(m2 − m1)), and log2 best LR is its integral from the
     last swept value to the target. None unless the trend slows without turning (0 < s2/s1
     < 1): a straight or steepening trend is the power law's to predict. Three points fix it
-    exactly, so nothing checks it: it is offered beside the power law, never as reliable
-    (docs/transfer.md has how it did on the benchmark)."""
+    exactly: only with a fourth swept value can it be checked (`slowing_held_out_error`), and
+    only then can it be the reliable prediction (docs/transfer.md)."""
     if len(xs) < 3:
         return None
     u = [math.log2(v) for v in xs[-3:]]
@@ -192,3 +208,42 @@ def slowing_trend(xs: list[float], lrs: list[float], target: float) -> float | N
     q = (s2 / s1) ** (1 / (m2 - m1))
     rest = s2 * (q ** (math.log2(target) - m2) - q ** (u[2] - m2)) / math.log(q)
     return 2 ** (y[2] + rest)
+
+
+def slowing_held_out_error(xs: list[float], lrs: list[float], target: float) -> float | None:
+    """The slowing trend checked against itself, as `held_out_error` checks the line: taken
+    from every swept value but the longest (`xs` ascending), how far (log2) it misses the
+    longest's best LR, carried to the target in proportion to how much further it lies (in
+    log). None with fewer than four values (three fix the trend exactly, so nothing is left
+    out to check it), where the shorter values do not slow, or where the target is not past
+    the longest value."""
+    if len(xs) < 4 or target <= xs[-1]:
+        return None
+    guess = slowing_trend(xs[:-1], lrs[:-1], xs[-1])
+    if guess is None:
+        return None
+    miss = math.log2(guess / lrs[-1])
+    return abs(miss) * math.log(target / xs[-1]) / math.log(xs[-1] / xs[-2])
+
+
+def slowing_interval(xs: list[float], draws: np.ndarray, target: float) -> list[float] | None:
+    """The slowing trend's 95 % interval at `target`: refitted on every bootstrap draw of the
+    best LRs (`draws` (B, n), columns in the order of `xs`). None where it is undefined (the
+    draw does not slow) in half the draws or more: then the seeds do not agree that it slows."""
+    got = [slowing_trend(xs, list(d), target) for d in np.asarray(draws, float)]
+    ok = [g for g in got if g is not None]
+    if 2 * len(ok) <= len(got):
+        return None
+    lo, hi = np.percentile(np.log(ok), [2.5, 97.5])
+    return [math.exp(lo), math.exp(hi)]
+
+
+def choose_method(power_error: float | None, slowing_error: float | None) -> str:
+    """ "slowing" where the slowing trend has a held-out error and it is smaller than the
+    power law's (or the power law has none), else "power_law". Decided from the swept values
+    only: both errors are misses on a swept value left out of the fit."""
+    if slowing_error is None:
+        return "power_law"
+    if power_error is None or slowing_error < power_error:
+        return "slowing"
+    return "power_law"

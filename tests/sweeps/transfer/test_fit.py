@@ -136,3 +136,62 @@ def test_a_slowing_trend_is_carried_on_as_it_slows_and_only_then():
     assert slowing_trend(xs, [0.01, 0.005, 0.0025], 3200) is None  # straight: the power law's
     assert slowing_trend(xs, [0.01, 0.008, 0.005], 3200) is None  # steepening
     assert slowing_trend(xs, [0.01, 0.008, 0.009], 3200) is None  # turning
+
+
+def _geometric_slowdown(x: float) -> float:
+    """A best LR whose log-log slope decays by 0.6 per doubling from -0.9 at 50 steps."""
+    u = math.log2(x / 50)
+    return 2 ** (-6 + (-0.9) * (0.6**u - 1) / math.log(0.6))
+
+
+def test_with_four_horizons_the_slowing_trend_checks_itself_and_is_chosen_and_reliable():
+    from sweeps.transfer.fit import (
+        choose_method,
+        held_out_error,
+        slowing_held_out_error,
+        slowing_interval,
+        slowing_trend,
+    )
+
+    xs = [50, 100, 200, 400]
+    lrs = [_geometric_slowdown(x) for x in xs]
+    sigmas = [0.1] * 4
+    got = slowing_trend(xs, lrs, 3200)
+    assert abs(math.log2(got / _geometric_slowdown(3200))) < 0.02
+    slow_err = slowing_held_out_error(xs, lrs, 3200)
+    line_err = held_out_error(xs, lrs, sigmas, 3200)
+    assert slow_err < 0.05 < 0.5 < line_err  # the line, fitted on 50-200, misses 400
+    assert choose_method(line_err, slow_err) == "slowing"
+    assert choose_method(0.1, 0.2) == "power_law"  # a line that holds better keeps its place
+    assert choose_method(line_err, None) == "power_law"
+    rng = np.random.default_rng(3)
+    draws = np.array(lrs) * np.exp(rng.normal(0, 0.01, (200, 4)))
+    interval = slowing_interval(xs, draws, 3200)
+    assert interval[0] <= got <= interval[1] and interval[1] / interval[0] < 1.5
+    fit = fit_power_law(xs, lrs, sigmas, draws)
+    reliable, note = judge(fit, xs, 3200, axis="steps", carried_error=slow_err,
+                           method="slowing", interval=interval)  # fmt: skip
+    assert reliable, note
+    # the rules that do not depend on the method still hold
+    reliable, note = judge(fit, xs, 3200, axis="steps", carried_error=slow_err,
+                           method="slowing", interval=interval, overfitting_at=400,
+                           regime="the target repeats the data")  # fmt: skip
+    assert not reliable and "overfitting" in note and "repeats the data" in note
+    reliable, note = judge(fit, xs, 3200, axis="steps", carried_error=slow_err,
+                           method="slowing", interval=None)  # fmt: skip
+    assert not reliable and "undefined in most bootstrap draws" in note
+
+
+def test_the_slowing_trends_held_out_check_flags_a_trend_that_turns():
+    from sweeps.transfer.fit import HELD_OUT, slowing_held_out_error
+
+    xs = [50, 100, 200, 400]
+    lrs = [_geometric_slowdown(x) for x in xs[:3]]
+    lrs.append(lrs[-1] * 2**0.2)  # slowing over 50-200, then the best LR rises again
+    carried = slowing_held_out_error(xs, lrs, 3200)
+    assert carried > HELD_OUT
+    fit = fit_power_law(xs, lrs, [0.1] * 4, np.tile(lrs, (20, 1)))
+    reliable, note = judge(fit, xs, 3200, axis="steps", carried_error=carried,
+                           method="slowing", interval=[0.9 * lrs[-1], 1.1 * lrs[-1]])  # fmt: skip
+    assert not reliable and "the slowing trend misses it" in note
+    assert slowing_held_out_error(xs[1:], lrs[1:], 3200) is None  # three values: no check
