@@ -7,9 +7,9 @@ bracketed. The check of issue 19: under μP the best LR moves across the widths 
 refinement bracket (the widest bracket's ratio); under SP the drift is shown. With `--verify` the
 target width (4x the widest swept) is trained too and prediction_error = log2(predicted / direct)
 is reported for both. `--teacher-hidden N` gives the mlp a teacher of N hidden units instead of
-the built-in's 64 (the same loader, sweeps/core/synthetic.py, as a data import): on the built-in
-teacher the narrowest students are too small for the task and their best LR sits higher, in μP
-as in SP (docs/mup.md).
+the built-in's 64 (the same loader, sweeps/core/synthetic.py, as a data import): μP's residual
+drift on the mlp depends on the task, and on the built-in teacher the narrowest width's best LR
+sits 1.3–1.6x above the rest (docs/mup.md).
 
     python benchmarks/mup.py [--model mlp|transformer] [--json] [--quick] [--verify]
         [--base-width N] [--widths N N ...] [--seeds N] [--teacher-hidden N]
