@@ -185,7 +185,7 @@ def transfer_group(
             overfitting_at=longest["value"] if longest.get("overfitting") else None,
             at_range_edge=[p["value"] for p, b in usable if b.at_range_edge],
             carried_error=chosen_carried, regime=regime,
-            method=method, interval=chosen_interval,
+            method=method, interval=chosen_interval, stay_lr=lrs[int(np.argmax(xs))],
         )  # fmt: skip
         if slowing_carried is not None:  # both checked on a left-out value: say which won
             said = "the slowing trend" if method == "slowing" else "the power law"

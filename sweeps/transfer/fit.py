@@ -129,6 +129,7 @@ def judge(
     regime: str | None = None,
     method: str = "power_law",
     interval: list[float] | None = None,
+    stay_lr: float | None = None,
 ) -> tuple[bool, str]:
     """(reliable, note): whether to trust the prediction at `target`, and why, in words.
     `carried_error`: `held_out_error`; `regime`: a reason, in words, why the target runs in
@@ -137,7 +138,12 @@ def judge(
     `choose_method`); for the slowing trend `carried_error` is `slowing_held_out_error`,
     `interval` its bootstrap interval (None: undefined in most draws, not to be acted on), and
     the chi-square rule is left out: a bend is what the slowing trend models, and its held-out
-    check is what tests it. Every other rule holds for either method."""
+    check is what tests it. Every other rule holds for either method.
+    `stay_lr`: on the horizon axis, the best LR at the longest swept horizon. A power law that
+    has the best LR move from it by more than `HELD_OUT` (log2) at a longer target is not
+    reliable: on every task measured the fall slowed past the swept horizons, so the truth lay
+    between the two (docs/transfer.md), and a held-out check inside the swept range cannot see
+    that (teacher, 200,000 rows, SGD, horizons 50–400: it passed, and the trend missed 2x)."""
     lo_v, hi_v = min(values), max(values)
     span = math.log(hi_v / lo_v)
     past = math.log(target / hi_v) if target > hi_v else math.log(lo_v / target)
@@ -173,6 +179,15 @@ def judge(
         problems.append("the slowing trend is undefined in most bootstrap draws")
     elif high / low > WIDE:
         problems.append(f"the 95 % interval spans {high / low:.1f}x")
+    if axis == "steps" and not slowing and stay_lr and target > hi_v:
+        moves_past = math.log2(fit.predict(target) / stay_lr)
+        if abs(moves_past) > HELD_OUT:
+            problems.append(
+                f"the trend has the best LR move {2 ** abs(moves_past):.1f}x past the longest "
+                f"swept horizon, and on every task measured here that fall slowed past the "
+                f"swept horizons: at {target:g} it lies between the trend and the longest "
+                f"horizon's {stay_lr:.3g}"
+            )
     if at_range_edge:
         where = ", ".join(f"{v:g}" for v in at_range_edge)
         problems.append(f"the best LR sits on the edge of the searched range at {axis} {where}")

@@ -195,3 +195,22 @@ def test_the_slowing_trends_held_out_check_flags_a_trend_that_turns():
                            method="slowing", interval=[0.9 * lrs[-1], 1.1 * lrs[-1]])  # fmt: skip
     assert not reliable and "the slowing trend misses it" in note
     assert slowing_held_out_error(xs[1:], lrs[1:], 3200) is None  # three values: no check
+
+
+def test_a_horizon_trend_that_moves_the_best_lr_past_the_longest_is_not_reliable():
+    # Teacher, 200,000 rows, SGD, horizons 50-400 -> 3,200 (docs/transfer.md): a clean line
+    # that passed its held-out check, and the fall slowed past 400: the trend missed 2x.
+    xs, lrs = [50, 100, 200, 400], [1.11, 0.86, 0.53, 0.41]
+    sigmas = [0.05] * 4
+    draws = np.exp(np.log(lrs) + np.random.default_rng(0).normal(0, 0.05, (200, 4)))
+    fit = fit_power_law(xs, lrs, sigmas, draws)
+    reliable, note = judge(fit, xs, 3200, axis="steps", stay_lr=lrs[-1])
+    assert not reliable
+    assert "between the trend and the longest horizon's 0.41" in note
+    # the same rule leaves a trend that barely moves past the longest alone ...
+    flat = fit_power_law(xs, [0.5, 0.49, 0.5, 0.48], sigmas, draws / np.array(lrs) * 0.5)
+    reliable, note = judge(flat, xs, 3200, axis="steps", stay_lr=0.48)
+    assert reliable, note
+    # ... and the other axes, where no slowing was measured
+    reliable, note = judge(fit, xs, 3200, axis="batch_size", stay_lr=lrs[-1])
+    assert "longest horizon" not in note
