@@ -184,9 +184,8 @@ def judge(
         if abs(moves_past) > HELD_OUT:
             problems.append(
                 f"the trend has the best LR move {2 ** abs(moves_past):.1f}x past the longest "
-                f"swept horizon, and on every task measured here that fall slowed past the "
-                f"swept horizons: at {target:g} it lies between the trend and the longest "
-                f"horizon's {stay_lr:.3g}"
+                f"swept horizon (from {stay_lr:.3g}), and on every task measured here that "
+                "move slowed past the swept horizons"
             )
     if at_range_edge:
         where = ", ".join(f"{v:g}" for v in at_range_edge)
