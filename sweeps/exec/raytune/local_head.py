@@ -54,6 +54,10 @@ def launch_head(
     cmd = [RAY, "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}",
            "--include-dashboard=false", "--disable-usage-stats",
            "--node-ip-address=127.0.0.1"]  # fmt: skip
+    # On SIGTERM Ray 2.60's `ray start --block` drains its node for up to 30 s first, so that
+    # a cluster can move work elsewhere; a head kept on one machine has nowhere to move it (its
+    # warm trainer is a detached actor and never drains): `ray down` waited the full 30 s.
+    env = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         out.write(f"--- {' '.join(cmd)}\n".encode())
