@@ -177,8 +177,11 @@ def transfer_group(
         slowing = slowing_trend(xs, lrs, target) if axis == "steps" else None
         slowing_carried = slowing_held_out_error(xs, lrs, target) if slowing is not None else None
         method = choose_method(carried, slowing_carried)
-        chosen_carried = slowing_carried if method == "slowing" else carried
         chosen_interval = slowing_interval(xs, draws, target) if method == "slowing" else None
+        no_interval = method == "slowing" and chosen_interval is None
+        if no_interval:  # a prediction comes with its interval: else the line predicts
+            method = "power_law"
+        chosen_carried = slowing_carried if method == "slowing" else carried
         longest = usable[-1][0]
         reliable, note = judge(
             fit, xs, target, axis=axis,
@@ -192,11 +195,13 @@ def transfer_group(
             held = "—" if carried is None else f"{carried:.2f}"
             note += (
                 f"; predicted by {said} (held-out miss carried to the target, log2: power law "
-                f"{held}, slowing trend {slowing_carried:.2f})"
-            )
+                f"{held}, slowing trend {slowing_carried:.2f}"
+                + ("; the slowing trend is undefined in most bootstrap draws)" if no_interval
+                   else ")")
+            )  # fmt: skip
         if method == "slowing":
             predicted = slowing
-            low, high = chosen_interval or (math.nan, math.nan)
+            low, high = chosen_interval
         else:
             predicted = fit.predict(target)
             low, high = fit.interval(target)
@@ -205,7 +210,7 @@ def transfer_group(
         entry["fit"] = _fit_section(fit)
         entry["prediction"] = {
             "value": target, "best_lr": predicted,
-            "interval": None if math.isnan(low) else [low, high],
+            "interval": [low, high],
             "held_out_error": carried, "method": method, "power_law_lr": fit.predict(target),
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
