@@ -239,6 +239,8 @@ def compile_first(
     (`Program.compile_together`; the later two from the shapes of the state the init makes),
     with the argument shapes `train_population` calls them with: `init_args` (keys, seed
     index, hyperparameters), the data's device `arrays` and a chunk's `inputs`."""
+    if prog.has("init", *init_args):  # compiled with its eval and chunk: nothing to trace
+        return
     keys, index, hp = init_args
     x, y, xv, yv = arrays
     state = prog.state_shape(keys, index, hp)

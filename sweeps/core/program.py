@@ -268,6 +268,10 @@ class Program:
         self.compiles += len(todo)
         return len(todo), time.perf_counter() - t0
 
+    def has(self, name: str, *args) -> bool:
+        """Whether `name` is compiled for these argument shapes already."""
+        return _key(name, args) in self._compiled
+
     def state_shape(self, seeds_keys, seed_index, hp: LaneHyperparams) -> Any:
         """The shapes of the state the init program makes (`jax.eval_shape`: nothing runs)."""
         return jax.eval_shape(self._init_pop, seeds_keys, seed_index, hp)
