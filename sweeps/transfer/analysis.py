@@ -17,6 +17,7 @@ import numpy as np
 
 from sweeps.core.optimizers import OPTIMIZERS
 from sweeps.core.schedules import HORIZON
+from sweeps.transfer.curves import LossCurves, loss_curves
 from sweeps.transfer.fit import (
     Fit,
     choose_method,
@@ -182,15 +183,24 @@ def transfer_group(
         if no_interval:  # a prediction comes with its interval: else the line predicts
             method = "power_law"
         chosen_carried = slowing_carried if method == "slowing" else carried
+        # on the horizon every LR's loss is read, where it can be (sweeps/transfer/curves.py)
+        stay_lr = lrs[int(np.argmax(xs))]  # the best LR at the longest swept value
+        curves = _loss_curves(by_value, xs, target, stay_lr) if axis == "steps" else None
+        if curves is not None:
+            method, chosen_interval = "loss_curves", curves.interval
+            chosen_carried = curves.held_out_error
         longest = usable[-1][0]
         reliable, note = judge(
             fit, xs, target, axis=axis,
             overfitting_at=longest["value"] if longest.get("overfitting") else None,
             at_range_edge=[p["value"] for p, b in usable if b.at_range_edge],
             carried_error=chosen_carried, regime=regime,
-            method=method, interval=chosen_interval, stay_lr=lrs[int(np.argmax(xs))],
+            method=method, interval=chosen_interval, stay_lr=stay_lr,
+            at_window_edge=curves is not None and curves.at_window_edge,
         )  # fmt: skip
-        if slowing_carried is not None:  # both checked on a left-out value: say which won
+        if curves is not None:
+            note += _curves_words(curves, fit.predict(target), carried)
+        elif slowing_carried is not None:  # both checked on a left-out value: say which won
             said = "the slowing trend" if method == "slowing" else "the power law"
             held = "—" if carried is None else f"{carried:.2f}"
             note += (
@@ -202,6 +212,9 @@ def transfer_group(
         if method == "slowing":
             predicted = slowing
             low, high = chosen_interval
+        elif method == "loss_curves":
+            predicted = curves.best_lr
+            low, high = chosen_interval or (predicted, predicted)
         else:
             predicted = fit.predict(target)
             low, high = fit.interval(target)
@@ -219,7 +232,11 @@ def transfer_group(
             entry["prediction"].update(_between(fit.predict(target), xs, lrs, target))
             entry["prediction"]["slowing"] = slowing
             entry["prediction"]["slowing_held_out_error"] = slowing_carried
-        if not reliable and axis == "steps":
+            entry["prediction"]["loss_curves"] = None if curves is None else {
+                "alpha": curves.alpha, "learning_rates": curves.lrs,
+                "predicted_loss": curves.predicted_loss,
+            }  # fmt: skip
+        if not reliable and method != "loss_curves" and axis == "steps":
             b, slowing = entry["prediction"]["between"], entry["prediction"]["slowing"]
             entry["prediction"]["note"] += (
                 f"; if the trend slows past the swept values, the best LR lies between "
@@ -239,6 +256,32 @@ def transfer_group(
             entry, by_value.get(target, []), target, verdicts, run(target)
         )
     return entry
+
+
+def _loss_curves(by_value: dict, xs: list, target: int, measured_longest: float):
+    """The loss-curve prediction at `target` from the swept horizons' lanes (None where it
+    cannot be made: fewer than three horizons, no valley finite at all of them)."""
+    per_horizon = []
+    xs = sorted(xs)
+    for v in xs:
+        lanes = [r for r in by_value.get(v, []) if _complete(r, v)]
+        per_horizon.append(([r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
+                            [_final(r) for r in lanes]))  # fmt: skip
+    return loss_curves(per_horizon, xs, target, measured_longest)
+
+
+def _curves_words(curves: LossCurves, power_law: float, carried: float | None) -> str:
+    """What predicted, in words, beside what the line through the best LRs says."""
+    said = (
+        f"; predicted from the loss curves (each LR's final loss extrapolated to the target "
+        f"as a saturating power law in the horizon, exponent {curves.alpha:.2f}); the power "
+        f"law through the best LRs says {power_law:.3g}"
+    )
+    if curves.held_out_error is not None:
+        held = "—" if carried is None else f"{carried:.2f}"
+        said += (f" (held-out miss carried to the target, log2: loss curves "
+                 f"{curves.held_out_error:.2f}, power law {held})")  # fmt: skip
+    return said
 
 
 def _between(trend: float, xs: list, lrs: list, target: float) -> dict[str, Any]:

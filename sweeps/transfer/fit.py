@@ -25,7 +25,9 @@ Then, in words, when a number should not be trusted (`judge`):
 On the horizon, with four or more swept values, the slowing trend (`slowing_trend`) can
 check itself on the longest swept value (`slowing_held_out_error`) and predicts instead of
 the line where that miss is the smaller (`choose_method`); `judge` then applies the same
-rules to it, its own held-out miss and interval, but not the chi-square.
+rules to it, its own held-out miss and interval, but not the chi-square. Where every LR's
+loss curve can be read (sweeps/transfer/curves.py, three horizons or more), that predicts the
+horizon instead of either, judged the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ WIDE = 4.0  # a 95 % interval wider than 4x is too wide to act on
 MIN_SIGMA = 0.05  # log units: no point is known better than 5 %
 FLAT = 0.5  # |log2 change| over the whole swept range below this: "does not move"
 HELD_OUT = 0.5  # log2: a held-out miss carried to the target past this: not reliable
+METHOD_WORDS = {"power_law": "the trend", "slowing": "the slowing trend",
+                "loss_curves": "the loss curves"}  # fmt: skip
 
 
 @dataclass
@@ -130,15 +134,18 @@ def judge(
     method: str = "power_law",
     interval: list[float] | None = None,
     stay_lr: float | None = None,
+    at_window_edge: bool = False,
 ) -> tuple[bool, str]:
     """(reliable, note): whether to trust the prediction at `target`, and why, in words.
     `carried_error`: `held_out_error`; `regime`: a reason, in words, why the target runs in
     another regime than the swept values (e.g. it repeats the data, they did not).
-    `method`: "power_law" (the line `fit`) or "slowing" (`slowing_trend`, chosen by
-    `choose_method`); for the slowing trend `carried_error` is `slowing_held_out_error`,
-    `interval` its bootstrap interval (None: undefined in most draws, not to be acted on), and
-    the chi-square rule is left out: a bend is what the slowing trend models, and its held-out
-    check is what tests it. Every other rule holds for either method.
+    `method`: "power_law" (the line `fit`), "slowing" (`slowing_trend`, chosen by
+    `choose_method`) or "loss_curves" (sweeps/transfer/curves.py). For the other two
+    `carried_error` is their own held-out miss (None for the loss curves with three horizons:
+    not checked, so not reliable), `interval` their bootstrap interval (None: undefined in most
+    draws, not to be acted on), and the chi-square rule is left out: a bend is what they
+    model, and their held-out check is what tests it. `at_window_edge`: the loss curves'
+    minimum at the lowest or highest LR they fitted. Every other rule holds for every method.
     `stay_lr`: on the horizon axis, the best LR at the longest swept horizon. A power law that
     has the best LR move from it by more than `HELD_OUT` (log2) at a longer target is not
     reliable: on every task measured the fall slowed past the swept horizons, so the truth lay
@@ -147,13 +154,18 @@ def judge(
     lo_v, hi_v = min(values), max(values)
     span = math.log(hi_v / lo_v)
     past = math.log(target / hi_v) if target > hi_v else math.log(lo_v / target)
-    slowing = method == "slowing"
-    low, high = fit.interval(target) if not slowing else (interval or [1.0, math.inf])
+    line = method == "power_law"
+    which = METHOD_WORDS[method]
+    low, high = fit.interval(target) if line else (interval or [1.0, math.inf])
     problems = []
     if len(values) < 3:
         problems.append("two values only: whether the trend bends cannot be checked")
+    if carried_error is None and method == "loss_curves":
+        problems.append(
+            "with three horizons the loss curves cannot be checked on a horizon left out "
+            "(sweep four)"
+        )
     if carried_error is not None and carried_error > HELD_OUT:
-        which = "the slowing trend" if slowing else "the trend"
         problems.append(
             f"fitted without its nearest swept value {which} misses it by enough to be off "
             f"by about {2**carried_error:.1f}x at the target"
@@ -165,7 +177,7 @@ def judge(
             f"at {axis} {overfitting_at:g} the validation loss at the best LR was already rising "
             "at the end (overfitting): a longer run will want a smaller LR than any trend says"
         )
-    if not slowing and not math.isnan(fit.chi2) and fit.chi2 > BEND_CHI2:
+    if line and not math.isnan(fit.chi2) and fit.chi2 > BEND_CHI2:
         problems.append(
             f"the trend bends across the swept values (the points sit off the line by "
             f"{math.sqrt(fit.chi2):.1f}x their own precision)"
@@ -175,11 +187,15 @@ def judge(
             f"the target {target:g} is far beyond the swept {lo_v:g}–{hi_v:g} "
             f"({math.exp(past):.0f}x past it, the swept range spans {math.exp(span):.0f}x)"
         )
-    if slowing and interval is None:
-        problems.append("the slowing trend is undefined in most bootstrap draws")
+    if not line and interval is None:
+        problems.append(f"{which} is undefined in most bootstrap draws")
     elif high / low > WIDE:
         problems.append(f"the 95 % interval spans {high / low:.1f}x")
-    if axis == "steps" and not slowing and stay_lr and target > hi_v:
+    if at_window_edge:
+        problems.append(
+            "the extrapolated losses are lowest at the edge of the LRs fitted around the valley"
+        )
+    if axis == "steps" and line and stay_lr and target > hi_v:
         moves_past = math.log2(fit.predict(target) / stay_lr)
         if abs(moves_past) > HELD_OUT:
             problems.append(

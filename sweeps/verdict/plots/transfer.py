@@ -3,7 +3,9 @@
 Log-log axes. Per group (its colour, as in every picture): the best LR at each value (a dot)
 with its bracket (a vertical bar: the tested LRs either side), the fitted power law through
 them as a line, carried on dashed to the target with its 95 % band, the prediction at the
-target (a diamond with its interval; hollow where it is not reliable), the direct check at the
+target (a diamond with its interval; hollow where it is not reliable; where the loss curves or
+the slowing trend predicted, the line's extension is faded and a dash-dot path runs from the
+longest swept value's best LR to the prediction, the band around it), the direct check at the
 target where one was trained (a star), and the stability edge where it was found (thin red
 ticks: the LR the group must stay under). A dotted vertical line marks the target.
 """
@@ -25,6 +27,13 @@ from sweeps.verdict.plots.style import (
 )
 
 AXIS_LABELS = {"steps": "training steps (horizon)", "batch_size": "batch size"}
+METHOD_LABELS = {"loss_curves": "predicted from every LR's loss curve",
+                 "slowing": "the slowing trend"}  # fmt: skip
+
+
+def _towards(value: float, lr: float, target: float, predicted: float):
+    """The straight log-log path from a swept value's best LR to the prediction at target."""
+    return lambda x: lr * (predicted / lr) ** (np.log(x / value) / np.log(target / value))
 
 
 def transfer_figure(report: dict, axis: str = "steps"):
@@ -62,10 +71,18 @@ def transfer_figure(report: dict, axis: str = "steps"):
                        label="stability edge" if i == 0 else None)  # fmt: skip
             ys_all += [p["edge_lr"] for p in edges]
         fit, pred = g.get("fit"), g["prediction"]
+        by_line = pred.get("method", "power_law") == "power_law"
         if fit:
             line = lambda x, f=fit: np.exp(f["intercept"] + f["exponent"] * np.log(x))  # noqa: E731
             ax.plot(xs, line(xs), color=colour, lw=1.8, gid="fit")
-            ax.plot(ext, line(ext), color=colour, lw=1.2, ls="--", gid="fit_extended")
+            ax.plot(ext, line(ext), color=colour, lw=1.2, ls="--", gid="fit_extended",
+                    alpha=1.0 if by_line else 0.45,
+                    label=None if by_line else f"{label}: power law carried on")  # fmt: skip
+        if fit and not by_line and pts:  # another method predicted: from the longest point to it
+            far = max(pts, key=lambda p: p["value"])
+            line = _towards(far["value"], far["best_lr"], target, pred["best_lr"])
+            ax.plot(ext, line(ext), color=colour, lw=1.6, ls="-.", gid="method_path",
+                    label=f"{label}: {METHOD_LABELS.get(pred['method'], pred['method'])}")  # fmt: skip
         if pred.get("best_lr") and pred.get("interval"):
             p_lo, p_hi = pred["interval"]
             ax.errorbar([target], [pred["best_lr"]], yerr=[[pred["best_lr"] - p_lo], [p_hi - pred["best_lr"]]],

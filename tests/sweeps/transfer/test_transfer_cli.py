@@ -26,27 +26,33 @@ def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tm
     raw = tiny_spec_dict(
         name="transfer-tiny",
         data={"name": "teacher", "n_samples": 600},
-        train={"batch_size": 32, "eval_every": 10, "seeds": [0, 1]},
-        transfer={"steps": {"values": [10, 20, 40], "target": 60}, "verify": True},
+        train={"batch_size": 32, "eval_every": 20, "seeds": [0, 1]},
+        transfer={"steps": {"values": [20, 40, 80], "target": 120}, "verify": True},
     )
     raw["search"] = {**raw["search"], "optimizer": ["adam"],
-                     "learning_rate": {"min": 1e-3, "max": 1.0, "num": 7}, "schedule": ["cosine"]}  # fmt: skip
+                     "learning_rate": {"min": 3e-3, "max": 0.2, "num": 7}, "schedule": ["cosine"]}  # fmt: skip
     result, out, report = _run(tmp_path, raw)
 
     # every lane's history ends at its own horizon; train.steps is the target (verify)
     for lane in report["lanes"]:
         assert lane["history"]["step"][-1] == lane["schedule_args"]["horizon"]
-    assert {lane["schedule_args"]["horizon"] for lane in report["lanes"]} == {10, 20, 40, 60}
+    assert {lane["schedule_args"]["horizon"] for lane in report["lanes"]} == {20, 40, 80, 120}
 
     section = report["transfer"]["steps"]
-    assert section["values"] == [10, 20, 40] and section["target"] == 60
+    assert section["values"] == [20, 40, 80] and section["target"] == 120
     (group,) = section["groups"]
-    assert [p["value"] for p in group["points"]] == [10, 20, 40]
+    assert [p["value"] for p in group["points"]] == [20, 40, 80]
     for p in group["points"]:
         assert p["bracket"][0] <= p["best_lr"] <= p["bracket"][1]
     pred = group["prediction"]
     lo, hi = pred["interval"]
     assert lo <= pred["best_lr"] <= hi and isinstance(pred["reliable"], bool) and pred["note"]
+    # three horizons: every LR's loss curve predicts, but cannot check itself (it needs four)
+    curves = pred["loss_curves"]
+    assert pred["method"] == "loss_curves" and not pred["reliable"]
+    assert "loss curves cannot be checked" in pred["note"]
+    assert curves["learning_rates"][0] <= pred["best_lr"] <= curves["learning_rates"][-1]
+    assert len(curves["predicted_loss"]) == len(curves["learning_rates"]) >= 3
     check = group["verification"]
     assert check["best_lr"] > 0
     assert abs(check["prediction_error"]) < 10 and check["within"] == (
