@@ -19,9 +19,11 @@ With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predict
 and reports the gradient noise scale along a lane at the best LR of batch 64 (`b_simple` per
 step), its seconds and their share of the sweep's. Horizon cases also report the slowing
 trend's prediction and its error (`slowing`, `slowing_error`), the power law's
-(`power_law`, `power_law_error`), both held-out errors (`held_out_error`,
-`slowing_held_out_error`: the latter needs four horizons) and which of the two predicted
-(`method`; `predicted` and `prediction_error` are its).
+(`power_law`, `power_law_error`), the power law's and the slowing trend's held-out errors
+(`held_out_error`, `slowing_held_out_error`: the latter needs four horizons) and which method
+predicted (`method`; `predicted` and `prediction_error` are its): on the horizon that is the
+loss curves (sweeps/transfer/curves.py; `loss_curves_alpha`, their fitted exponent, and
+`loss_curves_held_out_error`) wherever they can be read.
 
 `--horizons 50 100 200 400`: the swept horizons of the steps cases (target 8x the longest).
 
@@ -126,6 +128,8 @@ def case(
         "between": pred.get("between"),
         "middle": pred.get("middle"),
         "middle_error": check.get("middle_error"),
+        "loss_curves_alpha": (pred.get("loss_curves") or {}).get("alpha"),
+        "loss_curves_held_out_error": (pred.get("loss_curves") or {}).get("held_out_error"),
         "slowing": pred.get("slowing"),
         "slowing_error": check.get("slowing_error"),
         "in_between": check.get("in_between"),

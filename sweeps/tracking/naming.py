@@ -156,6 +156,7 @@ def transfer_metrics(report: dict[str, Any]) -> list[tuple[str, float]]:
             check = g.get("verification") or {}
             values = {
                 "predicted_lr": pred.get("best_lr"),
+                "power_law_lr": pred.get("power_law_lr"),
                 "exponent": fit.get("exponent"),
                 "reliable": float(bool(pred.get("reliable"))),
                 "direct_lr": check.get("best_lr"),

@@ -235,6 +235,7 @@ def transfer_group(
             entry["prediction"]["loss_curves"] = None if curves is None else {
                 "alpha": curves.alpha, "learning_rates": curves.lrs,
                 "predicted_loss": curves.predicted_loss,
+                "held_out_error": curves.held_out_error,
             }  # fmt: skip
         if not reliable and method != "loss_curves" and axis == "steps":
             b, slowing = entry["prediction"]["between"], entry["prediction"]["slowing"]

@@ -227,6 +227,10 @@ TRANSFER_HEADER = (
 )  # fmt: skip
 
 
+# which method gave the prediction, where it is not the power law of the exponent column
+PREDICTED_BY = {"loss_curves": " (from the loss curves)", "slowing": " (the slowing trend)"}
+
+
 def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
     """The transfer table (report.json["transfer"], docs/transfer.md): one row per group and
     axis with its note in words, the same cells for the console and verdict.md."""
@@ -242,10 +246,11 @@ def transfer_rows(report: dict) -> list[tuple[list[str], str]]:
             predicted = fmt(pred.get("best_lr"))
             if pred.get("interval"):
                 predicted += f" ({fmt(pred['interval'][0])}–{fmt(pred['interval'][1])})"
+            by = PREDICTED_BY.get(pred.get("method") or "power_law", "")
             err = check.get("prediction_error")
             rows.append((
                 [g["optimizer"], g["schedule"], name, points, exponent,
-                 f"{predicted} at {axis['target']}", fmt(check.get("best_lr"))
+                 f"{predicted} at {axis['target']}{by}", fmt(check.get("best_lr"))
                  + (" (range edge)" if check.get("at_range_edge") else ""),
                  "—" if err is None else f"{err:+.2f}", "yes" if pred["reliable"] else "no"],
                 f"{g['optimizer']} · {g['schedule']}: {pred['note']}",

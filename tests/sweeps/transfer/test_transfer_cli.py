@@ -50,6 +50,7 @@ def test_a_tiny_transfer_sweep_reports_points_fit_prediction_and_verification(tm
     # three horizons: every LR's loss curve predicts, but cannot check itself (it needs four)
     curves = pred["loss_curves"]
     assert pred["method"] == "loss_curves" and not pred["reliable"]
+    assert curves["held_out_error"] is None and curves["alpha"] > 0
     assert "loss curves cannot be checked" in pred["note"]
     assert curves["learning_rates"][0] <= pred["best_lr"] <= curves["learning_rates"][-1]
     assert len(curves["predicted_loss"]) == len(curves["learning_rates"]) >= 3
