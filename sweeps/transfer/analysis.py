@@ -186,6 +186,8 @@ def transfer_group(
         # on the horizon every LR's loss is read, where it can be (sweeps/transfer/curves.py)
         stay_lr = lrs[int(np.argmax(xs))]  # the best LR at the longest swept value
         curves = _loss_curves(by_value, xs, target, stay_lr) if axis == "steps" else None
+        if curves is not None and curves.interval is None:  # no interval: not to be given
+            curves = None
         if curves is not None:
             method, chosen_interval = "loss_curves", curves.interval
             chosen_carried = curves.held_out_error
@@ -214,7 +216,7 @@ def transfer_group(
             low, high = chosen_interval
         elif method == "loss_curves":
             predicted = curves.best_lr
-            low, high = chosen_interval or (predicted, predicted)
+            low, high = chosen_interval
         else:
             predicted = fit.predict(target)
             low, high = fit.interval(target)

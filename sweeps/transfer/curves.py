@@ -15,8 +15,9 @@ the target is where the extrapolated losses are lowest: the vertex of a parabola
 lowest and its neighbours in log LR, as at a swept horizon (points.py). The trade the line
 cannot see is in the fit: a smaller LR falls further (a larger amplitude) towards its floor.
 
-Its interval: the seeds resampled with replacement and everything refitted (2.5–97.5th
-percentiles). Its check (`LossCurves.held_out_error`): fitted without the longest swept
+Its interval: the seeds resampled with replacement and everything refitted, each draw's
+best LR then drawn over the middle half of its bracket (the fitted LRs either side), as
+points.py draws a swept value's (2.5–97.5th percentiles; one seed: the bracket alone). Its check (`LossCurves.held_out_error`): fitted without the longest swept
 horizon, how far its best LR there misses the measured one, carried to the target as the
 line's `held_out_error` is; it needs four horizons (with three, dropping one leaves each LR
 two points for two numbers of its own, and alpha undetermined).
@@ -129,8 +130,12 @@ def loss_curves(
     draws = []
     for _ in range(DRAWS):
         got = _fit(lrs, table[:, :, rng.integers(0, n_seeds, n_seeds)].mean(axis=2), h, target)
-        if got is not None:
-            draws.append(math.log(got[0]))
+        if got is not None:  # and where in its bracket the minimum may be, as points.py draws
+            v, grid = math.log(got[0]), np.log(got[3])
+            below, above = grid[grid < v], grid[grid > v]
+            lo = 0.5 * (below.max() - v) if below.size else 0.0
+            hi = 0.5 * (above.min() - v) if above.size else 0.0
+            draws.append(v + rng.uniform(lo, hi))
     interval = None
     if 2 * len(draws) > DRAWS:
         lo, hi = np.percentile(draws, [2.5, 97.5])

@@ -89,3 +89,10 @@ def test_only_lrs_tested_at_every_horizon_and_finite_ones_are_fitted():
     lrs, table = joint_table([a, b])
     assert lrs.tolist() == [0.1, 0.2, 0.3] and table.shape == (2, 3, 1)
     assert math.isinf(table[1, 1, 0])
+
+
+def test_one_seed_still_gets_an_interval_from_the_bracket():
+    horizons = [50, 100, 200, 400]
+    one = loss_curves([lanes(h, seeds=(0,)) for h in horizons], horizons, 3200, true_best(400))
+    low, high = one.interval
+    assert low < one.best_lr < high and high / low > 1.05  # not a zero-width claim
