@@ -12,6 +12,11 @@ prediction, the power law's, the direct best LR, both log2 errors, the loss curv
 miss, `reliable` and whether it was honest (reliable only where within 1.41x).
 
     python benchmarks/horizon_ladder.py [--json] [--cases teacher:adam,...] [--seeds 0 1 2]
+        [--save DIR | --load DIR]
+
+`--save DIR` keeps each case's lanes (learning rate, seed, horizon, status, validation
+history) as DIR/<dataset>-<optimizer>.json; `--load DIR` judges them again without training
+(the splits or the transfer code changed, the training did not).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import json
 import math
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -70,19 +75,61 @@ def splits_of(quick: bool) -> list:
     return SPLITS
 
 
-def case(dataset: str, optimizer: str, seeds: list[int], quick: bool) -> dict:
-    spec = ladder_spec(dataset, optimizer, seeds, quick)
-    t0 = time.perf_counter()
-    data = load_sweep_data(spec)
-    results = train_inline(spec, data)
-    train_s = time.perf_counter() - t0
-    by_group = defaultdict(list)
-    for r in results:
-        by_group[r.lane.optimizer].append(r)
-    (members,) = by_group.values()
+def _saved(results, n_train: int, seconds: float) -> dict:
+    lanes = [{"lr": r.lane.learning_rate, "seed": r.lane.seed, "optimizer": r.lane.optimizer,
+              "horizon": int(r.lane.schedule_args[HORIZON]), "status": r.status,
+              "step": list(r.step), "val_loss": [float(v) for v in r.val_loss]}
+             for r in results]  # fmt: skip
+    return {"n_train": n_train, "seconds": seconds, "lanes": lanes}
+
+
+def _loaded(saved: dict, optimizer: str) -> list:
+    """Saved lanes as the results transfer_group reads (lane fields, status, history)."""
+    return [
+        SimpleNamespace(
+            lane=SimpleNamespace(
+                learning_rate=d["lr"],
+                seed=d["seed"],
+                optimizer=d.get("optimizer", optimizer),
+                schedule="cosine",
+                optimizer_args={},
+                schedule_args={HORIZON: d["horizon"]},
+            ),
+            status=d["status"],
+            step=d["step"],
+            val_loss=d["val_loss"],
+        )  # fmt: skip
+        for d in saved["lanes"]
+    ]
+
+
+def case(
+    dataset: str,
+    optimizer: str,
+    seeds: list[int],
+    quick: bool,
+    lanes_dir: Path | None = None,
+    load: bool = False,
+) -> dict:
+    """One dataset and optimizer: train the ladder (or, with `load`, read the lanes a run with
+    `--save` kept in `lanes_dir`) and judge every split."""
+    saved_at = lanes_dir / f"{dataset}-{optimizer}.json" if lanes_dir else None
+    if load:
+        saved = json.loads(saved_at.read_text())
+        n_train, train_s, results = saved["n_train"], saved["seconds"], _loaded(saved, optimizer)
+    else:
+        spec = ladder_spec(dataset, optimizer, seeds, quick)
+        t0 = time.perf_counter()
+        data = load_sweep_data(spec)
+        results = train_inline(spec, data)
+        n_train, train_s = data.n_train, time.perf_counter() - t0
+        if saved_at:
+            saved_at.parent.mkdir(parents=True, exist_ok=True)
+            saved_at.write_text(json.dumps(_saved(results, n_train, train_s)))
+    members = list(results)
     rows = []
     for values, target in splits_of(quick):
-        regime = epochs_text("steps", values, target, target, spec.train.batch_size, data.n_train)
+        regime = epochs_text("steps", values, target, target, 32, n_train)
         g = transfer_group(members, {}, values, target, True, "steps", target, regime)
         pred, check = g["prediction"], g["verification"]
         err = check.get("prediction_error")
@@ -99,8 +146,9 @@ def case(dataset: str, optimizer: str, seeds: list[int], quick: bool) -> dict:
             "reliable": pred["reliable"], "note": pred["note"],
             "honest": (not pred["reliable"]) or (err is not None and abs(err) <= 0.5),
         })  # fmt: skip
-    return {"dataset": dataset, "optimizer": optimizer, "seeds": seeds,
-            "train_rows": data.n_train, "lanes": len(results),
+    return {"dataset": dataset, "optimizer": optimizer, "loaded": load,
+            "seeds": sorted({r.lane.seed for r in results}),
+            "train_rows": n_train, "lanes": len(results),
             "horizons": sorted({int(r.lane.schedule_args[HORIZON]) for r in results}),
             "train_s": round(train_s, 1), "splits": rows}  # fmt: skip
 
@@ -111,9 +159,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--cases", default="teacher:adam,teacher:sgd,digits:adam,digits:sgd")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--save", type=Path, help="keep every case's lanes in this folder")
+    parser.add_argument("--load", type=Path, help="judge the lanes a --save run kept here")
     args = parser.parse_args()
     cases = [c.split(":") for c in args.cases.split(",")]
-    out = [case(d, o, args.seeds, args.quick) for d, o in cases]
+    where = args.load or args.save
+    out = [case(d, o, args.seeds, args.quick, where, bool(args.load)) for d, o in cases]
     splits = [s for c in out for s in c["splits"]]
     within = [
         abs(s["prediction_error"]) <= 0.5 for s in splits if s["prediction_error"] is not None
