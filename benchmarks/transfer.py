@@ -75,7 +75,7 @@ def case(
         data = {"name": "pydoc_topics", "block_size": 32, "val_fraction": 0.1}
         model = {"name": "transformer", "d_model": 32, "n_layers": 2, "n_heads": 4}
         seeds = [0]
-        if axis == "steps" and not quick:
+        if axis == "steps" and not quick and not horizons:
             values, target = [50, 100, 200], 1600
     raw = {
         "name": f"transfer-{dataset}-{optimizer}",
