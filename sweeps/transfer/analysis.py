@@ -199,6 +199,7 @@ def transfer_group(
             carried_error=chosen_carried, regime=regime,
             method=method, interval=chosen_interval, stay_lr=stay_lr,
             at_window_edge=curves is not None and curves.at_window_edge,
+            longer_worse=_longer_worse(usable) if axis == "steps" else None,
         )  # fmt: skip
         if curves is not None:
             note += _curves_words(curves, fit.predict(target), carried)
@@ -259,6 +260,15 @@ def transfer_group(
             entry, by_value.get(target, []), target, verdicts, run(target)
         )
     return entry
+
+
+def _longer_worse(usable: list) -> tuple[float, float] | None:
+    """(the longest swept horizon, a shorter one whose best final loss was lower), or None:
+    where training longer already made the best run worse, the runs overfit."""
+    by_value = sorted((p["value"], b.final_val_loss) for p, b in usable)
+    (longest, loss), shorter = by_value[-1], by_value[:-1]
+    value, lowest = min(shorter, key=lambda vl: vl[1], default=(None, math.inf))
+    return (longest, value) if loss > lowest else None
 
 
 def _loss_curves(by_value: dict, xs: list, target: int, measured_longest: float):

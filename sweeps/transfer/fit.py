@@ -11,8 +11,9 @@ percentiles.
 Then, in words, when a number should not be trusted (`judge`):
 - the trend bends: the points sit off the line by more than their own uncertainty
   (reduced chi-square above `BEND_CHI2` with three or more points);
-- the longest runs overfit: at the best LR their validation loss was already rising at the end
-  (a longer run will want a much smaller LR than any trend says);
+- the longest runs overfit: at the best LR their validation loss was already rising at the end,
+  or (on the horizon) the longest swept horizon's best loss is above a shorter one's (a longer
+  run will want a much smaller LR than any trend says);
 - the target is far beyond the swept range: more than `FAR` times the swept span (in log) past
   its end;
 - the interval is too wide to act on: the prediction's 95 % interval spans more than `WIDE`x;
@@ -135,6 +136,7 @@ def judge(
     interval: list[float] | None = None,
     stay_lr: float | None = None,
     at_window_edge: bool = False,
+    longer_worse: tuple[float, float] | None = None,
 ) -> tuple[bool, str]:
     """(reliable, note): whether to trust the prediction at `target`, and why, in words.
     `carried_error`: `held_out_error`; `regime`: a reason, in words, why the target runs in
@@ -145,7 +147,9 @@ def judge(
     not checked, so not reliable), `interval` their bootstrap interval (None: undefined in most
     draws, not to be acted on), and the chi-square rule is left out: a bend is what they
     model, and their held-out check is what tests it. `at_window_edge`: the loss curves'
-    minimum at the lowest or highest LR they fitted. Every other rule holds for every method.
+    minimum at the lowest or highest LR they fitted. `longer_worse`: (the longest swept
+    horizon, a shorter one whose best final loss was lower): longer runs already did worse.
+    Every other rule holds for every method.
     `stay_lr`: on the horizon axis, the best LR at the longest swept horizon. A power law that
     has the best LR move from it by more than `HELD_OUT` (log2) at a longer target is not
     reliable: on every task measured the fall slowed past the swept horizons, so the truth lay
@@ -167,7 +171,8 @@ def judge(
         )
     if carried_error is not None and carried_error > HELD_OUT:
         problems.append(
-            f"fitted without its nearest swept value {which} misses it by enough to be off "
+            f"fitted without its nearest swept value {which} "
+            f"{'miss' if method == 'loss_curves' else 'misses'} it by enough to be off "
             f"by about {2**carried_error:.1f}x at the target"
         )
     if regime:
@@ -191,6 +196,12 @@ def judge(
         problems.append(f"{which} is undefined in most bootstrap draws")
     elif high / low > WIDE:
         problems.append(f"the 95 % interval spans {high / low:.1f}x")
+    if longer_worse is not None:
+        problems.append(
+            f"the best validation loss at {axis} {longer_worse[0]:g} is above the one at "
+            f"{longer_worse[1]:g}: longer runs already do worse (overfitting), and a longer one "
+            "will want a smaller LR than any trend says"
+        )
     if at_window_edge:
         problems.append(
             "the extrapolated losses are lowest at the edge of the LRs fitted around the valley"

@@ -24,9 +24,10 @@ def true_best(horizon: float) -> float:
     lo, hi = math.log(1e-5), math.log(10.0)
     for _ in range(200):
         mid = (lo + hi) / 2
-        slope = 2 * CURVATURE * (mid - FLOOR_AT) - TILT * AMPLITUDE * math.exp(
-            -TILT * mid
-        ) * horizon ** -ALPHA
+        slope = (
+            2 * CURVATURE * (mid - FLOOR_AT)
+            - TILT * AMPLITUDE * math.exp(-TILT * mid) * horizon**-ALPHA
+        )
         lo, hi = (mid, hi) if slope < 0 else (lo, mid)
     return math.exp(lo)
 
@@ -70,7 +71,10 @@ def test_a_valley_that_jumps_at_the_longest_horizon_fails_the_held_out_check():
     horizons, target = [50, 100, 200, 400], 3200
     per = [lanes(h) for h in horizons[:-1]]
     lrs, ids, losses = lanes(400)
-    jumped = [v + CURVATURE * (math.log(lr) - math.log(2e-4)) ** 2 for lr, v in zip(lrs, losses)]
+    jumped = [
+        v + CURVATURE * (math.log(lr) - math.log(2e-4)) ** 2
+        for lr, v in zip(lrs, losses, strict=True)
+    ]
     per.append((lrs, ids, jumped))  # the 400-step valley moved far below the trend
     measured = float(np.array(lrs)[int(np.argmin(jumped))])
     got = loss_curves(per, horizons, target, measured)

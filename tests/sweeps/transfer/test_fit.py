@@ -214,3 +214,21 @@ def test_a_horizon_trend_that_moves_the_best_lr_past_the_longest_is_not_reliable
     # ... and the other axes, where no slowing was measured
     reliable, note = judge(fit, xs, 3200, axis="batch_size", stay_lr=lrs[-1])
     assert "longest horizon" not in note
+
+
+def test_loss_curves_are_judged_on_their_own_check_and_longer_runs_doing_worse_is_overfitting():
+    xs, lrs = [50, 100, 200, 400], [1.11, 0.86, 0.53, 0.41]
+    draws = np.exp(np.log(lrs) + np.random.default_rng(0).normal(0, 0.05, (200, 4)))
+    fit = fit_power_law(xs, lrs, [0.05] * 4, draws)
+    # the line alone is not trusted past 400 (it moves 2.9x); the loss curves, checked, are
+    common = dict(axis="steps", stay_lr=0.41, method="loss_curves", interval=[0.25, 0.31])
+    reliable, note = judge(fit, xs, 3200, carried_error=0.04, **common)
+    assert reliable, note
+    reliable, note = judge(fit, xs, 3200, carried_error=None, **common)
+    assert not reliable and "cannot be checked" in note  # three horizons' worth: no check
+    reliable, note = judge(fit, xs, 3200, carried_error=0.8, **common)
+    assert not reliable and "the loss curves miss it by enough" in note
+    reliable, note = judge(fit, xs, 3200, carried_error=0.04, longer_worse=(400, 200), **common)
+    assert not reliable and "at steps 400 is above the one at 200" in note
+    reliable, note = judge(fit, xs, 3200, carried_error=0.04, at_window_edge=True, **common)
+    assert not reliable and "edge of the LRs fitted" in note
