@@ -90,19 +90,17 @@ def _fit(lrs: np.ndarray, mean: np.ndarray, horizons: np.ndarray, target: float)
         return None
     x, y, w = lrs[near], np.where(seen, mean, 0.0)[:, near], seen[:, near].astype(float)
     n = w.sum(axis=0)
-    best = None
-    for alpha in ALPHAS:  # per LR, least squares of y on u = T^-alpha over its own horizons
-        u = horizons[:, None] ** -alpha * w
-        mu, my = u.sum(axis=0) / n, (w * y).sum(axis=0) / n
-        du, dy = (u - mu) * w, (y - my) * w
-        amplitude = (du * dy).sum(axis=0) / (du**2).sum(axis=0)
-        floor = my - amplitude * mu
-        rss = float((((floor + amplitude * u - y) * w) ** 2).sum())
-        if best is None or rss < best[0]:
-            best = (rss, float(alpha), floor + amplitude * target**-alpha)
-    _, alpha, at_target = best
+    # per alpha (first axis) and LR, least squares of y on u = T^-alpha over its own horizons
+    u = horizons[None, :, None] ** -ALPHAS[:, None, None] * w
+    mu, my = u.sum(axis=1) / n, (w * y).sum(axis=0) / n
+    du, dy = (u - mu[:, None]) * w, (y - my) * w
+    amplitude = (du * dy).sum(axis=1) / (du**2).sum(axis=1)
+    floor = my - amplitude * mu
+    rss = (((floor[:, None] + amplitude[:, None] * u - y) * w) ** 2).sum(axis=(1, 2))
+    k = int(np.argmin(rss))
+    at_target = floor[k] + amplitude[k] * target ** -ALPHAS[k]
     j, lr, _ = _vertex(x, at_target)
-    return lr, alpha, j in (0, len(x) - 1), x, at_target
+    return lr, float(ALPHAS[k]), j in (0, len(x) - 1), x, at_target
 
 
 def loss_curves(
