@@ -15,7 +15,9 @@ and its note, and whether a reliable prediction was within a factor of 1.41.
 
     python benchmarks/transfer.py [--json] [--quick] [--cases teacher:adam:batch_size,...]
 
-With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps each) and predicts at 256 (4x),
+With `:width` a case sweeps the mlp's width 16 / 32 / 64 (standard parametrization, 400 steps
+each) and predicts at 256 (4x). With `:batch_size` a case sweeps batch 16 / 32 / 64 (400 steps
+each) and predicts at 256 (4x),
 and reports the gradient noise scale along a lane at the best LR of batch 64 (`b_simple` per
 step), its seconds and their share of the sweep's. Horizon cases also report the slowing
 trend's prediction and its error (`slowing`, `slowing_error`), the power law's
@@ -63,6 +65,9 @@ def case(
     if axis == "batch_size":  # 4x the largest swept batch, 400 steps each
         values, target = ([8, 16, 32], 64) if quick else ([16, 32, 64], 256)
         train = {"steps": 100 if quick else 400}
+    if axis == "width":  # the mlp's width (standard parametrization), 4x the widest swept
+        values, target = ([8, 16], 32) if quick else ([16, 32, 64], 256)
+        train = {"batch_size": 32, "steps": 100 if quick else 400}
     lo, hi = LR_RANGES[optimizer]
     num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1
     rows = {"teacher": 60_000, "teacher_big": 250_000}.get(dataset, 0)
@@ -88,7 +93,14 @@ def case(
             "optimizer": [optimizer],
             "schedule": ["cosine"],
         },
-        "transfer": {axis: {"values": values, "target": target}, "verify": True},
+        "transfer": {
+            axis: {
+                "values": values,
+                "target": target,
+                **({"arg": "width"} if axis == "width" else {}),
+            },
+            "verify": True,
+        },
     }
     spec = parse_spec(raw)
     t0 = time.perf_counter()
@@ -159,7 +171,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument(
         "--cases",
-        help="dataset:optimizer[:axis], axis steps (default) or batch_size",
+        help="dataset:optimizer[:axis], axis steps (default), batch_size or width",
         default="teacher:adam,teacher:sgd,teacher_big:adam,teacher_big:sgd,digits:adam,digits:sgd",
     )
     parser.add_argument(
