@@ -83,6 +83,7 @@ def transfer_figure(report: dict, axis: str = "steps"):
             line = _towards(far["value"], far["best_lr"], target, pred["best_lr"])
             ax.plot(ext, line(ext), color=colour, lw=1.6, ls="-.", gid="method_path",
                     label=f"{label}: {METHOD_LABELS.get(pred['method'], pred['method'])}")  # fmt: skip
+            ys_all.append(pred.get("power_law_lr"))  # where the faded line ends, in view
         if pred.get("best_lr") and pred.get("interval"):
             p_lo, p_hi = pred["interval"]
             ax.errorbar([target], [pred["best_lr"]], yerr=[[pred["best_lr"] - p_lo], [p_hi - pred["best_lr"]]],
