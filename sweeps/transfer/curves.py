@@ -9,17 +9,19 @@ power law, the shape of loss-against-data scaling laws,
     L_lr(T) = floor(lr) + amplitude(lr) · T^-alpha,
 
 with one exponent alpha shared by the LRs around the valley (within `WINDOW` of the longest
-swept horizon's lowest loss, finite at every swept horizon) and a floor and an amplitude of
-their own (least squares: alpha over `ALPHAS`, the other two linear given it). The best LR at
+swept horizon's lowest loss, or its grid neighbours where the grid is coarser; each fitted on
+the horizons where it trained: the longest and one more at least) and a floor and an
+amplitude of their own (least squares: alpha over `ALPHAS`, the other two linear given it). The best LR at
 the target is where the extrapolated losses are lowest: the vertex of a parabola through the
 lowest and its neighbours in log LR, as at a swept horizon (points.py). The trade the line
 cannot see is in the fit: a smaller LR falls further (a larger amplitude) towards its floor.
 
 Its interval: the seeds resampled with replacement and everything refitted, each draw's
 best LR then drawn over the middle half of its bracket (the fitted LRs either side), as
-points.py draws a swept value's (2.5–97.5th percentiles; one seed: the bracket alone). Its check (`LossCurves.held_out_error`): fitted without the longest swept
-horizon, how far its best LR there misses the measured one, carried to the target as the
-line's `held_out_error` is; it needs four horizons (with three, dropping one leaves each LR
+points.py draws a swept value's (2.5–97.5th percentiles; one seed: the bracket alone).
+Its check (`LossCurves.held_out_error`): fitted without the longest swept horizon, how far
+its best LR there misses the measured one, carried to the target as the line's
+`held_out_error` is; it needs four horizons (with three, dropping one leaves each LR
 two points for two numbers of its own, and alpha undetermined).
 
 Pure numpy over plain numbers: each swept horizon's lanes as (learning rates, seeds, final
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.transfer.points import _table, _vertex
+from sweeps.transfer.points import loss_table, vertex
 
 WINDOW = 2.9  # LRs within this factor of the longest horizon's lowest loss: the valley
 ALPHAS = np.arange(0.05, 3.0001, 0.05)  # the shared exponent's grid
@@ -58,7 +60,7 @@ def joint_table(
     """(LRs tested at every horizon, (n_horizon, n_lr, n_seed) final losses; inf where a
     lane failed): the LRs and seeds common to every horizon (refinement adds LRs per
     horizon; those are left out)."""
-    tables = [_table(*rows) for rows in per_horizon if rows[0]]
+    tables = [loss_table(*rows) for rows in per_horizon if rows[0]]
     if len(tables) < len(per_horizon):
         return None
     common = set(tables[0][0].tolist())
@@ -99,7 +101,7 @@ def _fit(lrs: np.ndarray, mean: np.ndarray, horizons: np.ndarray, target: float)
     rss = (((floor[:, None] + amplitude[:, None] * u - y) * w) ** 2).sum(axis=(1, 2))
     k = int(np.argmin(rss))
     at_target = floor[k] + amplitude[k] * target ** -ALPHAS[k]
-    j, lr, _ = _vertex(x, at_target)
+    j, lr, _ = vertex(x, at_target)
     return lr, float(ALPHAS[k]), j in (0, len(x) - 1), x, at_target
 
 

@@ -34,7 +34,7 @@ class BestLR:
     draws: np.ndarray = field(repr=False)
 
 
-def _table(lrs, seeds, losses) -> tuple[np.ndarray, np.ndarray]:
+def loss_table(lrs, seeds, losses) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct LRs, (n_lr, n_seed) losses; inf where a lane failed or is missing)."""
     grid = np.array(sorted(set(float(v) for v in lrs)))
     seed_ids = sorted(set(seeds))
@@ -46,7 +46,7 @@ def _table(lrs, seeds, losses) -> tuple[np.ndarray, np.ndarray]:
     return grid, table
 
 
-def _vertex(grid: np.ndarray, curve: np.ndarray) -> tuple[int, float, str]:
+def vertex(grid: np.ndarray, curve: np.ndarray) -> tuple[int, float, str]:
     """(grid index of the minimum, best LR, method) of a mean loss curve."""
     i = int(np.argmin(curve))
     if 0 < i < len(grid) - 1 and np.all(np.isfinite(curve[i - 1 : i + 2])):
@@ -60,11 +60,11 @@ def _vertex(grid: np.ndarray, curve: np.ndarray) -> tuple[int, float, str]:
 
 def best_lr(lrs, seeds, losses, *, draws: int = 400, seed: int = 0) -> BestLR | None:
     """The best LR of one swept value (None when no LR trained without failing)."""
-    grid, table = _table(lrs, seeds, losses)
+    grid, table = loss_table(lrs, seeds, losses)
     curve = table.mean(axis=1)  # inf where any seed failed
     if not np.isfinite(curve).any():
         return None
-    i, best, method = _vertex(grid, curve)
+    i, best, method = vertex(grid, curve)
     bracket = [float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])]
     rng = np.random.default_rng(seed)
     out = np.empty(draws)
@@ -72,7 +72,7 @@ def best_lr(lrs, seeds, losses, *, draws: int = 400, seed: int = 0) -> BestLR | 
     for b in range(draws):
         cols = rng.integers(0, n_seeds, n_seeds)
         resampled = table[:, cols].mean(axis=1)
-        _, v, _ = _vertex(grid, resampled) if np.isfinite(resampled).any() else (0, best, "")
+        _, v, _ = vertex(grid, resampled) if np.isfinite(resampled).any() else (0, best, "")
         lo = 0.5 * math.log(min(bracket[0], v) / v)
         hi = 0.5 * math.log(max(bracket[1], v) / v)
         out[b] = v * math.exp(rng.uniform(lo, hi))
