@@ -27,7 +27,8 @@ predicted (`method`; `predicted` and `prediction_error` are its): on the horizon
 loss curves (sweeps/transfer/curves.py; `loss_curves_alpha`, their fitted exponent, and
 `loss_curves_held_out_error`) wherever they can be read.
 
-`--horizons 50 100 200 400`: the swept horizons of the steps cases (target 8x the longest).
+`--horizons 50 100 200 400`: the swept horizons of the steps cases (target 8x the longest), or
+the swept widths of the width cases (target 4x the widest).
 
 `--quick`: 50/100/200 steps, target 400, one seed, 600 teacher rows (a smoke run).
 """
@@ -67,6 +68,8 @@ def case(
         train = {"steps": 100 if quick else 400}
     if axis == "width":  # the mlp's width (standard parametrization), 4x the widest swept
         values, target = ([8, 16], 32) if quick else ([16, 32, 64], 256)
+        if horizons:  # --horizons: the swept widths here
+            values, target = sorted(horizons), 4 * max(horizons)
         train = {"batch_size": 32, "steps": 100 if quick else 400}
     lo, hi = LR_RANGES[optimizer]
     num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1

@@ -183,7 +183,8 @@ def transfer_group(
         if no_interval:  # a prediction comes with its interval: else the line predicts
             method = "power_law"
         chosen_carried = slowing_carried if method == "slowing" else carried
-        # on the horizon every LR's loss is read, where it can be (sweeps/transfer/curves.py)
+        # on the horizon every LR's loss is read, where it can be (sweeps/transfer/curves.py;
+        # tried on width and batch size too, and worse there: docs/transfer.md)
         stay_lr = lrs[int(np.argmax(xs))]  # the best LR at the longest swept value
         curves = _loss_curves(by_value, xs, target, stay_lr) if axis == "steps" else None
         if curves is not None and curves.interval is None:  # no interval: not to be given
