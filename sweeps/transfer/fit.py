@@ -196,7 +196,7 @@ def judge(
         problems.append(f"{which} is undefined in most bootstrap draws")
     elif high / low > WIDE:
         problems.append(f"the 95 % interval spans {high / low:.1f}x")
-    if longer_worse is not None:
+    if longer_worse is not None and overfitting_at is None:  # one overfitting reason is enough
         problems.append(
             f"the best validation loss at {axis} {longer_worse[0]:g} is above the one at "
             f"{longer_worse[1]:g}: longer runs already do worse (overfitting), and a longer one "
