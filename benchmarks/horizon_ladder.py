@@ -1,7 +1,7 @@
 """The horizon prediction on many splits of one run: which swept horizons, which target.
 
 One sweep trains every horizon of a ladder (default 50, 100, ..., 3,200 and 6,400 steps) in one
-program, MLP 64-64, cosine decay, batch 32, an LR grid of two per octave, seeds 0-2. Then each
+program, MLP 64-64, cosine decay (`--schedule`: another), batch 32, an LR grid of two per octave, seeds 0-2. Then each
 split (swept horizons -> a target 8x the longest) is judged by the product's own transfer code
 (sweeps/transfer/analysis.py `transfer_group`, on the lanes of those horizons only), so every
 prediction, its method, `reliable`, note and interval are what a user of `transfer.steps` with
@@ -12,7 +12,7 @@ prediction, the power law's, the direct best LR, both log2 errors, the loss curv
 miss, `reliable` and whether it was honest (reliable only where within 1.41x).
 
     python benchmarks/horizon_ladder.py [--json] [--cases teacher:adam,...] [--seeds 0 1 2]
-        [--save DIR | --load DIR]
+        [--save DIR | --load DIR] [--schedule cosine]
 
 `--save DIR` keeps each case's lanes (learning rate, seed, horizon, status, validation
 history) as DIR/<dataset>-<optimizer>.json; `--load DIR` judges them again without training
@@ -49,7 +49,7 @@ SPLITS = [  # swept horizons, target (8x the longest)
 ROWS = {"teacher": 60_000, "teacher_big": 250_000}
 
 
-def ladder_spec(dataset: str, optimizer: str, seeds: list[int], quick: bool):
+def ladder_spec(dataset: str, optimizer: str, seeds: list[int], quick: bool, schedule: str):
     lo, hi = LR_RANGES[optimizer]
     ladder = [10, 20, 40, 80, 160] if quick else LADDER
     data = {"name": "digits"} if dataset == "digits" else {
@@ -63,7 +63,7 @@ def ladder_spec(dataset: str, optimizer: str, seeds: list[int], quick: bool):
         "search": {
             "learning_rate": {"min": lo, "max": hi, "num": int(round(math.log2(hi / lo) * 2)) + 1},
             "optimizer": [optimizer],
-            "schedule": ["cosine"],
+            "schedule": [schedule],
         },
         "transfer": {"steps": {"values": ladder[:-1], "target": ladder[-1]}, "verify": True},
     })  # fmt: skip
@@ -83,7 +83,7 @@ def _saved(results, n_train: int, seconds: float) -> dict:
     return {"n_train": n_train, "seconds": seconds, "lanes": lanes}
 
 
-def _loaded(saved: dict, optimizer: str) -> list:
+def _loaded(saved: dict, optimizer: str, schedule: str = "cosine") -> list:
     """Saved lanes as the results transfer_group reads (lane fields, status, history)."""
     return [
         SimpleNamespace(
@@ -91,7 +91,7 @@ def _loaded(saved: dict, optimizer: str) -> list:
                 learning_rate=d["lr"],
                 seed=d["seed"],
                 optimizer=d.get("optimizer", optimizer),
-                schedule="cosine",
+                schedule=schedule,
                 optimizer_args={},
                 schedule_args={HORIZON: d["horizon"]},
             ),
@@ -110,15 +110,21 @@ def case(
     quick: bool,
     lanes_dir: Path | None = None,
     load: bool = False,
+    schedule: str = "cosine",
 ) -> dict:
     """One dataset and optimizer: train the ladder (or, with `load`, read the lanes a run with
     `--save` kept in `lanes_dir`) and judge every split."""
-    saved_at = lanes_dir / f"{dataset}-{optimizer}.json" if lanes_dir else None
+    name = f"{dataset}-{optimizer}" + ("" if schedule == "cosine" else f"-{schedule}")
+    saved_at = lanes_dir / f"{name}.json" if lanes_dir else None
     if load:
         saved = json.loads(saved_at.read_text())
-        n_train, train_s, results = saved["n_train"], saved["seconds"], _loaded(saved, optimizer)
+        n_train, train_s, results = (
+            saved["n_train"],
+            saved["seconds"],
+            _loaded(saved, optimizer, schedule),
+        )
     else:
-        spec = ladder_spec(dataset, optimizer, seeds, quick)
+        spec = ladder_spec(dataset, optimizer, seeds, quick, schedule)
         t0 = time.perf_counter()
         data = load_sweep_data(spec)
         results = train_inline(spec, data)
@@ -146,7 +152,7 @@ def case(
             "reliable": pred["reliable"], "note": pred["note"],
             "honest": (not pred["reliable"]) or (err is not None and abs(err) <= 0.5),
         })  # fmt: skip
-    return {"dataset": dataset, "optimizer": optimizer, "loaded": load,
+    return {"dataset": dataset, "optimizer": optimizer, "schedule": schedule, "loaded": load,
             "seeds": sorted({r.lane.seed for r in results}),
             "train_rows": n_train, "lanes": len(results),
             "horizons": sorted({int(r.lane.schedule_args[HORIZON]) for r in results}),
@@ -161,10 +167,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--save", type=Path, help="keep every case's lanes in this folder")
     parser.add_argument("--load", type=Path, help="judge the lanes a --save run kept here")
+    parser.add_argument("--schedule", default="cosine", help="the decay schedule (any built-in)")
     args = parser.parse_args()
     cases = [c.split(":") for c in args.cases.split(",")]
     where = args.load or args.save
-    out = [case(d, o, args.seeds, args.quick, where, bool(args.load)) for d, o in cases]
+    out = [case(d, o, args.seeds, args.quick, where, bool(args.load), args.schedule)
+           for d, o in cases]  # fmt: skip
     splits = [s for c in out for s in c["splits"]]
     within = [
         abs(s["prediction_error"]) <= 0.5 for s in splits if s["prediction_error"] is not None
