@@ -70,12 +70,17 @@ def _edge(verdict) -> tuple[float | None, list[float] | None]:
     return math.sqrt(lo * hi), [lo, hi]
 
 
-def _point(value: int, members: list, verdict, seed: int, steps: int) -> tuple[dict, BestLR | None]:
+def _finals(members: list, steps: int) -> tuple[list, tuple[list, list, list]]:
+    """The lanes that ran `steps`, and their (learning rates, seeds, final losses): what
+    points.py and curves.py read."""
     lanes = [r for r in members if _complete(r, steps)]
-    found = best_lr(
-        [r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
-        [_final(r) for r in lanes], seed=seed,
-    )  # fmt: skip
+    return lanes, ([r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
+                   [_final(r) for r in lanes])  # fmt: skip
+
+
+def _point(value: int, members: list, verdict, seed: int, steps: int) -> tuple[dict, BestLR | None]:
+    lanes, finals = _finals(members, steps)
+    found = best_lr(*finals, seed=seed)
     edge, edge_bracket = _edge(verdict)
     point: dict[str, Any] = {"value": value, "lanes": len(lanes), "best_lr": None}
     if found is not None:
@@ -174,24 +179,27 @@ def transfer_group(
         draws = np.stack([b.draws for _, b in usable], axis=1)
         fit = fit_power_law(xs, lrs, sigmas, draws)
         carried = held_out_error(xs, lrs, sigmas, target)
+        power_law_lr = fit.predict(target)
         # measured on the horizon only (docs/transfer.md): the batch trend did not slow
         slowing = slowing_trend(xs, lrs, target) if axis == "steps" else None
         slowing_carried = slowing_held_out_error(xs, lrs, target) if slowing is not None else None
-        method = choose_method(carried, slowing_carried)
-        chosen_interval = slowing_interval(xs, draws, target) if method == "slowing" else None
-        no_interval = method == "slowing" and chosen_interval is None
-        if no_interval:  # a prediction comes with its interval: else the line predicts
-            method = "power_law"
-        chosen_carried = slowing_carried if method == "slowing" else carried
         # on the horizon every LR's loss is read, where it can be (sweeps/transfer/curves.py;
         # tried on width and batch size too, and worse there: docs/transfer.md)
         stay_lr = lrs[int(np.argmax(xs))]  # the best LR at the longest swept value
         curves = _loss_curves(by_value, xs, target, stay_lr) if axis == "steps" else None
         if curves is not None and curves.interval is None:  # no interval: not to be given
             curves = None
+        no_interval = False
         if curves is not None:
             method, chosen_interval = "loss_curves", curves.interval
             chosen_carried = curves.held_out_error
+        else:  # the line, or the slowing trend where it checked itself better
+            method = choose_method(carried, slowing_carried)
+            chosen_interval = slowing_interval(xs, draws, target) if method == "slowing" else None
+            no_interval = method == "slowing" and chosen_interval is None
+            if no_interval:  # a prediction comes with its interval: else the line predicts
+                method = "power_law"
+            chosen_carried = slowing_carried if method == "slowing" else carried
         longest = usable[-1][0]
         reliable, note = judge(
             fit, xs, target, axis=axis,
@@ -203,7 +211,7 @@ def transfer_group(
             longer_worse=_longer_worse(usable) if axis == "steps" else None,
         )  # fmt: skip
         if curves is not None:
-            note += _curves_words(curves, fit.predict(target), carried)
+            note += _curves_words(curves, power_law_lr, carried)
         elif slowing_carried is not None:  # both checked on a left-out value: say which won
             said = "the slowing trend" if method == "slowing" else "the power law"
             held = "—" if carried is None else f"{carried:.2f}"
@@ -220,7 +228,7 @@ def transfer_group(
             predicted = curves.best_lr
             low, high = chosen_interval
         else:
-            predicted = fit.predict(target)
+            predicted = power_law_lr
             low, high = fit.interval(target)
         if chosen_carried:  # the interval also holds how far the trend missed itself, carried
             low, high = low / 2**chosen_carried, high * 2**chosen_carried
@@ -228,12 +236,12 @@ def transfer_group(
         entry["prediction"] = {
             "value": target, "best_lr": predicted,
             "interval": [low, high],
-            "held_out_error": carried, "method": method, "power_law_lr": fit.predict(target),
+            "held_out_error": carried, "method": method, "power_law_lr": power_law_lr,
             **(_edge_prediction(points, target) or {"edge_lr": None, "edge_interval": None}),
             "reliable": reliable, "note": note,
         }  # fmt: skip
         if axis == "steps":
-            entry["prediction"].update(_between(fit.predict(target), xs, lrs, target))
+            entry["prediction"].update(_between(power_law_lr, xs, lrs, target))
             entry["prediction"]["slowing"] = slowing
             entry["prediction"]["slowing_held_out_error"] = slowing_carried
             entry["prediction"]["loss_curves"] = None if curves is None else {
@@ -275,12 +283,8 @@ def _longer_worse(usable: list) -> tuple[float, float] | None:
 def _loss_curves(by_value: dict, xs: list, target: int, measured_longest: float):
     """The loss-curve prediction at `target` from the swept horizons' lanes (None where it
     cannot be made: fewer than three horizons, no valley finite at all of them)."""
-    per_horizon = []
     xs = sorted(xs)
-    for v in xs:
-        lanes = [r for r in by_value.get(v, []) if _complete(r, v)]
-        per_horizon.append(([r.lane.learning_rate for r in lanes], [r.lane.seed for r in lanes],
-                            [_final(r) for r in lanes]))  # fmt: skip
+    per_horizon = [_finals(by_value.get(v, []), v)[1] for v in xs]
     return loss_curves(per_horizon, xs, target, measured_longest)
 
 
