@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeps.transfer.points import loss_table, vertex
+from sweeps.transfer.points import draw_in_bracket, loss_table, vertex
 
 WINDOW = 2.9  # LRs within this factor of the longest horizon's lowest loss: the valley
 ALPHAS = np.arange(0.05, 3.0001, 0.05)  # the shared exponent's grid
@@ -131,11 +131,11 @@ def loss_curves(
     for _ in range(DRAWS):
         got = _fit(lrs, table[:, :, rng.integers(0, n_seeds, n_seeds)].mean(axis=2), h, target)
         if got is not None:  # and where in its bracket the minimum may be, as points.py draws
-            v, grid = math.log(got[0]), np.log(got[3])
-            below, above = grid[grid < v], grid[grid > v]
-            lo = 0.5 * (below.max() - v) if below.size else 0.0
-            hi = 0.5 * (above.min() - v) if above.size else 0.0
-            draws.append(v + rng.uniform(lo, hi))
+            lr, fitted = got[0], got[3]
+            below, above = fitted[fitted < lr], fitted[fitted > lr]
+            low = below.max() if below.size else lr
+            high = above.min() if above.size else lr
+            draws.append(math.log(draw_in_bracket(rng, lr, low, high)))
     interval = None
     if 2 * len(draws) > DRAWS:
         lo, hi = np.percentile(draws, [2.5, 97.5])

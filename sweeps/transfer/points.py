@@ -58,6 +58,14 @@ def vertex(grid: np.ndarray, curve: np.ndarray) -> tuple[int, float, str]:
     return i, float(grid[i]), "grid"
 
 
+def draw_in_bracket(rng: np.random.Generator, lr: float, low: float, high: float) -> float:
+    """One draw, uniform in log LR, over the middle half of the bracket [low, high] around
+    `lr` (where the true minimum may be, given what was tested)."""
+    lo = 0.5 * math.log(min(low, lr) / lr)
+    hi = 0.5 * math.log(max(high, lr) / lr)
+    return lr * math.exp(rng.uniform(lo, hi))
+
+
 def best_lr(lrs, seeds, losses, *, draws: int = 400, seed: int = 0) -> BestLR | None:
     """The best LR of one swept value (None when no LR trained without failing)."""
     grid, table = loss_table(lrs, seeds, losses)
@@ -73,9 +81,7 @@ def best_lr(lrs, seeds, losses, *, draws: int = 400, seed: int = 0) -> BestLR | 
         cols = rng.integers(0, n_seeds, n_seeds)
         resampled = table[:, cols].mean(axis=1)
         _, v, _ = vertex(grid, resampled) if np.isfinite(resampled).any() else (0, best, "")
-        lo = 0.5 * math.log(min(bracket[0], v) / v)
-        hi = 0.5 * math.log(max(bracket[1], v) / v)
-        out[b] = v * math.exp(rng.uniform(lo, hi))
+        out[b] = draw_in_bracket(rng, v, *bracket)
     return BestLR(best, float(grid[i]), bracket, method, float(curve[i]),
                   i in (0, len(grid) - 1), out)  # fmt: skip
 
