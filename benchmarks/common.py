@@ -79,3 +79,14 @@ def train_once(structure: Any, data: Any, lrs: np.ndarray, seed: int = 0, thread
         last = point
     wall, cpu = clock.stop()
     return wall, cpu, timing, last
+
+
+# the transfer benchmarks' LR grids (transfer.py, horizon_ladder.py): two per octave, a step of
+# 1.41x, the parabola through the best and its neighbours doing the rest
+TRANSFER_LR_RANGES = {"adam": (1e-4, 1e-1), "sgd": (1e-2, 10.0)}
+
+
+def transfer_lr_grid(optimizer: str, per_octave: int = 2) -> dict[str, float]:
+    """The spec's `search.learning_rate` for `optimizer` in the transfer benchmarks."""
+    lo, hi = TRANSFER_LR_RANGES[optimizer]
+    return {"min": lo, "max": hi, "num": int(round(np.log2(hi / lo) * per_octave)) + 1}

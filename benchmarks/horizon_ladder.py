@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,13 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import transfer_lr_grid  # noqa: E402
 from sweeps.core.schedules import HORIZON  # noqa: E402
 from sweeps.exec.inline import train_inline  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
 from sweeps.transfer.analysis import epochs_text, transfer_group  # noqa: E402
 
-LR_RANGES = {"adam": (1e-4, 1e-1), "sgd": (1e-2, 10.0)}
 LADDER = [50, 100, 200, 400, 800, 1600, 3200, 6400]
 SPLITS = [  # swept horizons, target (8x the longest)
     ([50, 100, 200, 400], 3200),
@@ -50,7 +49,6 @@ ROWS = {"teacher": 60_000, "teacher_big": 250_000}
 
 
 def ladder_spec(dataset: str, optimizer: str, seeds: list[int], quick: bool, schedule: str):
-    lo, hi = LR_RANGES[optimizer]
     ladder = [10, 20, 40, 80, 160] if quick else LADDER
     data = {"name": "digits"} if dataset == "digits" else {
         "name": "teacher", "n_samples": 1000 if quick else ROWS[dataset]}  # fmt: skip
@@ -61,7 +59,7 @@ def ladder_spec(dataset: str, optimizer: str, seeds: list[int], quick: bool, sch
         "loss": "cross_entropy",
         "train": {"batch_size": 32, "eval_every": 10 if quick else 50, "seeds": seeds},
         "search": {
-            "learning_rate": {"min": lo, "max": hi, "num": int(round(math.log2(hi / lo) * 2)) + 1},
+            "learning_rate": transfer_lr_grid(optimizer),
             "optimizer": [optimizer],
             "schedule": [schedule],
         },

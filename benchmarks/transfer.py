@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import transfer_lr_grid  # noqa: E402
 from sweeps.exec.inline import train_inline  # noqa: E402
 from sweeps.pipeline import load_sweep_data  # noqa: E402
 from sweeps.spec import parse_spec  # noqa: E402
@@ -51,9 +51,6 @@ from sweeps.transfer.analysis import transfer_section  # noqa: E402
 from sweeps.transfer.noise import noise_scale_at_best_lr  # noqa: E402
 from sweeps.verdict.analysis import analyze_for  # noqa: E402
 from sweeps.verdict.report import lane_steps  # noqa: E402
-
-LR_RANGES = {"adam": (1e-4, 1e-1), "sgd": (1e-2, 10.0)}
-PER_OCTAVE = 2  # grid LRs per factor of 2 (a step of 1.41x); the parabola does the rest
 
 
 def case(
@@ -71,8 +68,6 @@ def case(
         if horizons:  # --horizons: the swept widths here
             values, target = sorted(horizons), 4 * max(horizons)
         train = {"batch_size": 32, "steps": 100 if quick else 400}
-    lo, hi = LR_RANGES[optimizer]
-    num = int(round(math.log2(hi / lo) * PER_OCTAVE)) + 1
     rows = {"teacher": 60_000, "teacher_big": 250_000}.get(dataset, 0)
     data = {"name": "teacher", "n_samples": 600 if quick else rows}
     model = {"name": "mlp", "hidden": [64, 64]}
@@ -92,7 +87,7 @@ def case(
         "loss": "cross_entropy",
         "train": {**train, "eval_every": 50, "seeds": seeds},
         "search": {
-            "learning_rate": {"min": lo, "max": hi, "num": num},
+            "learning_rate": transfer_lr_grid(optimizer),
             "optimizer": [optimizer],
             "schedule": ["cosine"],
         },
